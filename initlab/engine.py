@@ -1,0 +1,362 @@
+"""The training engine: many independent models of one architecture trained in one batched computation.
+
+Why: a LeNet-5 step at batch 32 is tiny, so the textbook loop spends its time in per-op overhead and a
+per-sample DataLoader. Here the data is one in-memory tensor, and a *stack* of S seeds x I members
+(e.g. 3 seeds x 5 inits) is trained at once with ``torch.func.vmap`` over stacked parameters: the inner
+vmap shares each seed's batch between its members (C1 becomes one wider convolution), the outer one
+gives every seed its own data order. The loss is the sum of the per-model mean losses, so each model's
+gradient is exactly its own, and Adam is element-wise, so one optimizer over the stacked tensors does
+exactly what M separate optimizers would. ``train_reference`` is the plain one-model loop the engine is
+tested against, step for step.
+
+A model whose loss turns non-finite is marked diverged at the next record point; its loss is masked
+out of the sum from then on and the others carry on untouched.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.func import functional_call, vmap
+
+from . import record as rec
+
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # pixel mean/std of the MNIST training set, in [0, 1] units
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters of one training run. Defaults are the lab's: Adam, lr 1e-3, batch 32, 1 epoch."""
+    epochs: int = 1                 # full passes over the training images
+    lr: float = 1e-3                # peak learning rate (the constant one unless a schedule is set)
+    batch_size: int = 32            # images per step
+    optimizer: str = "adam"         # adam | adamw | sgd (sgd uses Nesterov momentum 0.9)
+    weight_decay: float = 0.0       # L2 (adam, sgd) or decoupled (adamw) decay
+    schedule: str = "constant"      # constant | onecycle (linear warm-up to lr, then cosine to ~0)
+    warmup: float = 0.2             # onecycle: fraction of the steps spent warming up
+    label_smoothing: float = 0.0    # cross-entropy target smoothing
+    normalize: bool = False         # standardize pixels with the MNIST mean/std instead of [0, 1]
+    train_size: Optional[int] = None  # train on the first N images of a seeded shuffle (None = all)
+    record_every: int = 50          # steps between record points (curves, layer statistics)
+    hist_every: int = 250           # steps between weight histograms (plus the first and last step)
+    heldout_size: int = 1000        # held-out images for the accuracy curve
+    probe_size: int = 256           # of those, images used for activation statistics
+    record: bool = True             # False: only final metrics (used to measure recording overhead)
+
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "onecycle")
+
+
+@dataclass
+class TrainData:
+    """Float images (N, 1, 28, 28) and int64 labels, already on the training device."""
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_heldout: torch.Tensor
+    y_heldout: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+
+
+def to_float_images(images: torch.Tensor, normalize: bool, device) -> torch.Tensor:
+    """uint8 (N, 28, 28) -> float (N, 1, 28, 28) in [0, 1], or standardized with the MNIST mean/std."""
+    x = images.to(device=device, dtype=torch.float32).div_(255.0).unsqueeze(1)
+    if normalize:
+        x = x.sub_(MNIST_MEAN).div_(MNIST_STD)
+    return x
+
+
+def prepare(train_images, train_labels, test_images, test_labels, cfg: TrainConfig,
+            device="cpu") -> TrainData:
+    """Move a dataset to ``device`` as floats. The held-out curve set is the first ``heldout_size``
+    images of the test split; the final accuracy is measured on the whole test split."""
+    x_test = to_float_images(test_images, cfg.normalize, device)
+    y_test = test_labels.to(device=device, dtype=torch.long)
+    return TrainData(
+        x_train=to_float_images(train_images, cfg.normalize, device),
+        y_train=train_labels.to(device=device, dtype=torch.long),
+        x_heldout=x_test[: cfg.heldout_size], y_heldout=y_test[: cfg.heldout_size],
+        x_test=x_test, y_test=y_test,
+    )
+
+
+SUBSET_SEED = 0  # the --train-size subset is the same images for every seed, so seeds vary order only
+
+
+def data_order(n_train: int, seed: int, epochs: int, train_size: Optional[int] = None) -> torch.Tensor:
+    """Indices of the training images in the order one run sees them: each epoch a fresh permutation
+    drawn from ``seed``, of the first ``train_size`` images of a fixed shuffle. Every init trained with
+    the same seed sees the same order (a controlled comparison)."""
+    pool = torch.arange(n_train)
+    if train_size is not None:
+        g = torch.Generator().manual_seed(SUBSET_SEED)
+        pool = torch.randperm(n_train, generator=g)[:train_size]
+    g = torch.Generator().manual_seed(seed)
+    return torch.cat([pool[torch.randperm(len(pool), generator=g)] for _ in range(epochs)])
+
+
+def steps_for(n_images: int, cfg: TrainConfig) -> int:
+    return math.ceil(n_images / cfg.batch_size) * cfg.epochs
+
+
+def make_optimizer(params: Sequence[torch.Tensor], cfg: TrainConfig, total_steps: int):
+    """Optimizer and per-step LR scheduler (or None). Shared by the engine and the reference loop."""
+    if cfg.optimizer == "adam":
+        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    elif cfg.optimizer == "adamw":
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    elif cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True,
+                              weight_decay=cfg.weight_decay)
+    else:
+        raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose from: {', '.join(OPTIMIZERS)}")
+    if cfg.schedule == "constant":
+        return opt, None
+    if cfg.schedule == "onecycle":
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=cfg.lr, total_steps=total_steps, pct_start=cfg.warmup,
+            anneal_strategy="cos", cycle_momentum=False, div_factor=25.0, final_div_factor=1e3)
+        return opt, sched
+    raise ValueError(f"unknown schedule {cfg.schedule!r}; choose from: {', '.join(SCHEDULES)}")
+
+
+# --------------------------------------------------------------------------------------------------
+# The reference: one model, the plain loop. Tests compare the engine against it step for step.
+# --------------------------------------------------------------------------------------------------
+
+def train_reference(model: nn.Module, data: TrainData, order: torch.Tensor, cfg: TrainConfig,
+                    max_steps: Optional[int] = None) -> List[float]:
+    """Train one model the plain way on the batches given by ``order``; returns the loss of each step."""
+    total = math.ceil(len(order) / cfg.batch_size)
+    opt, sched = make_optimizer(list(model.parameters()), cfg, total)
+    losses = []
+    for step in range(total if max_steps is None else min(total, max_steps)):
+        idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+        loss = F.cross_entropy(model(data.x_train[idx]), data.y_train[idx],
+                               label_smoothing=cfg.label_smoothing)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if sched is not None:
+            sched.step()
+        losses.append(loss.item())
+    return losses
+
+
+# --------------------------------------------------------------------------------------------------
+# The stack.
+# --------------------------------------------------------------------------------------------------
+
+@dataclass
+class StackResult:
+    """Final metrics per model as (S, I) tensors, the per-step losses, and the records."""
+    test_acc: torch.Tensor
+    test_loss: torch.Tensor
+    diverged_step: torch.Tensor        # -1 where the run did not diverge
+    steps: int
+    wall_seconds: float
+    step_losses: torch.Tensor          # (steps, S, I)
+    records: rec.Records = field(default_factory=rec.Records)
+    interrupted: bool = False
+
+
+class Stack:
+    """S x I models of one architecture as stacked parameters and one vmapped forward."""
+
+    def __init__(self, models: List[List[nn.Module]], device) -> None:
+        self.S, self.I = len(models), len(models[0])
+        if any(len(row) != self.I for row in models):
+            raise ValueError("a stack needs the same number of members for every seed")
+        first = models[0][0]
+        self.template = copy.deepcopy(first).to("meta")
+        self.buffers = {k: v.to(device) for k, v in first.named_buffers()}
+        self.params: Dict[str, torch.Tensor] = {}
+        for name, _ in first.named_parameters():
+            stacked = torch.stack([torch.stack([dict(m.named_parameters())[name].detach()
+                                                for m in row]) for row in models])
+            self.params[name] = stacked.to(device).contiguous().requires_grad_()
+        self.act = getattr(first, "act", None)
+
+        def one(p, x, return_activations=False):
+            return functional_call(self.template, (p, self.buffers), (x,),
+                                   {"return_activations": return_activations})
+
+        # inner: members share a seed's batch; outer: every seed has its own batch
+        self._train_fn = vmap(vmap(one, in_dims=(0, None)), in_dims=(0, 0))
+        self._shared_fn = vmap(vmap(one, in_dims=(0, None)), in_dims=(0, None))
+        self._shared_acts_fn = vmap(vmap(lambda p, x: one(p, x, True), in_dims=(0, None)),
+                                    in_dims=(0, None))
+
+    def forward(self, xb: torch.Tensor) -> torch.Tensor:
+        """xb (S, B, 1, 28, 28) -> logits (S, I, B, 10)."""
+        return self._train_fn(self.params, xb)
+
+    @torch.no_grad()
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor, chunk: int = 1000):
+        """Accuracy and mean loss of every model on the same images: two (S, I) tensors."""
+        correct = torch.zeros(self.S, self.I, device=x.device)
+        loss = torch.zeros(self.S, self.I, device=x.device)
+        for start in range(0, len(x), chunk):
+            logits = self._shared_fn(self.params, x[start:start + chunk])       # (S, I, n, 10)
+            yb = y[start:start + chunk]
+            correct += (logits.argmax(-1) == yb).sum(-1)
+            loss += F.cross_entropy(logits.flatten(0, 2), yb.repeat(self.S * self.I),
+                                    reduction="none").view(self.S, self.I, -1).sum(-1)
+        return correct / len(x), loss / len(x)
+
+    @torch.no_grad()
+    def activations(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """{layer: (S, I, n, *features)} post-activation outputs on the same images for every model."""
+        return self._shared_acts_fn(self.params, x)[1]
+
+    def write_back(self, models: List[List[nn.Module]]) -> None:
+        """Copy the trained weights into the original ``nn.Module`` objects."""
+        with torch.no_grad():
+            for s, row in enumerate(models):
+                for i, m in enumerate(row):
+                    for name, p in m.named_parameters():
+                        p.copy_(self.params[name][s, i].to(p.device))
+
+
+def _layer_names(stack: Stack) -> List[str]:
+    return [n[: -len(".weight")] for n in stack.params if n.endswith(".weight")]
+
+
+def _record_layers(stack: Stack, step: int, acts: Dict[str, torch.Tensor], ranges, hist: bool,
+                   records: rec.Records) -> None:
+    rectifier = bool(stack.act is not None and stack.act.rectifier)
+    for layer in _layer_names(stack):
+        w = stack.params[layer + ".weight"]
+        b = stack.params.get(layer + ".bias")
+        values = rec.layer_weight_stats(w)
+        values["grad_norm"] = rec.grad_norm(w.grad, w)   # filled at the step's backward; see below
+        values["distinct_units"] = rec.distinct_units(w, b)
+        act_key = layer.split(".")[-1]
+        if act_key in acts:
+            values.update(rec.activation_stats(acts[act_key], rectifier and act_key != "output"))
+        records.layers.extend(rec.per_run_rows(step, values, layer=layer))
+        if hist:
+            counts = rec.histograms(w, ranges[layer])
+            lims = ranges[layer].reshape(-1).tolist()
+            for r in range(stack.S * stack.I):
+                lim = lims[r]
+                width = 2 * lim / rec.HIST_BINS
+                for k, c in enumerate(counts.reshape(-1, rec.HIST_BINS)[r].tolist()):
+                    records.hists.append({"run": r, "step": step, "layer": layer,
+                                          "bin_left": -lim + k * width,
+                                          "bin_right": -lim + (k + 1) * width, "count": c})
+
+
+def train_stack(models: List[List[nn.Module]], seeds: Sequence[int], data: TrainData,
+                cfg: TrainConfig, progress: Optional[Callable[[int], None]] = None) -> StackResult:
+    """Train ``models[s][i]`` (all of one architecture, already initialized) on the data order of
+    ``seeds[s]``; write the trained weights back into them and return metrics and records.
+
+    ``progress(n)`` is called with the number of steps just done (for a progress bar). Ctrl-C stops
+    training cleanly: the result is marked ``interrupted`` and holds everything recorded so far.
+    """
+    device = data.x_train.device
+    stack = Stack(models, device)
+    S, I = stack.S, stack.I
+    orders = torch.stack([data_order(len(data.x_train), s, cfg.epochs, cfg.train_size)
+                          for s in seeds]).to(device)                              # (S, n)
+    n_images = orders.shape[1] // cfg.epochs
+    total = steps_for(n_images, cfg)
+    per_epoch = total // cfg.epochs
+    opt, sched = make_optimizer(list(stack.params.values()), cfg, total)
+    records = rec.Records()
+    ranges = {layer: torch.tensor([[rec.histogram_range(stack.params[layer + ".weight"][s, i])
+                                    for i in range(I)] for s in range(S)])
+              for layer in _layer_names(stack)}
+    alive = torch.ones(S, I, dtype=torch.bool, device=device)
+    diverged_step = torch.full((S, I), -1, dtype=torch.long)
+    run_loss = torch.zeros(S, I, device=device)
+    run_correct = torch.zeros(S, I, device=device)
+    run_seen = 0
+    step_losses = torch.zeros(total, S, I)
+    pending = None   # a record point waiting for this step's gradients
+    interrupted = False
+    t0 = time.perf_counter()
+    step = 0
+    try:
+        for step in range(total):
+            is_record = cfg.record and (step % cfg.record_every == 0)
+            if is_record:
+                pending = _snapshot(stack, data, cfg, step, run_loss, run_correct, run_seen, records)
+                run_loss.zero_(); run_correct.zero_(); run_seen = 0
+            e, k = divmod(step, per_epoch)
+            start = e * n_images + k * cfg.batch_size
+            idx = orders[:, start:min(start + cfg.batch_size, (e + 1) * n_images)]     # (S, B)
+            xb, yb = data.x_train[idx], data.y_train[idx]                             # (S,B,1,28,28)
+            logits = stack.forward(xb)                                                # (S, I, B, 10)
+            B = yb.shape[1]
+            targets = yb[:, None, :].expand(S, I, B)
+            per_model = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                                        reduction="none", label_smoothing=cfg.label_smoothing)
+            per_model = per_model.view(S, I, B).mean(-1)                              # (S, I)
+            loss = torch.where(alive, per_model, torch.zeros_like(per_model)).sum()
+            opt.zero_grad(set_to_none=False)
+            loss.backward()
+            if pending is not None:
+                hist = step % cfg.hist_every == 0
+                _record_layers(stack, step, pending, ranges, hist, records)
+                pending = None
+            opt.step()
+            if sched is not None:
+                sched.step()
+            with torch.no_grad():
+                pm = per_model.detach()
+                step_losses[step] = pm.cpu() if device.type == "cpu" else pm.to("cpu", non_blocking=True)
+                run_loss += pm
+                run_correct += (logits.detach().argmax(-1) == targets).float().mean(-1)
+                run_seen += 1
+                if is_record or step == total - 1:
+                    bad = alive & ~torch.isfinite(pm)
+                    if bad.any():
+                        diverged_step[bad.cpu()] = step
+                        alive &= ~bad
+            if progress is not None:
+                progress(1)
+    except KeyboardInterrupt:
+        interrupted = True
+    wall = time.perf_counter() - t0
+    steps_done = step + 1 if not interrupted else step
+    # non-finite losses between record points: find the first one per model
+    finite = torch.isfinite(step_losses[:steps_done])
+    for s in range(S):
+        for i in range(I):
+            if diverged_step[s, i] < 0 and not bool(finite[:, s, i].all()):
+                diverged_step[s, i] = int((~finite[:, s, i]).nonzero()[0, 0])
+    if cfg.record and not interrupted:
+        opt.zero_grad(set_to_none=True)
+        acts = _snapshot(stack, data, cfg, total, run_loss, run_correct, run_seen, records)
+        _record_layers(stack, total, acts, ranges, True, records)
+    test_acc, test_loss = stack.evaluate(data.x_test, data.y_test)
+    stack.write_back(models)
+    return StackResult(test_acc=test_acc.cpu(), test_loss=test_loss.cpu(),
+                       diverged_step=diverged_step, steps=steps_done, wall_seconds=wall,
+                       step_losses=step_losses[:steps_done], records=records,
+                       interrupted=interrupted)
+
+
+def _snapshot(stack: Stack, data: TrainData, cfg: TrainConfig, step: int, run_loss, run_correct,
+              run_seen: int, records: rec.Records) -> Dict[str, torch.Tensor]:
+    """Curve point at ``step`` (held-out accuracy/loss, running train loss/accuracy since the last
+    point) and the probe activations, returned for the layer record that follows the backward."""
+    acc, loss = stack.evaluate(data.x_heldout, data.y_heldout)
+    values = {"heldout_acc": acc, "heldout_loss": loss}
+    if run_seen:
+        values["train_loss"] = run_loss / run_seen
+        values["train_acc"] = run_correct / run_seen
+    else:
+        nan = torch.full_like(acc, math.nan)
+        values["train_loss"], values["train_acc"] = nan, nan
+    records.curves.extend(rec.per_run_rows(step, values))
+    return stack.activations(data.x_heldout[: cfg.probe_size])

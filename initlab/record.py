@@ -1,0 +1,106 @@
+"""What a training run leaves behind: tidy rows of curves, per-layer statistics and weight histograms.
+
+All functions take *stacked* tensors whose first two dims are (S seeds, I members) — the layout the
+engine trains in — and reduce everything else, so one call measures every model of a stack at once.
+Rows are plain dicts keyed by ``run`` (the flat index ``s * I + i``); ``initlab.study`` joins them with
+the run table and writes CSV.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Dict, List
+
+import torch
+
+HIST_BINS = 48
+
+
+def layer_weight_stats(w: torch.Tensor) -> Dict[str, torch.Tensor]:
+    """mean / std / min / max of each model's weight, w: (S, I, *shape) -> each (S, I)."""
+    flat = w.detach().flatten(2).float()
+    return {
+        "w_mean": flat.mean(-1),
+        "w_std": flat.std(-1, correction=0),
+        "w_min": flat.amin(-1),
+        "w_max": flat.amax(-1),
+    }
+
+
+def grad_norm(g: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+    """L2 norm of each model's gradient (S, I); NaN where no gradient exists."""
+    if g is None:
+        return torch.full(like.shape[:2], math.nan, device=like.device)
+    return g.detach().flatten(2).float().norm(dim=-1)
+
+
+def distinct_units(w: torch.Tensor, b: torch.Tensor | None, decimals: int = 6) -> torch.Tensor:
+    """How many different units (rows of a Linear weight, filters of a Conv) each model has, counting
+    the bias. All-zero (or any constant) initialization makes every unit of a layer identical, and since
+    identical units get identical gradients they stay identical: this count then stays at 1."""
+    S, I, out = w.shape[:3]
+    rows = w.detach().reshape(S, I, out, -1)
+    if b is not None:
+        rows = torch.cat([rows, b.detach().reshape(S, I, out, 1)], dim=-1)
+    rows = torch.round(rows.float().cpu(), decimals=decimals)
+    counts = torch.empty(S, I)
+    for s in range(S):
+        for i in range(I):
+            counts[s, i] = torch.unique(rows[s, i], dim=0).shape[0]
+    return counts
+
+
+def activation_stats(a: torch.Tensor, rectifier: bool) -> Dict[str, torch.Tensor]:
+    """a: (S, I, P probe images, *features). Mean / std of the outputs and, for rectifiers, the fraction
+    of units (every output feature: channel x position for a conv) that are <= 0 on *every* probe
+    image — a dead ReLU gets no gradient from any of them."""
+    flat = a.detach().flatten(3).float()                  # (S, I, P, F)
+    out = {"act_mean": flat.mean((-1, -2)), "act_std": flat.std((-1, -2), correction=0)}
+    if rectifier:
+        out["dead_frac"] = (flat <= 0).all(dim=2).float().mean(-1)
+    else:
+        out["dead_frac"] = torch.full(flat.shape[:2], math.nan, device=a.device)
+    return out
+
+
+def histogram_range(w0: torch.Tensor) -> float:
+    """The half-width r of the fixed [-r, r] histogram of one model's layer, from its initial weight:
+    1.5x the initial largest magnitude, at least 0.3 (so an all-zero layer still gets bins wide enough
+    to show where training takes it). Weights outside fall into the edge bins; min/max are kept apart."""
+    return max(float(w0.detach().abs().max()), 0.2) * 1.5
+
+
+def histograms(w: torch.Tensor, ranges: torch.Tensor) -> torch.Tensor:
+    """(S, I, HIST_BINS) counts of each model's weights on its own fixed range [-r, r], with values
+    outside clamped into the edge bins."""
+    S, I = w.shape[:2]
+    flat = w.detach().flatten(2).float().cpu()
+    r = ranges.cpu()
+    counts = torch.empty(S, I, HIST_BINS)
+    for s in range(S):
+        for i in range(I):
+            lim = float(r[s, i])
+            counts[s, i] = torch.histc(flat[s, i].clamp(-lim, lim), HIST_BINS, -lim, lim)
+    return counts
+
+
+@dataclass
+class Records:
+    """The rows a stack of runs produces; ``run`` is the flat index s * I + i of the stack."""
+    curves: List[dict] = field(default_factory=list)
+    layers: List[dict] = field(default_factory=list)
+    hists: List[dict] = field(default_factory=list)
+
+    def extend(self, other: "Records", run_offset: int) -> None:
+        for mine, theirs in ((self.curves, other.curves), (self.layers, other.layers),
+                             (self.hists, other.hists)):
+            for row in theirs:
+                mine.append({**row, "run": row["run"] + run_offset})
+
+
+def per_run_rows(step: int, values: Dict[str, torch.Tensor], **extra) -> List[dict]:
+    """Turn {metric: (S, I) tensor} into one row per run: {"run", "step", metric..., extra...}."""
+    first = next(iter(values.values()))
+    S, I = first.shape[:2]
+    cpu = {k: v.detach().float().cpu().reshape(S * I).tolist() for k, v in values.items()}
+    return [{"run": r, "step": step, **extra, **{k: cpu[k][r] for k in cpu}} for r in range(S * I)]
