@@ -43,8 +43,8 @@ class TrainConfig:
     label_smoothing: float = 0.0    # cross-entropy target smoothing
     normalize: bool = False         # standardize pixels with the MNIST mean/std instead of [0, 1]
     train_size: Optional[int] = None  # train on the first N images of a seeded shuffle (None = all)
-    record_every: int = 50          # steps between record points (curves, layer statistics)
-    hist_every: int = 250           # steps between weight histograms (plus the first and last step)
+    record_every: int = 100         # steps between record points; 4x denser over the first 2 intervals
+    hist_every: int = 300           # steps between weight histograms (plus the first and last step)
     heldout_size: int = 1000        # held-out images for the accuracy curve
     probe_size: int = 256           # of those, images used for activation statistics
     record: bool = True             # False: only final metrics (used to measure recording overhead)
@@ -100,6 +100,14 @@ def data_order(n_train: int, seed: int, epochs: int, train_size: Optional[int] =
         pool = torch.randperm(n_train, generator=g)[:train_size]
     g = torch.Generator().manual_seed(seed)
     return torch.cat([pool[torch.randperm(len(pool), generator=g)] for _ in range(epochs)])
+
+
+def record_schedule(total: int, every: int) -> List[int]:
+    """Steps at which to record: every ``every`` steps, and every ``every/4`` over the first two
+    intervals, where curves move fastest (with every=100 and 1,875 steps: 26 points)."""
+    dense = max(1, every // 4)
+    steps = set(range(0, min(total, 2 * every), dense)) | set(range(0, total, every))
+    return sorted(steps)
 
 
 def steps_for(n_images: int, cfg: TrainConfig) -> int:
@@ -199,22 +207,25 @@ class Stack:
         return self._train_fn(self.params, xb)
 
     @torch.no_grad()
-    def evaluate(self, x: torch.Tensor, y: torch.Tensor, chunk: int = 1000):
-        """Accuracy and mean loss of every model on the same images: two (S, I) tensors."""
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor, probe: int = 0, chunk: int = 64):
+        """Accuracy and mean loss of every model on the same images, two (S, I) tensors, and the
+        post-activation outputs {layer: (S, I, probe, *features)} on the first ``probe`` images.
+        Small chunks keep the S*I-wide intermediates in cache (64 images: ~2.5x faster than 1000)."""
         correct = torch.zeros(self.S, self.I, device=x.device)
         loss = torch.zeros(self.S, self.I, device=x.device)
+        acts: Dict[str, List[torch.Tensor]] = {}
         for start in range(0, len(x), chunk):
-            logits = self._shared_fn(self.params, x[start:start + chunk])       # (S, I, n, 10)
-            yb = y[start:start + chunk]
+            xb, yb = x[start:start + chunk], y[start:start + chunk]
+            if start < probe:
+                logits, a = self._shared_acts_fn(self.params, xb)                   # (S, I, n, 10)
+                for k, v in a.items():
+                    acts.setdefault(k, []).append(v[:, :, : probe - start])
+            else:
+                logits = self._shared_fn(self.params, xb)
             correct += (logits.argmax(-1) == yb).sum(-1)
             loss += F.cross_entropy(logits.flatten(0, 2), yb.repeat(self.S * self.I),
                                     reduction="none").view(self.S, self.I, -1).sum(-1)
-        return correct / len(x), loss / len(x)
-
-    @torch.no_grad()
-    def activations(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """{layer: (S, I, n, *features)} post-activation outputs on the same images for every model."""
-        return self._shared_acts_fn(self.params, x)[1]
+        return correct / len(x), loss / len(x), {k: torch.cat(v, dim=2) for k, v in acts.items()}
 
     def write_back(self, models: List[List[nn.Module]]) -> None:
         """Copy the trained weights into the original ``nn.Module`` objects."""
@@ -285,9 +296,10 @@ def train_stack(models: List[List[nn.Module]], seeds: Sequence[int], data: Train
     interrupted = False
     t0 = time.perf_counter()
     step = 0
+    record_at = set(record_schedule(total, cfg.record_every)) if cfg.record else set()
     try:
         for step in range(total):
-            is_record = cfg.record and (step % cfg.record_every == 0)
+            is_record = step in record_at
             if is_record:
                 pending = _snapshot(stack, data, cfg, step, run_loss, run_correct, run_seen, records)
                 run_loss.zero_(); run_correct.zero_(); run_seen = 0
@@ -338,7 +350,7 @@ def train_stack(models: List[List[nn.Module]], seeds: Sequence[int], data: Train
         opt.zero_grad(set_to_none=True)
         acts = _snapshot(stack, data, cfg, total, run_loss, run_correct, run_seen, records)
         _record_layers(stack, total, acts, ranges, True, records)
-    test_acc, test_loss = stack.evaluate(data.x_test, data.y_test)
+    test_acc, test_loss, _ = stack.evaluate(data.x_test, data.y_test)
     stack.write_back(models)
     return StackResult(test_acc=test_acc.cpu(), test_loss=test_loss.cpu(),
                        diverged_step=diverged_step, steps=steps_done, wall_seconds=wall,
@@ -350,7 +362,7 @@ def _snapshot(stack: Stack, data: TrainData, cfg: TrainConfig, step: int, run_lo
               run_seen: int, records: rec.Records) -> Dict[str, torch.Tensor]:
     """Curve point at ``step`` (held-out accuracy/loss, running train loss/accuracy since the last
     point) and the probe activations, returned for the layer record that follows the backward."""
-    acc, loss = stack.evaluate(data.x_heldout, data.y_heldout)
+    acc, loss, acts = stack.evaluate(data.x_heldout, data.y_heldout, probe=cfg.probe_size)
     values = {"heldout_acc": acc, "heldout_loss": loss}
     if run_seen:
         values["train_loss"] = run_loss / run_seen
@@ -359,4 +371,4 @@ def _snapshot(stack: Stack, data: TrainData, cfg: TrainConfig, step: int, run_lo
         nan = torch.full_like(acc, math.nan)
         values["train_loss"], values["train_acc"] = nan, nan
     records.curves.extend(rec.per_run_rows(step, values))
-    return stack.activations(data.x_heldout[: cfg.probe_size])
+    return acts

@@ -1,0 +1,518 @@
+"""The study report, made from the files a study wrote (and nothing else): plots, a summary table and
+observations computed from the records. ``write_report(DIR)`` can be run again at any time.
+
+Every observation sentence is built from measured numbers and says which ones; change the data and the
+sentences change (tests check that).
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from .study import atomic_write_text, read_csv
+
+LN10 = math.log(10)  # cross-entropy of a uniform guess over 10 classes
+
+
+@dataclass
+class StudyFiles:
+    out: Path
+    config: dict
+    meta: dict
+    runs: List[dict]
+    curves: List[dict]
+    layers: List[dict]
+    hists: List[dict]
+
+    @property
+    def inits(self) -> List[str]:
+        order = self.config.get("inits") or []
+        seen = [r["init"] for r in self.runs]
+        return [i for i in order if i in seen] + sorted(set(seen) - set(order))
+
+
+def load(out: Path) -> StudyFiles:
+    out = Path(out)
+    def table(name):
+        p = out / f"{name}.csv"
+        return read_csv(p) if p.exists() and p.stat().st_size else []
+    return StudyFiles(out, json.loads((out / "config.json").read_text()),
+                      json.loads((out / "meta.json").read_text()) if (out / "meta.json").exists() else {},
+                      table("runs"), table("curves"), table("layers"), table("histograms"))
+
+
+# --------------------------------------------------------------------------------------------------
+# Numbers
+# --------------------------------------------------------------------------------------------------
+
+def _mean(xs: Sequence[float]) -> float:
+    xs = [x for x in xs if x is not None and not (isinstance(x, float) and math.isnan(x))]
+    return statistics.fmean(xs) if xs else math.nan
+
+
+def _std(xs: Sequence[float]) -> float:
+    xs = [x for x in xs if x is not None and not (isinstance(x, float) and math.isnan(x))]
+    return statistics.stdev(xs) if len(xs) > 1 else 0.0
+
+
+def by_init(rows: List[dict]) -> Dict[str, List[dict]]:
+    out: Dict[str, List[dict]] = defaultdict(list)
+    for r in rows:
+        out[r["init"]].append(r)
+    return out
+
+
+def layer_names(f: StudyFiles) -> List[str]:
+    names: List[str] = []
+    for r in f.layers:
+        if r["layer"] not in names:
+            names.append(r["layer"])
+    return names
+
+
+def layer_at(f: StudyFiles, init: str, step: str, key: str) -> Dict[str, float]:
+    """{layer: mean over seeds of ``key``} at the first (``step='first'``) or last record of each run."""
+    rows = [r for r in f.layers if r["init"] == init]
+    if not rows:
+        return {}
+    per_run: Dict[int, List[dict]] = defaultdict(list)
+    for r in rows:
+        per_run[r["run"]].append(r)
+    picked = []
+    for run_rows in per_run.values():
+        target = min(r["step"] for r in run_rows) if step == "first" else max(r["step"] for r in run_rows)
+        picked += [r for r in run_rows if r["step"] == target]
+    out = {}
+    for layer in layer_names(f):
+        out[layer] = _mean([r[key] for r in picked if r["layer"] == layer])
+    return out
+
+
+def layer_max_over_run(f: StudyFiles, init: str, key: str) -> Dict[str, float]:
+    out = {}
+    for layer in layer_names(f):
+        vals = [abs(r[key]) for r in f.layers if r["init"] == init and r["layer"] == layer
+                and r[key] is not None and not math.isnan(r[key])]
+        out[layer] = max(vals) if vals else math.nan
+    return out
+
+
+def summary_rows(f: StudyFiles) -> List[dict]:
+    """One row per init: accuracy mean/std/min over seeds, steps to 90/97 %, initial loss, time."""
+    rows = []
+    for init, runs in by_init(f.runs).items():
+        accs = [r["test_acc"] for r in runs]
+        def steps(key):
+            vals = [r[key] for r in runs]
+            return None if any(v is None for v in vals) else _mean(vals)
+        rows.append({
+            "init": init, "n": len(runs),
+            "acc_mean": _mean(accs), "acc_std": _std(accs), "acc_min": min(accs), "acc_max": max(accs),
+            "steps_to_90": steps("steps_to_90"), "steps_to_97": steps("steps_to_97"),
+            "reached_90": sum(r["steps_to_90"] is not None for r in runs),
+            "reached_97": sum(r["steps_to_97"] is not None for r in runs),
+            "initial_loss": _mean([r["initial_loss"] for r in runs]),
+            "seconds": _mean([r["train_seconds"] for r in runs]),
+            "diverged": sum(bool(r["diverged"]) for r in runs),
+        })
+    order = {name: k for k, name in enumerate(f.inits)}
+    return sorted(rows, key=lambda r: order.get(r["init"], 99))
+
+
+def _pct(x: float, digits: int = 2) -> str:
+    return "n/a" if x is None or math.isnan(x) else f"{100 * x:.{digits}f} %"
+
+
+def _steps(row: dict, key: str) -> str:
+    v, reached = row[key], row["reached_" + key[-2:]]
+    if v is None:
+        return f"never ({reached}/{row['n']} seeds)" if reached else "never"
+    return f"{v:,.0f}"
+
+
+def summary_table(f: StudyFiles) -> Tuple[List[str], List[List[str]]]:
+    head = ["init", "test acc (mean ± std)", "min", "steps to 90 %", "steps to 97 %",
+            "initial loss", "s / model", "diverged"]
+    body = []
+    for r in summary_rows(f):
+        body.append([r["init"], f"{_pct(r['acc_mean'])} ± {100 * r['acc_std']:.2f}",
+                     _pct(r["acc_min"]), _steps(r, "steps_to_90"), _steps(r, "steps_to_97"),
+                     f"{r['initial_loss']:.3g}", f"{r['seconds']:.1f}", f"{r['diverged']}/{r['n']}"])
+    return head, body
+
+
+def text_table(head: List[str], body: List[List[str]]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))
+    return "\n".join([line(head), line(["-" * w for w in widths])] + [line(b) for b in body])
+
+
+# --------------------------------------------------------------------------------------------------
+# Observations: every sentence from the records
+# --------------------------------------------------------------------------------------------------
+
+def _fmt(x: float) -> str:
+    if x is None or math.isnan(x):
+        return "n/a"
+    if x == 0:
+        return "0"
+    return f"{x:.3g}" if abs(x) >= 1e-3 else f"{x:.1e}"
+
+
+def observations(f: StudyFiles) -> Dict[str, List[str]]:
+    """{"speed": [...], "zeros": [...]}: sentences answering the lab's two questions."""
+    summary = {r["init"]: r for r in summary_rows(f)}
+    layers = layer_names(f)
+    hidden = [l for l in layers if l != layers[-1]] if layers else []
+    speed: List[str] = []
+    zeros: List[str] = []
+    if not summary:
+        return {"speed": speed, "zeros": zeros}
+
+    # -- which inits trained fastest
+    reach = sorted(((r["steps_to_97"], name) for name, r in summary.items() if r["steps_to_97"] is not None))
+    never = [name for name, r in summary.items() if r["steps_to_97"] is None]
+    if reach:
+        parts = [f"{name} ({s:,.0f} steps)" for s, name in reach]
+        sentence = "Held-out accuracy reached 97 % fastest with " + ", then ".join(parts)
+        sentence += " (mean over seeds)"
+        if never:
+            sentence += "; " + ", ".join(never) + " never reached 97 % on every seed"
+        speed.append(sentence + ".")
+    best = max(summary.values(), key=lambda r: r["acc_mean"])
+    worst = min(summary.values(), key=lambda r: r["acc_mean"])
+    speed.append(f"Final test accuracy ranges from {_pct(worst['acc_mean'])} ({worst['init']}) to "
+                 f"{_pct(best['acc_mean'])} ({best['init']}, min over {best['n']} seeds "
+                 f"{_pct(best['acc_min'])}).")
+
+    # -- signal scale at init: activation std from the first to the last hidden layer
+    scale = {}
+    for name in summary:
+        stds = layer_at(f, name, "first", "act_std")
+        if hidden and all(not math.isnan(stds.get(l, math.nan)) for l in (hidden[0], hidden[-1])):
+            scale[name] = (stds[hidden[0]], stds[hidden[-1]], stds.get(layers[-1], math.nan))
+    if scale:
+        def kind(first, last):
+            if last == 0 or first == 0:
+                return "dead (all zero)"
+            ratio = last / first
+            return "grows" if ratio > 4 else "shrinks" if ratio < 0.25 else "stays within 4x"
+        parts = [f"{name}: {_fmt(a)} at {hidden[0]} -> {_fmt(b)} at {hidden[-1]} ({kind(a, b)})"
+                 for name, (a, b, _) in scale.items()]
+        speed.append("Activation std on the probe batch at initialization, first to last hidden layer — "
+                     + "; ".join(parts) + ".")
+        logit = {name: v[2] for name, v in scale.items() if not math.isnan(v[2])}
+        loss = {name: r["initial_loss"] for name, r in summary.items()}
+        hi = max(logit, key=logit.get) if logit else None
+        if hi is not None and loss.get(hi, math.nan) > 1.5 * LN10:
+            speed.append(
+                f"{hi} starts with logits of std {_fmt(logit[hi])} and an initial held-out loss of "
+                f"{_fmt(loss[hi])}, {loss[hi] / LN10:.1f}x the {LN10:.3f} of a uniform guess: the "
+                f"network is confidently wrong, its ReLUs saturate no gradient but its softmax does, "
+                f"and Adam spends its first steps shrinking weights instead of learning features.")
+        calm = [name for name, (a, b, _) in scale.items() if kind(a, b) == "stays within 4x"]
+        if calm and reach:
+            fastest = reach[0][1]
+            verdict = "one of them" if fastest in calm else "not one of them"
+            speed.append(
+                f"Inits whose signal stays within 4x from {hidden[0]} to {hidden[-1]}: "
+                f"{', '.join(calm)}; the fastest init to 97 % ({fastest}) is {verdict}. A scale that "
+                f"keeps each layer's output variance near its input's (Var(w) = 2/fan_in for ReLU) lets "
+                f"every layer receive a useful gradient from the first step.")
+    grads = {name: layer_at(f, name, "first", "grad_norm") for name in summary}
+    if hidden and len(grads) > 1:
+        first_layer = hidden[0]
+        vals = {n: g.get(first_layer, math.nan) for n, g in grads.items()}
+        vals = {n: v for n, v in vals.items() if not math.isnan(v)}
+        if vals:
+            parts = [f"{n} {_fmt(v)}" for n, v in sorted(vals.items(), key=lambda kv: -kv[1])]
+            speed.append(f"Gradient norm reaching {first_layer} at step 0: " + ", ".join(parts) + ".")
+
+    # -- why all-zero weights stop learning
+    for name in summary:
+        if not name.startswith("zeros") and not name.startswith("constant"):
+            continue
+        r = summary[name]
+        share = f.meta.get("majority_share", math.nan)
+        label = f.meta.get("majority_label", -1)
+        pinned = not math.isnan(share) and abs(r["acc_mean"] - share) < 0.005
+        s = (f"{name} ended at {_pct(r['acc_min'])}–{_pct(r['acc_max'])} test accuracy over {r['n']} seeds")
+        if pinned:
+            s += (f", which is the share of the most common test digit ({label}: {_pct(share)}): "
+                  f"it predicts that one class for every image")
+        elif not math.isnan(share):
+            s += f" (the most common test digit, {label}, is {_pct(share)} of the test set)"
+        zeros.append(s + ".")
+        wmax = {l: max(abs(v) for v in (layer_at(f, name, "last", "w_min")[l],
+                                         layer_at(f, name, "last", "w_max")[l])) for l in layers}
+        stuck = [l for l in layers if wmax[l] == 0]
+        moved = [l for l in layers if wmax[l] != 0]
+        if stuck:
+            zeros.append(f"After {max(rr['steps'] for rr in by_init(f.runs)[name]):,} steps the weights of "
+                         f"{', '.join(stuck)} are still exactly 0 (largest |w| = 0)"
+                         + (f"; only {', '.join(moved)} moved (largest |w| "
+                            + ", ".join(f"{_fmt(wmax[l])}" for l in moved) + ")" if moved else "") + ".")
+        gmax = layer_max_over_run(f, name, "grad_norm")
+        zero_grad = [l for l in hidden if gmax.get(l) == 0]
+        if zero_grad:
+            zeros.append(f"The gradient norm of {', '.join(zero_grad)} was 0 at every record point: with "
+                         f"all weights 0 every hidden unit outputs ReLU(0) = 0, so each weight's gradient "
+                         f"(its input times the gradient from above) is 0 and Adam has nothing to follow; "
+                         f"the output bias alone learns the class prior.")
+        distinct = layer_at(f, name, "last", "distinct_units")
+        same = [l for l in hidden if distinct.get(l) == 1]
+        if same:
+            zeros.append(f"Distinct units at the end: " + ", ".join(
+                f"{l} {distinct[l]:.0f}" for l in layers) + ". Units that start identical receive "
+                f"identical gradients and stay identical: the symmetry is never broken, so even a "
+                f"nonzero constant would give each layer the capacity of a single unit.")
+    return {"speed": speed, "zeros": zeros}
+
+
+# --------------------------------------------------------------------------------------------------
+# Plots
+# --------------------------------------------------------------------------------------------------
+
+def _colors(inits: List[str]) -> Dict[str, str]:
+    palette = ["#d62728", "#ff7f0e", "#9467bd", "#1f77b4", "#2ca02c", "#8c564b", "#e377c2",
+               "#7f7f7f", "#bcbd22", "#17becf"]
+    return {name: palette[k % len(palette)] for k, name in enumerate(inits)}
+
+
+def _band(f: StudyFiles, key: str):
+    """{init: (steps, mean, lo, hi)} over seeds for a curves.csv column."""
+    out = {}
+    for init, rows in by_init(f.curves).items():
+        per_step: Dict[int, List[float]] = defaultdict(list)
+        for r in rows:
+            if r[key] is not None and not math.isnan(r[key]):
+                per_step[r["step"]].append(r[key])
+        steps = sorted(per_step)
+        out[init] = (steps, [_mean(per_step[s]) for s in steps], [min(per_step[s]) for s in steps],
+                     [max(per_step[s]) for s in steps])
+    return out
+
+
+def plot_curves(f: StudyFiles, path: Path) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colors = _colors(f.inits)
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
+    acc = _band(f, "heldout_acc")
+    loss = _band(f, "train_loss")
+    n_seeds = len({r["seed"] for r in f.runs})
+    for init in f.inits:
+        if init not in acc:
+            continue
+        steps, mean, lo, hi = acc[init]
+        for ax in axes[:2]:
+            ax.plot(steps, mean, color=colors[init], label=init, lw=1.8)
+            ax.fill_between(steps, lo, hi, color=colors[init], alpha=0.2, lw=0)
+        if init in loss and loss[init][0]:
+            s2, m2, l2, h2 = loss[init]
+            axes[2].plot(s2, m2, color=colors[init], label=init, lw=1.8)
+            axes[2].fill_between(s2, l2, h2, color=colors[init], alpha=0.2, lw=0)
+    axes[0].set(title="Held-out accuracy", xlabel="step", ylabel="accuracy", ylim=(0, 1))
+    axes[1].set(title="Held-out accuracy, top end", xlabel="step", ylim=(0.9, 1.0))
+    axes[2].set(title="Training loss (running mean)", xlabel="step", ylabel="cross-entropy", yscale="log")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[0].legend(title=f"init (line: mean, band: min–max of {n_seeds} seeds)", fontsize=8,
+                   title_fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_weight_grid(f: StudyFiles, path: Path, seed: Optional[int] = None) -> Optional[Path]:
+    """Rows: inits. Columns: layers. Each panel overlays the weight histogram at several moments of
+    training, light (start) to dark (end), on the layer's fixed bins."""
+    if not f.hists:
+        return None
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    seed = min(r["seed"] for r in f.hists) if seed is None else seed
+    rows = [r for r in f.hists if r["seed"] == seed]
+    layers = []
+    for r in rows:
+        if r["layer"] not in layers:
+            layers.append(r["layer"])
+    inits = [i for i in f.inits if any(r["init"] == i for r in rows)]
+    steps = sorted({r["step"] for r in rows})
+    fig, axes = plt.subplots(len(inits), len(layers), figsize=(3.1 * len(layers), 2.2 * len(inits)),
+                             squeeze=False)
+    cmap = matplotlib.colormaps["viridis_r"]
+    index: Dict[Tuple[str, str, int], List[dict]] = defaultdict(list)
+    for r in rows:
+        index[(r["init"], r["layer"], r["step"])].append(r)
+    for a, init in enumerate(inits):
+        for b, layer in enumerate(layers):
+            ax = axes[a][b]
+            for k, step in enumerate(steps):
+                bins = index.get((init, layer, step))
+                if not bins:
+                    continue
+                centers = [(x["bin_left"] + x["bin_right"]) / 2 for x in bins]
+                total = sum(x["count"] for x in bins) or 1
+                ax.plot(centers, [x["count"] / total for x in bins], color=cmap(0.15 + 0.85 * k / max(1, len(steps) - 1)),
+                        lw=1.3, label=f"step {step}")
+            ax.set_yscale("log")
+            ax.set_ylim(1e-4, 1.2)
+            ax.tick_params(labelsize=7)
+            if a == 0:
+                ax.set_title(layer, fontsize=10)
+            if b == 0:
+                ax.set_ylabel(f"{init}\nshare of weights", fontsize=8)
+            if a == len(inits) - 1:
+                ax.set_xlabel("weight value", fontsize=8)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 8), fontsize=8,
+               frameon=False)
+    fig.suptitle(f"Weight distributions during training (seed {seed}); light = start, dark = end",
+                 y=1.0 - 0.02, fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def plot_layer_scales(f: StudyFiles, path: Path) -> Optional[Path]:
+    """At init: activation std and gradient norm per layer (log scale), and dead-ReLU fraction over
+    training for the first hidden layer."""
+    if not f.layers:
+        return None
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colors = _colors(f.inits)
+    layers = layer_names(f)
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.4))
+    for init in f.inits:
+        acts = layer_at(f, init, "first", "act_std")
+        grads = layer_at(f, init, "first", "grad_norm")
+        ys = [acts.get(l, math.nan) for l in layers]
+        axes[0].plot(layers, [y if y and y > 0 else math.nan for y in ys], "o-", color=colors[init], label=init)
+        gs = [grads.get(l, math.nan) for l in layers]
+        axes[1].plot(layers, [g if g and g > 0 else math.nan for g in gs], "o-", color=colors[init], label=init)
+        dead = _dead_curve(f, init)
+        if dead[0]:
+            axes[2].plot(dead[0], dead[1], color=colors[init], label=init)
+    axes[0].set(title="Activation std at initialization (probe batch)", yscale="log", ylabel="std")
+    axes[1].set(title="Gradient norm per layer at step 0", yscale="log", ylabel="L2 norm")
+    axes[2].set(title="Dead ReLUs, all hidden layers (mean over seeds)", xlabel="step",
+                ylabel="fraction of units never > 0", ylim=(-0.02, 1.02))
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    axes[0].text(0.01, 0.01, "zero-valued points are not drawn on a log axis", transform=axes[0].transAxes,
+                 fontsize=7, color="gray")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _dead_curve(f: StudyFiles, init: str):
+    per_step: Dict[int, List[float]] = defaultdict(list)
+    layers = layer_names(f)
+    for r in f.layers:
+        if r["init"] == init and r["layer"] != layers[-1] and r.get("dead_frac") is not None \
+                and not math.isnan(r["dead_frac"]):
+            per_step[r["step"]].append(r["dead_frac"])
+    steps = sorted(per_step)
+    return steps, [_mean(per_step[s]) for s in steps]
+
+
+# --------------------------------------------------------------------------------------------------
+# Documents
+# --------------------------------------------------------------------------------------------------
+
+def _md_table(head, body) -> str:
+    return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+                     + ["| " + " | ".join(str(c) for c in row) + " |" for row in body])
+
+
+def _html_table(head, body) -> str:
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    trs = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in body)
+    return f"<table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>"
+
+
+def settings_line(f: StudyFiles) -> str:
+    c, t = f.config, f.config.get("train", {})
+    env = f.meta.get("environment", {})
+    seeds = sorted({r["seed"] for r in f.runs})
+    size = t.get("train_size") or 60000
+    return (f"{c.get('model')} on {c.get('dataset')}, activation {c.get('activation')}, "
+            f"{t.get('optimizer')} lr {t.get('lr')} ({t.get('schedule')}), batch {t.get('batch_size')}, "
+            f"{t.get('epochs')} epoch(s) over {size:,} images; {len(seeds)} seeds ({', '.join(map(str, seeds))}); "
+            f"bias init {c.get('bias_init')}; torch {env.get('torch')}, {env.get('cpu_threads')} CPU threads"
+            + (f", GPU {env['cuda']}" if env.get("cuda") else ""))
+
+
+def make_plots(f: StudyFiles) -> List[Tuple[str, Path]]:
+    plots = [("Accuracy and loss during training", plot_curves(f, f.out / "curves.png"))]
+    grid = plot_weight_grid(f, f.out / "weights.png")
+    if grid:
+        plots.append(("How the weight distributions move", grid))
+    scales = plot_layer_scales(f, f.out / "layer_scales.png")
+    if scales:
+        plots.append(("Signal scale at initialization and dead units", scales))
+    return plots
+
+
+def write_report(out: Path, title: str = "initlab study") -> Path:
+    """Write report.md and a self-contained report.html into ``out``; returns the HTML path."""
+    f = load(out)
+    head, body = summary_table(f)
+    obs = observations(f)
+    plots = make_plots(f)
+    note = " (interrupted: only the runs recorded so far)" if f.meta.get("interrupted") else ""
+    md = [f"# {title}{note}", "", settings_line(f) + ".", "", "## Results", "", _md_table(head, body), ""]
+    md += ["Steps to 90/97 % use the held-out curve (first record point at or above the threshold; "
+           "mean over seeds, 'never' when a seed never got there). 's / model' is each model's share of "
+           "the batched training time.", ""]
+    sections = [("Why do better-scaled initializations train faster?", obs["speed"]),
+                ("Why do all-zero weights stop learning?", obs["zeros"])]
+    for heading, sentences in sections:
+        if sentences:
+            md += [f"## {heading}", ""] + [f"- {s}" for s in sentences] + [""]
+    md += ["## Plots", ""]
+    for caption, p in plots:
+        md += [f"### {caption}", "", f"![{caption}]({p.name})", ""]
+    md += ["## Files", "", "`runs.csv` (one row per run), `curves.csv`, `layers.csv`, `histograms.csv` "
+           "(tidy tables), `config.json` (the resolved configuration), `meta.json` (environment).", ""]
+    atomic_write_text(f.out / "report.md", "\n".join(md))
+
+    parts = [f"<h1>{html.escape(title + note)}</h1>", f"<p>{html.escape(settings_line(f))}.</p>",
+             "<h2>Results</h2>", _html_table(head, body)]
+    for heading, sentences in sections:
+        if sentences:
+            parts.append(f"<h2>{html.escape(heading)}</h2><ul>"
+                         + "".join(f"<li>{html.escape(s)}</li>" for s in sentences) + "</ul>")
+    parts.append("<h2>Plots</h2>")
+    for caption, p in plots:
+        b64 = base64.b64encode(p.read_bytes()).decode()
+        parts.append(f"<h3>{html.escape(caption)}</h3><img alt='{html.escape(caption)}' "
+                     f"src='data:image/png;base64,{b64}'>")
+    style = ("body{font-family:system-ui,sans-serif;max-width:1400px;margin:2em auto;padding:0 1em;"
+             "color:#222}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;"
+             "text-align:right}td:first-child,th:first-child{text-align:left}img{max-width:100%}"
+             "li{margin:.4em 0}")
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")
+    atomic_write_text(f.out / "report.html", page)
+    return f.out / "report.html"

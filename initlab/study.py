@@ -1,0 +1,298 @@
+"""The LAB03-1 study: every init x every seed, trained by the engine, written as tidy tables.
+
+``run_study(cfg)`` builds one model per (seed, init), initializes it from a generator seeded by the run's
+seed, trains all of them as stacks (``cfg.seeds_per_stack`` seeds at a time, all inits of a seed share
+its data order) and returns a ``StudyResult`` whose tables ``write_tables`` saves as CSV. The report is
+made from those files alone (``initlab.report``), so it can be rebuilt at any time.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import platform
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import torch
+
+from . import data as data_mod
+from . import engine, init, models
+from .activations import ACTIVATIONS
+
+LAB_INITS = ("zeros", "uniform", "normal", "xavier", "kaiming")
+
+
+@dataclass
+class StudyConfig:
+    """Everything a study run depends on; written next to its results as ``config.json``."""
+    inits: List[str] = field(default_factory=lambda: list(LAB_INITS))
+    seeds: int = 3                  # seeds 0 .. seeds-1 (each: one data order, one init draw)
+    first_seed: int = 0
+    model: str = "lenet5"
+    activation: str = "relu"
+    pool: str = "avg"               # LeNet-5 subsampling: avg (the paper's) or max
+    c3_table: bool = False          # LeNet-5's partial C3 connections (Table I)
+    bias_init: float = 0.0          # every bias starts at this constant, for every init
+    dataset: str = "mnist"
+    data_dir: Optional[str] = None
+    device: str = "auto"            # auto | cpu | cuda
+    seeds_per_stack: int = 0        # seeds trained together in one batched stack; 0 = all at once
+    train: engine.TrainConfig = field(default_factory=engine.TrainConfig)
+
+    @property
+    def seed_list(self) -> List[int]:
+        return list(range(self.first_seed, self.first_seed + self.seeds))
+
+
+class ConfigError(ValueError):
+    """A bad setting, found before any training starts."""
+
+
+def validate(cfg: StudyConfig) -> None:
+    """Raise ConfigError with a one-line message for the first bad setting."""
+    t = cfg.train
+    if not cfg.inits:
+        raise ConfigError("--inits needs at least one init")
+    for spec in cfg.inits:
+        try:
+            init.parse_spec(spec)
+            name, params = init.parse_spec(spec)
+            init.init_params(name)  # raises for an unknown name
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+    checks = [
+        (cfg.activation in ACTIVATIONS,
+         f"unknown activation {cfg.activation!r}; choose from: {', '.join(ACTIVATIONS.names())}"),
+        (cfg.model in models.MODELS,
+         f"unknown model {cfg.model!r}; choose from: {', '.join(models.MODELS.names())}"),
+        (cfg.dataset in data_mod.DATASETS,
+         f"unknown dataset {cfg.dataset!r}; choose from: {', '.join(data_mod.DATASETS.names())}"),
+        (cfg.pool in ("avg", "max"), f"unknown pool {cfg.pool!r}; choose from: avg, max"),
+        (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:"),
+         f"unknown device {cfg.device!r}; choose from: auto, cpu, cuda"),
+        (cfg.seeds >= 1, f"--seeds must be >= 1, got {cfg.seeds}"),
+        (cfg.seeds_per_stack >= 0, f"--seeds-per-stack must be >= 0, got {cfg.seeds_per_stack}"),
+        (math.isfinite(cfg.bias_init), f"--bias-init must be a finite number, got {cfg.bias_init}"),
+        (math.isfinite(t.lr) and t.lr > 0, f"--lr must be > 0, got {t.lr}"),
+        (t.batch_size >= 1, f"--batch-size must be >= 1, got {t.batch_size}"),
+        (t.epochs >= 1, f"--epochs must be >= 1, got {t.epochs}"),
+        (t.train_size is None or t.train_size >= 1, f"--train-size must be >= 1, got {t.train_size}"),
+        (t.record_every >= 1, f"--record-every must be >= 1, got {t.record_every}"),
+        (t.optimizer in engine.OPTIMIZERS,
+         f"unknown optimizer {t.optimizer!r}; choose from: {', '.join(engine.OPTIMIZERS)}"),
+        (t.schedule in engine.SCHEDULES,
+         f"unknown schedule {t.schedule!r}; choose from: {', '.join(engine.SCHEDULES)}"),
+        (0 <= t.label_smoothing < 1, f"--label-smoothing must be in [0, 1), got {t.label_smoothing}"),
+        (t.weight_decay >= 0, f"--weight-decay must be >= 0, got {t.weight_decay}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("--device cuda asked for, but torch sees no CUDA device; use --device cpu")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def init_generator(seed: int) -> torch.Generator:
+    """The generator a run's weights are drawn from: same seed, same draw, whatever the init order."""
+    return torch.Generator().manual_seed(10_000 + seed)
+
+
+def build_initialized(cfg: StudyConfig, spec: str, seed: int) -> torch.nn.Module:
+    model = models.build(cfg.model, **model_options(cfg))
+    init.initialize(model, spec, generator=init_generator(seed), activation=cfg.activation,
+                    bias=cfg.bias_init)
+    return model
+
+
+def model_options(cfg: StudyConfig) -> Dict:
+    if cfg.model == "lenet5":
+        return {"activation": cfg.activation, "pool": cfg.pool, "c3_table": cfg.c3_table}
+    return {"activation": cfg.activation}
+
+
+@dataclass
+class StudyResult:
+    runs: List[dict]
+    curves: List[dict]
+    layers: List[dict]
+    hists: List[dict]
+    interrupted: bool = False
+    majority_share: float = math.nan   # share of the most common test label
+    majority_label: int = -1
+
+
+def steps_to(curve: List[dict], threshold: float) -> Optional[int]:
+    """First recorded step whose held-out accuracy reaches ``threshold`` (None if never)."""
+    for row in curve:
+        if row["heldout_acc"] >= threshold:
+            return row["step"]
+    return None
+
+
+def run_study(cfg: StudyConfig, dataset=None, progress=True) -> StudyResult:
+    """Train every (seed, init) of ``cfg``; Ctrl-C keeps every finished stack and what the interrupted
+    one recorded so far."""
+    from tqdm import tqdm
+
+    validate(cfg)
+    device = resolve_device(cfg.device)
+    ds = dataset if dataset is not None else data_mod.load_dataset(cfg.dataset, cfg.data_dir)
+    data = engine.prepare(ds.train_images, ds.train_labels, ds.test_images, ds.test_labels,
+                          cfg.train, device)
+    counts = torch.bincount(ds.test_labels, minlength=10)
+    seeds = cfg.seed_list
+    per_stack = cfg.seeds_per_stack or len(seeds)
+    chunks = [seeds[i:i + per_stack] for i in range(0, len(seeds), per_stack)]
+    n_images = cfg.train.train_size or len(ds.train_images)
+    steps = engine.steps_for(min(n_images, len(ds.train_images)), cfg.train)
+    result = StudyResult([], [], [], [], majority_share=float(counts.max()) / len(ds.test_labels),
+                         majority_label=int(counts.argmax()))
+    overall = tqdm(total=steps * len(chunks), desc=f"study {len(cfg.inits)} inits x {len(seeds)} seeds",
+                   unit="step", disable=not progress, dynamic_ncols=True, leave=True)
+    for chunk in chunks:
+        stack_models = [[build_initialized(cfg, spec, s) for spec in cfg.inits] for s in chunk]
+        res = engine.train_stack(stack_models, chunk, data, cfg.train, progress=overall.update)
+        _collect(result, cfg, chunk, res)
+        if res.interrupted:
+            result.interrupted = True
+            break
+    overall.close()
+    return result
+
+
+def _collect(result: StudyResult, cfg: StudyConfig, chunk: List[int], res: engine.StackResult) -> None:
+    I = len(cfg.inits)
+    offset = len(result.runs)
+    keys = {}
+    for s_idx, seed in enumerate(chunk):
+        for i_idx, spec in enumerate(cfg.inits):
+            keys[s_idx * I + i_idx] = {"init": spec, "seed": seed}
+    for table, rows in (("curves", res.records.curves), ("layers", res.records.layers),
+                        ("hists", res.records.hists)):
+        getattr(result, table).extend({**keys[r["run"]], "run": offset + r["run"],
+                                       **{k: v for k, v in r.items() if k != "run"}} for r in rows)
+    share = res.wall_seconds / (len(chunk) * I)
+    for r, key in keys.items():
+        s_idx, i_idx = divmod(r, I)
+        curve = [c for c in res.records.curves if c["run"] == r]
+        dstep = int(res.diverged_step[s_idx, i_idx])
+        first = curve[0] if curve else {}
+        result.runs.append({
+            "run": offset + r, **key, "activation": cfg.activation, "model": cfg.model,
+            "dataset": cfg.dataset, "bias_init": cfg.bias_init,
+            "test_acc": float(res.test_acc[s_idx, i_idx]),
+            "test_loss": float(res.test_loss[s_idx, i_idx]),
+            "initial_loss": first.get("heldout_loss", math.nan),
+            "steps": res.steps, "steps_to_90": steps_to(curve, 0.90),
+            "steps_to_97": steps_to(curve, 0.97),
+            "train_seconds": share, "stack_seconds": res.wall_seconds, "stack_size": len(chunk) * I,
+            "diverged": dstep >= 0, "diverged_step": dstep if dstep >= 0 else None,
+            "interrupted": res.interrupted,
+        })
+
+
+# --------------------------------------------------------------------------------------------------
+# Files
+# --------------------------------------------------------------------------------------------------
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temp file in the same folder and rename: a reader never sees half a file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def rows_to_csv(rows: List[dict]) -> str:
+    import io
+
+    if not rows:
+        return ""
+    cols: List[str] = []
+    for row in rows:
+        for k in row:
+            if k not in cols:
+                cols.append(k)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    w.writeheader()
+    for row in rows:
+        w.writerow({k: _fmt(row.get(k)) for k in cols})
+    return buf.getvalue()
+
+
+def _fmt(v):
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else repr(round(v, 7))
+    return v
+
+
+def read_csv(path: Path) -> List[dict]:
+    """Read one of initlab's CSV tables back with numbers as numbers ('' -> None)."""
+    with open(path, newline="") as f:
+        return [{k: _parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def _parse(v: str):
+    if v == "":
+        return None
+    if v in ("True", "False"):
+        return v == "True"
+    try:
+        return int(v)
+    except ValueError:
+        pass
+    try:
+        return float(v)
+    except ValueError:
+        return v
+
+
+def environment() -> dict:
+    """Hardware and library versions, stored with every result."""
+    import numpy
+
+    return {
+        "torch": torch.__version__, "numpy": numpy.__version__,
+        "python": platform.python_version(), "platform": platform.platform(),
+        "cpu_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def config_dict(cfg: StudyConfig) -> dict:
+    d = asdict(cfg)
+    d["seed_list"] = cfg.seed_list
+    return d
+
+
+def write_tables(out: Path, cfg: StudyConfig, result: StudyResult, extra: Optional[dict] = None) -> None:
+    """config.json, runs.csv, curves.csv, layers.csv, histograms.csv, meta.json — each atomically."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.json", json.dumps(config_dict(cfg), indent=2) + "\n")
+    meta = {"environment": environment(), "interrupted": result.interrupted,
+            "majority_share": result.majority_share, "majority_label": result.majority_label,
+            **(extra or {})}
+    atomic_write_text(out / "meta.json", json.dumps(meta, indent=2) + "\n")
+    for name, rows in (("curves", result.curves), ("layers", result.layers),
+                       ("histograms", result.hists), ("runs", result.runs)):
+        atomic_write_text(out / f"{name}.csv", rows_to_csv(rows))
