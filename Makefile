@@ -1,0 +1,33 @@
+# initlab: `make study` and `make test` each work on a fresh machine (they create .venv when missing).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+ARGS   ?=
+
+.PHONY: study test install data bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch is pinned in pyproject.toml (==2.13.0): an unpinned torch would pull a multi-GB CUDA build
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	-@bash scripts/install-system-data.sh
+	touch $(STAMP)
+
+install: $(STAMP)
+
+data: $(STAMP)
+	$(BIN)/initlab data fetch mnist
+
+study: data
+	$(BIN)/initlab study $(ARGS)
+
+test: data
+	$(BIN)/python -m pytest -q $(ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/engine_speed.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache
