@@ -21,6 +21,13 @@ class UsageError(Exception):
     """A one-line problem with what the user asked for (exit code 2)."""
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line on stderr (and exit 2), like every other error."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"initlab: error: {message} (see '{self.prog} --help')\n")
+
+
 # --------------------------------------------------------------------------------------------------
 # Study options: one table feeds argparse, the TOML config and the dataclasses
 # --------------------------------------------------------------------------------------------------
@@ -70,9 +77,10 @@ def add_study_flags(p: argparse.ArgumentParser) -> None:
                            metavar="NAME")
         elif typ == "bool":
             p.add_argument(flag, dest=dest, nargs="?", const=True, type=_bool,
-                           default=argparse.SUPPRESS, help=help_)
+                           default=argparse.SUPPRESS, help=help_, metavar="BOOL")
         else:
-            p.add_argument(flag, dest=dest, type=typ, default=argparse.SUPPRESS, help=help_)
+            p.add_argument(flag, dest=dest, type=typ, default=argparse.SUPPRESS, help=help_,
+                           metavar=flag[2:].upper().replace("-", "_"))
     p.add_argument("--config", type=Path, help="TOML file of the same settings (flag names with _ "
                    "for -); flags given on the command line win")
     p.add_argument("--out", type=Path, help="output folder (default runs/<timestamp>-<command>)")
@@ -243,7 +251,7 @@ def cmd_inits(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="initlab",
         description="A laboratory for weight initialization: train networks under different "
                     "initializations and report, from the measurements, what the init changed.")
@@ -280,7 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:          # --help, --version, or a bad argument (already reported)
+        return int(e.code or 0)
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE

@@ -38,7 +38,7 @@ class TrainConfig:
     batch_size: int = 32            # images per step
     optimizer: str = "adam"         # adam | adamw | sgd (sgd uses Nesterov momentum 0.9)
     weight_decay: float = 0.0       # L2 (adam, sgd) or decoupled (adamw) decay
-    schedule: str = "constant"      # constant | onecycle (linear warm-up to lr, then cosine to ~0)
+    schedule: str = "constant"      # constant | onecycle (cosine warm-up from lr/25 to lr, cosine down to lr/25e3)
     warmup: float = 0.2             # onecycle: fraction of the steps spent warming up
     label_smoothing: float = 0.0    # cross-entropy target smoothing
     normalize: bool = False         # standardize pixels with the MNIST mean/std instead of [0, 1]
@@ -104,7 +104,7 @@ def data_order(n_train: int, seed: int, epochs: int, train_size: Optional[int] =
 
 def record_schedule(total: int, every: int) -> List[int]:
     """Steps at which to record: every ``every`` steps, and every ``every/4`` over the first two
-    intervals, where curves move fastest (with every=100 and 1,875 steps: 26 points)."""
+    intervals, where curves move fastest (every=100, 1,875 steps: 25 points, plus the final one)."""
     dense = max(1, every // 4)
     steps = set(range(0, min(total, 2 * every), dense)) | set(range(0, total, every))
     return sorted(steps)

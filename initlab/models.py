@@ -126,3 +126,58 @@ def summary(model: nn.Module, input_shape=(1, 1, 28, 28)) -> str:
 
 def build(name: str, **options) -> nn.Module:
     return MODELS.get(name)(**options)
+
+
+# --------------------------------------------------------------------------------------------------
+# A plain deep net (issue 5): for signal-propagation probes and as the DBN's fine-tuned network.
+# --------------------------------------------------------------------------------------------------
+
+class MLP(nn.Module):
+    """A plain net: ``depth`` hidden layers of ``width`` units, each followed by the activation, then a
+    linear output layer — no normalization, no skip connections, so nothing but the initialization
+    sets the scale of the signal (the setting of Glorot & Bengio 2010 and He et al. 2015)::
+
+        input 1@28x28 -> flatten 784
+        fc1 linear width -> act -> ... -> fc{depth} linear width -> act      (N, width)
+        output linear 10 (logits)
+
+    ``conv=True`` swaps every hidden layer for a 3x3 convolution with ``width`` channels and
+    padding 1, so the 28x28 map keeps its size (``conv1`` ... ``conv{depth}``: (N, width, 28, 28)),
+    and the output layer reads the flattened map (width * 784 features): every weight layer is then
+    a plain ``y = W x + b`` whose variance the fan formula predicts (a global pooling would not be).
+
+    ``activation`` is a registered name or an :class:`~initlab.activations.Activation` (so a probe can
+    pass the identity). The default 784-500-500-10 (``width=500, depth=2``) is the DBN of Hinton,
+    Osindero & Teh (2006) without its 2000-unit top layer.
+    """
+
+    def __init__(self, activation="relu", width: int = 500, depth: int = 2, conv: bool = False,
+                 in_shape: Tuple[int, int, int] = (1, 28, 28), classes: int = 10) -> None:
+        super().__init__()
+        if width < 1 or depth < 1:
+            raise ValueError(f"mlp needs width >= 1 and depth >= 1; got width={width}, depth={depth}")
+        self.act = activation if isinstance(activation, activations.Activation) else activations.get(activation)
+        self.activation, self.width, self.depth, self.conv = self.act.name, width, depth, conv
+        c, h, w = in_shape
+        prefix = "conv" if conv else "fc"
+        self.hidden_names = [f"{prefix}{k}" for k in range(1, depth + 1)]
+        fan = c if conv else c * h * w
+        for name in self.hidden_names:
+            self.add_module(name, nn.Conv2d(fan, width, 3, padding=1) if conv else nn.Linear(fan, width))
+            fan = width
+        self.output = nn.Linear(width * h * w if conv else width, classes)
+
+    def forward(self, x: torch.Tensor, return_activations: bool = False):
+        f = self.act.fn
+        acts: Dict[str, torch.Tensor] = {}
+        if not self.conv:
+            x = x.flatten(1)                                   # (N, 784)
+        for name in self.hidden_names:
+            x = acts[name] = f(getattr(self, name)(x))         # (N, width) or (N, width, 28, 28)
+        logits = acts["output"] = self.output(x.flatten(1))   # (N, 10)
+        return (logits, acts) if return_activations else logits
+
+
+@MODELS.register("mlp")
+def mlp(activation="relu", width: int = 500, depth: int = 2, conv: bool = False) -> MLP:
+    return MLP(activation=activation, width=width, depth=depth, conv=conv)

@@ -65,9 +65,11 @@ def activation_stats(a: torch.Tensor, rectifier: bool) -> Dict[str, torch.Tensor
 
 def histogram_range(w0: torch.Tensor) -> float:
     """The half-width r of the fixed [-r, r] histogram of one model's layer, from its initial weight:
-    1.5x the initial largest magnitude, at least 0.3 (so an all-zero layer still gets bins wide enough
+    1.5x the initial largest finite magnitude (at least 0.2) (so an all-zero layer still gets bins wide enough
     to show where training takes it). Weights outside fall into the edge bins; min/max are kept apart."""
-    return max(float(w0.detach().abs().max()), 0.2) * 1.5
+    finite = w0.detach()[torch.isfinite(w0.detach())]
+    biggest = float(finite.abs().max()) if finite.numel() else 0.0
+    return max(biggest, 0.2) * 1.5
 
 
 def histograms(w: torch.Tensor, ranges: torch.Tensor) -> torch.Tensor:
@@ -80,7 +82,8 @@ def histograms(w: torch.Tensor, ranges: torch.Tensor) -> torch.Tensor:
     for s in range(S):
         for i in range(I):
             lim = float(r[s, i])
-            counts[s, i] = torch.histc(flat[s, i].clamp(-lim, lim), HIST_BINS, -lim, lim)
+            values = flat[s, i][torch.isfinite(flat[s, i])]     # a diverged model's NaNs are not counted
+            counts[s, i] = torch.histc(values.clamp(-lim, lim), HIST_BINS, -lim, lim)
     return counts
 
 

@@ -215,8 +215,8 @@ def observations(f: StudyFiles) -> Dict[str, List[str]]:
             speed.append(
                 f"{hi} starts with logits of std {_fmt(logit[hi])} and an initial held-out loss of "
                 f"{_fmt(loss[hi])}, {loss[hi] / LN10:.1f}x the {LN10:.3f} of a uniform guess: the "
-                f"network is confidently wrong, its ReLUs saturate no gradient but its softmax does, "
-                f"and Adam spends its first steps shrinking weights instead of learning features.")
+                f"network is confidently wrong, its softmax saturated, and its first updates go into "
+                f"shrinking the oversized weights rather than into features.")
         calm = [name for name, (a, b, _) in scale.items() if kind(a, b) == "stays within 4x"]
         if calm and reach:
             fastest = reach[0][1]
@@ -378,10 +378,10 @@ def plot_weight_grid(f: StudyFiles, path: Path, seed: Optional[int] = None) -> O
             if a == len(inits) - 1:
                 ax.set_xlabel("weight value", fontsize=8)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 8), fontsize=8,
-               frameon=False)
     fig.suptitle(f"Weight distributions during training (seed {seed}); light = start, dark = end",
-                 y=1.0 - 0.02, fontsize=11)
+                 y=0.995, fontsize=11)
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.975),
+               ncol=min(len(labels), 9), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 0.95))
     fig.savefig(path, dpi=90)
     plt.close(fig)

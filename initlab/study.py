@@ -12,6 +12,7 @@ import json
 import math
 import os
 import platform
+import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -158,7 +159,8 @@ def run_study(cfg: StudyConfig, dataset=None, progress=True) -> StudyResult:
     result = StudyResult([], [], [], [], majority_share=float(counts.max()) / len(ds.test_labels),
                          majority_label=int(counts.argmax()))
     overall = tqdm(total=steps * len(chunks), desc=f"study {len(cfg.inits)} inits x {len(seeds)} seeds",
-                   unit="step", disable=not progress, dynamic_ncols=True, leave=True)
+                   unit="step", disable=not progress, dynamic_ncols=True, leave=True,
+                   mininterval=0.2 if sys.stderr.isatty() else 15.0)
     for chunk in chunks:
         stack_models = [[build_initialized(cfg, spec, s) for spec in cfg.inits] for s in chunk]
         res = engine.train_stack(stack_models, chunk, data, cfg.train, progress=overall.update)

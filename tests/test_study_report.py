@@ -1,0 +1,110 @@
+"""The study on real MNIST (small subsets, plus one full-epoch check), its files and its report."""
+import dataclasses
+import json
+import math
+import re
+
+import pytest
+
+from initlab import data, engine, report, study
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return data.load_dataset("mnist", quiet=True)
+
+
+@pytest.fixture(scope="module")
+def small_study(mnist, tmp_path_factory):
+    cfg = study.StudyConfig(inits=["zeros", "uniform", "kaiming"], seeds=2,
+                            train=engine.TrainConfig(train_size=1600, record_every=20))
+    result = study.run_study(cfg, dataset=mnist, progress=False)
+    out = tmp_path_factory.mktemp("study")
+    study.write_tables(out, cfg, result)
+    report.write_report(out)
+    return out, result
+
+
+def test_study_writes_tidy_tables(small_study):
+    out, result = small_study
+    runs = study.read_csv(out / "runs.csv")
+    assert len(runs) == 6
+    for col in ("init", "seed", "test_acc", "steps", "train_seconds", "diverged"):
+        assert col in runs[0]
+    assert {(r["init"], r["seed"]) for r in runs} == {(i, s) for i in ("zeros", "uniform", "kaiming")
+                                                      for s in (0, 1)}
+    assert all(0 <= r["test_acc"] <= 1 and r["steps"] == 50 for r in runs)
+    curves = study.read_csv(out / "curves.csv")
+    assert {"init", "seed", "step", "heldout_acc", "train_loss"} <= set(curves[0])
+    layers = study.read_csv(out / "layers.csv")
+    assert {"layer", "w_std", "grad_norm", "act_std", "dead_frac", "distinct_units"} <= set(layers[0])
+    hists = study.read_csv(out / "histograms.csv")
+    assert {"bin_left", "bin_right", "count"} <= set(hists[0])
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["train"]["train_size"] == 1600 and cfg["inits"] == ["zeros", "uniform", "kaiming"]
+
+
+def test_zero_init_is_pinned_at_the_majority_digit_on_real_mnist(small_study):
+    out, result = small_study
+    zeros = [r for r in result.runs if r["init"] == "zeros"]
+    assert all(r["test_acc"] == pytest.approx(0.1135) for r in zeros)   # digit 1: 1,135 of 10,000
+    kaiming = [r for r in result.runs if r["init"] == "kaiming"]
+    assert all(r["test_acc"] > 0.5 for r in kaiming)            # 50 steps: well above chance
+
+
+def test_report_is_self_contained_and_its_observations_quote_the_data(small_study):
+    out, _ = small_study
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 3
+    assert not re.search(r"src=['\"](?!data:)", html)                   # nothing loaded from outside
+    for png in ("curves.png", "weights.png", "layer_scales.png"):
+        assert (out / png).stat().st_size > 10_000
+    md = (out / "report.md").read_text()
+    assert "11.35 %" in md and "share of the most common test digit" in md
+    assert "still exactly 0" in md
+    runs = study.read_csv(out / "runs.csv")
+    uniform_loss = sum(r["initial_loss"] for r in runs if r["init"] == "uniform") / 2
+    assert f"{uniform_loss:.3g}" in md or f"{uniform_loss:.2g}" in md
+
+
+def test_observations_change_when_the_data_change(small_study):
+    out, _ = small_study
+    files = report.load(out)
+    before = report.observations(files)
+    # the same study, but zeros reached 40 % and kaiming's initial loss was 50
+    runs = [dict(r) for r in files.runs]
+    for r in runs:
+        if r["init"] == "zeros":
+            r["test_acc"] = 0.40
+    curves = [dict(c) for c in files.curves]
+    for c in curves:
+        if c["init"] == "kaiming" and c["step"] == 0:
+            c["heldout_loss"] = 50.0
+    changed = dataclasses.replace(files, runs=runs, curves=curves)
+    after = report.observations(changed)
+    assert any("share of the most common test digit" in s for s in before["zeros"])
+    assert not any("share of the most common test digit" in s for s in after["zeros"])
+    assert any("40.00 %" in s for s in after["zeros"])
+    assert before["speed"] != after["speed"] or before["zeros"] != after["zeros"]
+
+
+def test_rebuilding_the_report_gives_the_same_summary(small_study):
+    out, _ = small_study
+    first = (out / "report.md").read_text()
+    report.write_report(out)
+    assert (out / "report.md").read_text() == first
+
+
+@pytest.mark.slow
+def test_full_epoch_on_real_mnist_matches_the_lab(mnist):
+    """The lab's claims at the defaults (one seed, one full epoch, Adam 1e-3, batch 32)."""
+    cfg = study.StudyConfig(inits=["zeros", "xavier", "kaiming"], seeds=1)
+    result = study.run_study(cfg, dataset=mnist, progress=False)
+    acc = {r["init"]: r["test_acc"] for r in result.runs}
+    assert acc["zeros"] == pytest.approx(0.1135)
+    assert acc["xavier"] >= 0.97 and acc["kaiming"] >= 0.97
+    last = max(r["step"] for r in result.layers)
+    zero_w = [max(abs(r["w_min"]), abs(r["w_max"])) for r in result.layers
+              if r["init"] == "zeros" and r["step"] == last]
+    assert zero_w == [0, 0, 0, 0, 0]
+    assert all(r["steps"] == 1875 for r in result.runs)
