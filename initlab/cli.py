@@ -107,6 +107,11 @@ def read_toml(path: Path) -> Dict[str, Any]:
         raise UsageError(f"cannot read config {path}: {e}") from None
 
 
+def add_workers_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, default=0, help="training processes, one thread each "
+                   "(default 0 = one per CPU core; 1 on a GPU)")
+
+
 def study_config(args: argparse.Namespace, base=None):
     """Defaults < --config TOML < flags on the command line -> a validated StudyConfig."""
     from .study import ConfigError, StudyConfig, validate
@@ -123,6 +128,8 @@ def study_config(args: argparse.Namespace, base=None):
     for _, dest, _, _ in STUDY_FLAGS:
         if dest in vars(args):
             values[dest] = vars(args)[dest]
+    if getattr(args, "workers", 0):
+        values["workers"] = args.workers
     for dest, value in values.items():
         if dest == "inits":
             value = _split_list(value)
@@ -182,16 +189,18 @@ def prepare_out(out: Optional[Path], command: str, force: bool) -> Path:
 # --------------------------------------------------------------------------------------------------
 
 def cmd_study(args) -> int:
-    from . import data, report, study
+    from . import data, report, sweep
 
-    cfg = study_config(args)
-    out = prepare_out(args.out, "study", args.force)
+    cfg = study_config(args, base=sweep.stored_study_config(args))  # issue 7: --resume reuses the stored config
+    sweep.check_options(args)
+    out = prepare_out(args.out, "study", args.force or args.resume)
     try:
         ds = data.load_dataset(cfg.dataset, cfg.data_dir, quiet=args.quiet)
     except data.DataError as e:
         raise UsageError(str(e)) from None
-    result = study.run_study(cfg, dataset=ds, progress=not args.quiet)
-    study.write_tables(out, cfg, result)
+    # issue 7: train what the run store (OUT/store.sqlite) lacks, then rebuild the tables from it
+    result = sweep.run_study_stored(cfg, out, dataset=ds, progress=not args.quiet, resume=args.resume,
+                                    force=args.force, tensorboard=args.tensorboard)
     html_path = report.write_report(out, title="initlab study: initialization of "
                                     f"{cfg.model} on {cfg.dataset}")
     files = report.load(out)
@@ -202,9 +211,33 @@ def cmd_study(args) -> int:
     return 130 if result.interrupted else 0
 
 
-def cmd_report(args) -> int:
-    from . import report
+def cmd_bonus(args) -> int:
+    from . import bonus, data
 
+    cfg = study_config(args, base=bonus.recipe())
+    if args.ablation < 0:
+        raise UsageError(f"--ablation must be >= 0, got {args.ablation}")
+    out = prepare_out(args.out, "bonus", args.force)
+    try:
+        ds = data.load_dataset(cfg.dataset, cfg.data_dir, quiet=args.quiet)
+    except data.DataError as e:
+        raise UsageError(str(e)) from None
+    rows = bonus.ablation(cfg, ds, args.ablation, progress=not args.quiet) if args.ablation else None
+    result = bonus.run_bonus(cfg, ds, progress=not args.quiet)
+    path = bonus.write_bonus_report(out, cfg, result, rows)
+    for r in result.runs:
+        print(f"seed {r['seed']:>3}: {100 * r['test_acc']:.2f} %")
+    print(bonus.verdict([r["test_acc"] for r in result.runs]))
+    print(f"\nreport: {path}")
+    return 130 if result.interrupted else 0
+
+
+def cmd_report(args) -> int:
+    from . import report, store
+
+    if store.exists(args.dir):  # issue 7: a folder with a run store: rebuild its tables first
+        from . import sweep
+        return sweep.cmd_report(args)
     if not (args.dir / "runs.csv").exists() or not (args.dir / "config.json").exists():
         raise UsageError(f"{args.dir} holds no study results (runs.csv and config.json)")
     path = report.write_report(args.dir)
@@ -263,7 +296,19 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train every init x seed (all inits of a seed see the same data "
                        "order), record curves and per-layer statistics, and write a report.")
     add_study_flags(s)
+    add_workers_flag(s)
     s.set_defaults(func=cmd_study)
+
+    b = sub.add_parser("bonus", help="the bonus: LeNet-5 >= 98.5 %% test accuracy in one epoch on "
+                       "every seed", description="Train the bonus recipe once per seed (default 10) "
+                       "and report per-seed test accuracy, min/mean/max and the verdict. Every study "
+                       "flag overrides a part of the recipe.")
+    add_study_flags(b)
+    add_workers_flag(b)
+    b.add_argument("--ablation", type=int, default=0, metavar="SEEDS",
+                   help="also run the recipe minus each ingredient on a validation split carved "
+                        "from the training images, with this many seeds (default 0: skip)")
+    b.set_defaults(func=cmd_bonus)
 
     r = sub.add_parser("report", help="rebuild the report of a study folder")
     r.add_argument("dir", type=Path)
@@ -283,6 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("inits", help="list the registered initializations and their formulas")
     i.set_defaults(func=cmd_inits)
+    from . import grid; grid.add_parsers(sub)  # issue 5: initlab probe, initlab grid
+    from . import transfer; transfer.add_parser(sub)  # issue 6: initlab transfer
+    from . import sweep; sweep.add_parsers(sub)  # issue 7: initlab sweep, initlab runs, study --resume
     return p
 
 

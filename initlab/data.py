@@ -44,7 +44,7 @@ from typing import Callable, Dict, Mapping, Optional, Tuple, Union
 
 import torch
 
-from initlab.registry import Registry
+from initlab.registry import Registry, UnknownNameError
 
 ENV_DATA_DIR = "INITLAB_DATA_DIR"
 ROLES = ("train_images", "train_labels", "test_images", "test_labels")
@@ -370,6 +370,8 @@ def load_dataset(name: Union[str, DatasetSpec] = "mnist", data_dir: Union[str, o
                  *, quiet: bool = False) -> Dataset:
     """Load a registered dataset (or a ``DatasetSpec``): named folder, else cache, else sources."""
     spec = _spec(name)
+    if isinstance(spec, ArchiveSpec):  # CIFAR-10: see the section at the end of this file
+        return _archive_dataset(spec, *_fetch_archive(spec, data_dir, quiet))
     folder = _chosen_dir(data_dir)
     if folder is not None:
         return _to_dataset(spec, _load_dir(spec, folder), f"dir {folder}")
@@ -393,6 +395,8 @@ def fetch(name: Union[str, DatasetSpec], data_dir: Union[str, os.PathLike, None]
     """
     spec = _spec(name)
     folder = cache_dir(spec.name)
+    if isinstance(spec, ArchiveSpec):
+        return _fetch_archive_to_cache(spec, data_dir, force, quiet)
     if (folder / DATA_FILE).exists() and not force:
         _read_cache(spec)
         return folder
@@ -409,6 +413,8 @@ def fetch(name: Union[str, DatasetSpec], data_dir: Union[str, os.PathLike, None]
 def info(name: Union[str, DatasetSpec]) -> dict:
     """What the cache holds for a dataset, for ``initlab data info``; never raises for a bad cache."""
     spec = _spec(name)
+    if isinstance(spec, ArchiveSpec):
+        return _archive_info(spec)
     folder = cache_dir(spec.name)
     out = {
         "name": spec.name, "cache_dir": str(folder), "present": (folder / DATA_FILE).exists(),
@@ -432,7 +438,13 @@ def info(name: Union[str, DatasetSpec]) -> dict:
 
 
 def _spec(name: Union[str, DatasetSpec]) -> DatasetSpec:
-    return name if isinstance(name, DatasetSpec) else DATASETS.get(name)
+    if isinstance(name, (DatasetSpec, ArchiveSpec)):
+        return name
+    if name in ARCHIVES:
+        return ARCHIVES.get(name)
+    if name in DATASETS:
+        return DATASETS.get(name)
+    raise UnknownNameError(f"unknown dataset {name!r}; choose from: {', '.join(dataset_names())}")
 
 
 def _chosen_dir(data_dir) -> Optional[Path]:
@@ -471,3 +483,205 @@ def _one_line(e: BaseException) -> str:
 def _say(quiet: bool, message: str) -> None:
     if not quiet:
         print(f"initlab: {message}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- CIFAR-10: one archive of pickles
+#
+# CIFAR-10 (Krizhevsky 2009, "Learning Multiple Layers of Features from Tiny Images") ships as one
+# tar.gz of Python pickles with a published MD5, not as IDX files, so it has its own spec and
+# loader. The archive itself is what is verified and kept: ``load_dataset("cifar10")`` looks for
+# ``cifar-10-python.tar.gz`` in the folder you name (``data_dir`` / ``INITLAB_DATA_DIR``), else in
+# the cache folder, else downloads it there; the MD5 is checked on every load (about 0.3 s).
+
+
+@dataclass(frozen=True)
+class ArchiveSpec:
+    """A dataset shipped as one tar.gz of pickled batches (CIFAR-10's "python version").
+
+    Each batch is a pickled dict with ``b"data"``: uint8 (N, C*H*W), rows holding the C planes
+    one after the other, each plane row-major; and ``b"labels"``: N ints. ``meta`` holds
+    ``b"label_names"``. All paths are inside ``folder`` in the archive.
+    """
+
+    name: str
+    filename: str  # the archive, as its authors name it
+    md5: str  # of the archive file, as published
+    url: str
+    folder: str
+    train_batches: Tuple[str, ...]
+    test_batches: Tuple[str, ...]
+    meta: str
+    classes: Tuple[str, ...]
+    image_shape: Tuple[int, int, int] = (3, 32, 32)  # (C, H, W)
+
+
+ARCHIVES: Registry[ArchiveSpec] = Registry("dataset")
+
+ARCHIVES.register("cifar10")(ArchiveSpec(
+    name="cifar10",
+    filename="cifar-10-python.tar.gz",
+    md5="c58f30108f718f92721af3b95e74349a",  # https://www.cs.toronto.edu/~kriz/cifar.html
+    url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+    folder="cifar-10-batches-py",
+    train_batches=tuple(f"data_batch_{k}" for k in range(1, 6)),
+    test_batches=("test_batch",),
+    meta="batches.meta",
+    classes=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+))
+
+
+def dataset_names() -> list:
+    """Every dataset ``load_dataset`` knows: the IDX ones, then the archives."""
+    return DATASETS.names() + ARCHIVES.names()
+
+
+def _md5(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "md5").hexdigest()
+
+
+class _SafeUnpickler:
+    """Unpickle only what CIFAR's batches hold (dicts, lists, bytes, numpy uint8 arrays); any other
+    global in the stream is refused, so a damaged or hostile archive cannot run code."""
+
+    @staticmethod
+    def load(stream) -> object:
+        import codecs
+        import pickle
+
+        import numpy as np
+
+        reconstruct = np.zeros(1).__reduce__()[0]  # numpy's array rebuilder, whatever its module
+        allowed = {("numpy.core.multiarray", "_reconstruct"): reconstruct,
+                   ("numpy._core.multiarray", "_reconstruct"): reconstruct,
+                   ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
+                   ("_codecs", "encode"): codecs.encode}
+
+        class Restricted(pickle.Unpickler):
+            def find_class(self, module, name):
+                if (module, name) not in allowed:
+                    raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+                return allowed[(module, name)]
+
+        return Restricted(stream, encoding="bytes").load()
+
+
+def _read_archive(spec: ArchiveSpec, path: Path, origin: str) -> Dict[str, object]:
+    """Parse a verified archive into uint8 (N, C, H, W) images, int64 labels and class names."""
+    import numpy as np
+
+    def batch(tar: tarfile.TarFile, member: str) -> dict:
+        try:
+            f = tar.extractfile(f"{spec.folder}/{member}")
+        except KeyError:
+            f = None
+        if f is None:
+            raise DataError(f"{origin}: the archive has no {spec.folder}/{member}")
+        try:
+            d = _SafeUnpickler.load(f)
+        except Exception as e:  # a damaged pickle fails in many ways
+            raise DataError(f"{origin}: {member} is not a readable pickle ({_one_line(e)})") from None
+        if not isinstance(d, dict):
+            raise DataError(f"{origin}: {member} holds a {type(d).__name__}, expected a dict")
+        return d
+
+    c, h, w = spec.image_shape
+    out: Dict[str, object] = {}
+    try:
+        with tarfile.open(path, "r:*") as tar:
+            for split, members in (("train", spec.train_batches), ("test", spec.test_batches)):
+                images, labels = [], []
+                for member in members:
+                    d = batch(tar, member)
+                    x, y = d.get(b"data"), d.get(b"labels")
+                    if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim != 2 \
+                            or x.shape[1] != c * h * w or not isinstance(y, list) or len(y) != len(x):
+                        raise DataError(f"{origin}: {member} is not a CIFAR batch: expected b'data' "
+                                        f"uint8 (N, {c * h * w}) and b'labels' a list of N ints")
+                    images.append(x.reshape(-1, c, h, w))   # each row: C planes of H x W, row-major
+                    labels.extend(y)
+                out[f"{split}_images"] = torch.from_numpy(np.concatenate(images))
+                out[f"{split}_labels"] = torch.tensor(labels, dtype=torch.int64)
+            names = batch(tar, spec.meta).get(b"label_names")
+    except (OSError, tarfile.TarError, EOFError, zlib.error) as e:
+        raise DataError(f"{origin}: cannot read the archive ({_one_line(e)})") from None
+    classes = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names or spec.classes)
+    for split in ("train", "test"):
+        y = out[f"{split}_labels"]
+        if len(y) and not (0 <= int(y.min()) and int(y.max()) < len(classes)):
+            raise DataError(f"{origin}: {split} labels outside 0..{len(classes) - 1}")
+    out["classes"] = classes
+    return out
+
+
+def _archive_dataset(spec: ArchiveSpec, path: Path, source: str) -> Dataset:
+    got = _md5(path)
+    if got != spec.md5:
+        raise DataError(f"{spec.name}: {path}: md5 mismatch: expected {spec.md5}, got {got}; the file "
+                        f"is damaged or not the published archive: delete it and download {spec.url} again")
+    t = _read_archive(spec, path, str(path))
+    return Dataset(spec.name, t["train_images"], t["train_labels"], t["test_images"], t["test_labels"],
+                   t["classes"], source)
+
+
+def _archive_help(spec: ArchiveSpec) -> str:
+    return (f"download {spec.url} (md5 {spec.md5}) and put {spec.filename} in "
+            f"{cache_dir(spec.name)}/ or in a folder passed with --data-dir or ${ENV_DATA_DIR}")
+
+
+def _fetch_archive(spec: ArchiveSpec, data_dir, quiet: bool, force: bool = False) -> Tuple[Path, str]:
+    """The archive's path and a label of where it came from: the named folder, else the cache,
+    else a fresh download into the cache (verified before it is kept)."""
+    folder = _chosen_dir(data_dir)
+    if folder is not None:
+        path = folder / spec.filename
+        if not path.is_file():
+            raise DataError(f"{spec.name}: {folder} has no {spec.filename}; {_archive_help(spec)}")
+        return path, f"dir {folder}"
+    path = cache_dir(spec.name) / spec.filename
+    if path.is_file() and not force:
+        return path, f"cache {path.parent}"
+    _say(quiet, f"fetching {spec.name} from {spec.url}")
+    try:
+        payload = _fetch_url(spec.url)
+    except (OSError, ValueError) as e:
+        raise DataError(f"{spec.name}: {spec.filename} is not in the cache and the download failed "
+                        f"({_one_line(e)}); {_archive_help(spec)}") from None
+    got = hashlib.md5(payload).hexdigest()
+    if got != spec.md5:
+        raise DataError(f"{spec.name}: downloaded {spec.url}: md5 mismatch: expected {spec.md5}, "
+                        f"got {got}; not kept")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path, lambda f: f.write(payload))
+    _say(quiet, f"cached {spec.name} in {path.parent}")
+    return path, f"cache {path.parent} (from url {spec.url})"
+
+
+def _archive_info(spec: ArchiveSpec) -> dict:
+    path = cache_dir(spec.name) / spec.filename
+    out = {"name": spec.name, "cache_dir": str(path.parent), "present": path.is_file(),
+           "verified": False, "error": None, "source": None, "classes": list(spec.classes),
+           "train": None, "test": None, "test_label_counts": None, "md5": {spec.filename: spec.md5}}
+    if out["present"]:
+        try:
+            ds = _archive_dataset(spec, path, f"cache {path.parent}")
+        except DataError as e:
+            out["error"] = str(e)
+        else:
+            counts = torch.bincount(ds.test_labels, minlength=len(ds.classes))
+            out.update(verified=True, source=ds.source, train=len(ds.train_labels),
+                       test=len(ds.test_labels), test_label_counts=counts.tolist())
+    return out
+
+
+def _fetch_archive_to_cache(spec: ArchiveSpec, data_dir, force: bool, quiet: bool) -> Path:
+    """``fetch`` for an archive: verify it (MD5 and a full parse); one from a named folder is
+    copied into the cache."""
+    path, source = _fetch_archive(spec, data_dir, quiet, force)
+    _archive_dataset(spec, path, source)
+    folder = cache_dir(spec.name)
+    if path.parent != folder:
+        folder.mkdir(parents=True, exist_ok=True)
+        _atomic_write(folder / spec.filename, lambda f: f.write(path.read_bytes()))
+        _say(quiet, f"cached {spec.name} in {folder}")
+    return folder

@@ -66,8 +66,14 @@ class TrainData:
 
 
 def to_float_images(images: torch.Tensor, normalize: bool, device) -> torch.Tensor:
-    """uint8 (N, 28, 28) -> float (N, 1, 28, 28) in [0, 1], or standardized with the MNIST mean/std."""
-    x = images.to(device=device, dtype=torch.float32).div_(255.0).unsqueeze(1)
+    """uint8 (N, 28, 28) -> float (N, 1, 28, 28) in [0, 1], or standardized with the MNIST mean/std.
+    Colour images come as (N, C, H, W) (kept) or channels-last (N, H, W, C) (moved to (N, C, H, W)),
+    C = 1 or 3; the MNIST constants are used for them too."""
+    x = images.to(device=device, dtype=torch.float32).div_(255.0)
+    if x.dim() == 3:
+        x = x.unsqueeze(1)                                       # (N, H, W) -> (N, 1, H, W)
+    elif x.dim() == 4 and x.shape[1] not in (1, 3) and x.shape[3] in (1, 3):
+        x = x.permute(0, 3, 1, 2).contiguous()                   # (N, H, W, C) -> (N, C, H, W)
     if normalize:
         x = x.sub_(MNIST_MEAN).div_(MNIST_STD)
     return x
@@ -266,16 +272,28 @@ def _record_layers(stack: Stack, step: int, acts: Dict[str, torch.Tensor], range
 
 
 def train_stack(models: List[List[nn.Module]], seeds: Sequence[int], data: TrainData,
-                cfg: TrainConfig, progress: Optional[Callable[[int], None]] = None) -> StackResult:
+                cfg: TrainConfig, progress: Optional[Callable[[int], None]] = None,
+                frozen: Sequence[str] = ()) -> StackResult:
     """Train ``models[s][i]`` (all of one architecture, already initialized) on the data order of
     ``seeds[s]``; write the trained weights back into them and return metrics and records.
 
     ``progress(n)`` is called with the number of steps just done (for a progress bar). Ctrl-C stops
     training cleanly: the result is marked ``interrupted`` and holds everything recorded so far.
+    ``frozen`` names layers (e.g. ``["c1", "c3"]``) whose gradients are zeroed before every optimizer
+    step, in every model of the stack: with zero gradients from the start, Adam's moments and SGD's
+    momentum stay 0 and the weights stay exactly as they were -- which weight decay would break, so
+    freezing needs ``weight_decay == 0``.
     """
     device = data.x_train.device
     stack = Stack(models, device)
     S, I = stack.S, stack.I
+    held = [n for n in stack.params if n.rsplit(".", 1)[0] in frozen]
+    unknown = sorted(set(frozen) - {n.rsplit(".", 1)[0] for n in stack.params})
+    if unknown:
+        raise ValueError(f"cannot freeze {', '.join(unknown)}: no such layer; layers: "
+                         f"{', '.join(_layer_names(stack))}")
+    if held and cfg.weight_decay:
+        raise ValueError("frozen layers need weight_decay 0 (decay would move them)")
     orders = torch.stack([data_order(len(data.x_train), s, cfg.epochs, cfg.train_size)
                           for s in seeds]).to(device)                              # (S, n)
     n_images = orders.shape[1] // cfg.epochs
@@ -320,6 +338,8 @@ def train_stack(models: List[List[nn.Module]], seeds: Sequence[int], data: Train
                 hist = step % cfg.hist_every == 0
                 _record_layers(stack, step, pending, ranges, hist, records)
                 pending = None
+            for name in held:
+                stack.params[name].grad.zero_()
             opt.step()
             if sched is not None:
                 sched.step()

@@ -137,13 +137,13 @@ class MLP(nn.Module):
     linear output layer — no normalization, no skip connections, so nothing but the initialization
     sets the scale of the signal (the setting of Glorot & Bengio 2010 and He et al. 2015)::
 
-        input 1@28x28 -> flatten 784
+        input C@HxW (MNIST: 1@28x28) -> flatten C*H*W
         fc1 linear width -> act -> ... -> fc{depth} linear width -> act      (N, width)
-        output linear 10 (logits)
+        output linear num_classes (logits)
 
     ``conv=True`` swaps every hidden layer for a 3x3 convolution with ``width`` channels and
-    padding 1, so the 28x28 map keeps its size (``conv1`` ... ``conv{depth}``: (N, width, 28, 28)),
-    and the output layer reads the flattened map (width * 784 features): every weight layer is then
+    padding 1, so the map keeps its size (``conv1`` ... ``conv{depth}``: (N, width, H, W)), and the
+    output layer reads the flattened map (width * H * W features): every weight layer is then
     a plain ``y = W x + b`` whose variance the fan formula predicts (a global pooling would not be).
 
     ``activation`` is a registered name or an :class:`~initlab.activations.Activation` (so a probe can
@@ -152,20 +152,20 @@ class MLP(nn.Module):
     """
 
     def __init__(self, activation="relu", width: int = 500, depth: int = 2, conv: bool = False,
-                 in_shape: Tuple[int, int, int] = (1, 28, 28), classes: int = 10) -> None:
+                 in_channels: int = 1, image_size: int = 28, num_classes: int = 10) -> None:
         super().__init__()
         if width < 1 or depth < 1:
             raise ValueError(f"mlp needs width >= 1 and depth >= 1; got width={width}, depth={depth}")
         self.act = activation if isinstance(activation, activations.Activation) else activations.get(activation)
         self.activation, self.width, self.depth, self.conv = self.act.name, width, depth, conv
-        c, h, w = in_shape
+        c, h, w = in_channels, image_size, image_size
         prefix = "conv" if conv else "fc"
         self.hidden_names = [f"{prefix}{k}" for k in range(1, depth + 1)]
         fan = c if conv else c * h * w
         for name in self.hidden_names:
             self.add_module(name, nn.Conv2d(fan, width, 3, padding=1) if conv else nn.Linear(fan, width))
             fan = width
-        self.output = nn.Linear(width * h * w if conv else width, classes)
+        self.output = nn.Linear(width * h * w if conv else width, num_classes)
 
     def forward(self, x: torch.Tensor, return_activations: bool = False):
         f = self.act.fn
@@ -179,5 +179,10 @@ class MLP(nn.Module):
 
 
 @MODELS.register("mlp")
-def mlp(activation="relu", width: int = 500, depth: int = 2, conv: bool = False) -> MLP:
-    return MLP(activation=activation, width=width, depth=depth, conv=conv)
+def mlp(activation="relu", width: int = 500, depth: int = 2, conv: bool = False,
+        in_channels: int = 1, image_size: int = 28, num_classes: int = 10) -> MLP:
+    return MLP(activation=activation, width=width, depth=depth, conv=conv, in_channels=in_channels,
+               image_size=image_size, num_classes=num_classes)
+
+
+from . import convnets  # noqa: E402,F401  (registers more models)

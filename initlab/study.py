@@ -22,6 +22,7 @@ import torch
 
 from . import data as data_mod
 from . import engine, init, models
+from . import rbm  # noqa: F401  registers the model-level init 'dbn' (issue 5)
 from .activations import ACTIVATIONS
 
 LAB_INITS = ("zeros", "uniform", "normal", "xavier", "kaiming")
@@ -42,6 +43,7 @@ class StudyConfig:
     data_dir: Optional[str] = None
     device: str = "auto"            # auto | cpu | cuda
     seeds_per_stack: int = 0        # seeds trained together in one batched stack; 0 = all at once
+    workers: int = 0                # training processes; 0 = one per core on the CPU, 1 on a GPU
     train: engine.TrainConfig = field(default_factory=engine.TrainConfig)
 
     @property
@@ -77,6 +79,7 @@ def validate(cfg: StudyConfig) -> None:
          f"unknown device {cfg.device!r}; choose from: auto, cpu, cuda"),
         (cfg.seeds >= 1, f"--seeds must be >= 1, got {cfg.seeds}"),
         (cfg.seeds_per_stack >= 0, f"--seeds-per-stack must be >= 0, got {cfg.seeds_per_stack}"),
+        (cfg.workers >= 0, f"--workers must be >= 0, got {cfg.workers}"),
         (math.isfinite(cfg.bias_init), f"--bias-init must be a finite number, got {cfg.bias_init}"),
         (math.isfinite(t.lr) and t.lr > 0, f"--lr must be > 0, got {t.lr}"),
         (t.batch_size >= 1, f"--batch-size must be >= 1, got {t.batch_size}"),
@@ -95,6 +98,7 @@ def validate(cfg: StudyConfig) -> None:
             raise ConfigError(message)
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("--device cuda asked for, but torch sees no CUDA device; use --device cpu")
+    _check_model_inits(cfg)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -108,11 +112,65 @@ def init_generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(10_000 + seed)
 
 
-def build_initialized(cfg: StudyConfig, spec: str, seed: int) -> torch.nn.Module:
+def build_initialized(cfg: StudyConfig, spec: str, seed: int,
+                      x_train: Optional[torch.Tensor] = None) -> torch.nn.Module:
+    return build_and_initialize(cfg, spec, seed, x_train)[0]
+
+
+# --- issue 5: data-dependent (model-level) inits get real training images --------------------------
+MODEL_INIT_IMAGES = 256  # lsuv's batch (Mishkin & Matas 2015 use one mini-batch); an init with an
+                         # ``images`` parameter (dbn) gets that many instead
+
+
+def init_images(cfg: StudyConfig, spec: str, seed: int, x_train: torch.Tensor) -> Optional[torch.Tensor]:
+    """The images a model-level init of ``spec`` sees (None for per-weight inits): the first n of the
+    run seed's data order over the training pool (the ``--train-size`` subset), on the CPU."""
+    name, params = init.parse_spec(spec)
+    if name not in init.MODEL_INITIALIZERS:
+        return None
+    n = int({**init.init_params(name), **params}.get("images", MODEL_INIT_IMAGES))
+    order = engine.data_order(len(x_train), seed, 1, cfg.train.train_size)[:n]
+    return x_train[order.to(x_train.device)].cpu()
+
+
+def build_and_initialize(cfg: StudyConfig, spec: str, seed: int,
+                         x_train: Optional[torch.Tensor] = None):
+    """(model, info): ``init.initialize``'s info plus ``init_seconds`` (wall time of the init, which for
+    ``dbn`` includes RBM pre-training). Model-level inits need ``x_train`` (float training images)."""
+    import time
+
     model = models.build(cfg.model, **model_options(cfg))
-    init.initialize(model, spec, generator=init_generator(seed), activation=cfg.activation,
-                    bias=cfg.bias_init)
-    return model
+    batch = None if x_train is None else init_images(cfg, spec, seed, x_train)
+    t0 = time.perf_counter()
+    info = init.initialize(model, spec, generator=init_generator(seed), activation=cfg.activation,
+                           bias=cfg.bias_init, data=batch)
+    info["init_seconds"] = time.perf_counter() - t0
+    return model, info
+
+
+_INFO_KEYS = ("init", "name", "params", "layers", "bias", "init_seconds")
+
+
+def init_columns(info: dict) -> dict:
+    """runs.csv columns from an init's info: ``init_seconds``, and ``init_info`` (compact JSON of what a
+    model-level init reported: lsuv_iters / lsuv_var, dbn's pretrain_seconds and RBM errors)."""
+    extra = {k: v for k, v in info.items() if k not in _INFO_KEYS}
+    return {"init_seconds": info["init_seconds"],
+            "init_info": json.dumps(extra, separators=(",", ":")) if extra else None}
+
+
+def _check_model_inits(cfg: StudyConfig) -> None:
+    """A model-level init that cannot fill this model (dbn on a conv net) fails here, before training."""
+    for spec in cfg.inits:
+        name = init.parse_spec(spec)[0]
+        check = getattr(init.MODEL_INITIALIZERS.get(name), "check_model", None) \
+            if name in init.MODEL_INITIALIZERS else None
+        if check is not None:
+            try:
+                check(models.build(cfg.model, **model_options(cfg)))
+            except ValueError as e:
+                raise ConfigError(f"--inits {spec}: {e}") from None
+# --- end issue 5 ------------------------------------------------------------------------------------
 
 
 def model_options(cfg: StudyConfig) -> Dict:
@@ -140,44 +198,188 @@ def steps_to(curve: List[dict], threshold: float) -> Optional[int]:
     return None
 
 
+def plan_blocks(seeds: List[int], inits: List[str], workers: int, seeds_per_stack: int = 0):
+    """Split the seeds x inits grid into rectangular stacks (seed list, init list): first by
+    ``seeds_per_stack``, then, while there are fewer stacks than workers, halve the largest one along
+    its inits (or, with one init left, its seeds) so every worker gets a share."""
+    per = seeds_per_stack or len(seeds)
+    blocks = [(seeds[i:i + per], list(inits)) for i in range(0, len(seeds), per)]
+    while len(blocks) < workers:
+        k = max(range(len(blocks)), key=lambda b: len(blocks[b][0]) * len(blocks[b][1]))
+        bs, bi = blocks[k]
+        if len(bi) > 1:
+            h = (len(bi) + 1) // 2
+            blocks[k:k + 1] = [(bs, bi[:h]), (bs, bi[h:])]
+        elif len(bs) > 1:
+            h = (len(bs) + 1) // 2
+            blocks[k:k + 1] = [(bs[:h], bi), (bs[h:], bi)]
+        else:
+            break
+    return blocks
+
+
+def default_workers(device: torch.device) -> int:
+    """One process per core on the CPU (each single-threaded: small convolutions scale poorly across
+    threads, and a busy machine makes OpenMP threads wait on each other), one process for a GPU."""
+    return 1 if device.type == "cuda" else max(1, os.cpu_count() or 1)
+
+
+def _train_block(cfg: StudyConfig, seeds: List[int], inits: List[str], ds, device, report):
+    """Build, initialize and train one stack; returns (StackResult, [init info per run])."""
+    data = engine.prepare(ds.train_images, ds.train_labels, ds.test_images, ds.test_labels,
+                          cfg.train, device)
+    built = [[build_and_initialize(cfg, spec, s, data.x_train) for spec in inits] for s in seeds]
+    res = engine.train_stack([[m for m, _ in row] for row in built], seeds, data, cfg.train,
+                             progress=report)
+    return res, [info for row in built for _, info in row]
+
+
+def _block_worker(index: int, cfg: StudyConfig, seeds, inits, ds, device, threads: int, queue) -> None:
+    """A worker process: one thread, one stack; reports steps in tens and then the result."""
+    torch.set_num_threads(threads)
+    pending = [0]
+
+    def report(n: int) -> None:
+        pending[0] += n
+        if pending[0] >= 10:
+            queue.put(("steps", index, pending[0]))
+            pending[0] = 0
+
+    try:
+        res, infos = _train_block(cfg, seeds, inits, ds, device, report)
+        queue.put(("done", index, (_tensors_to(res, "numpy"), infos)))
+    except KeyboardInterrupt:
+        queue.put(("done", index, None))
+    except BaseException as e:                 # noqa: BLE001 - reported to the parent, one line
+        queue.put(("error", index, f"{type(e).__name__}: {e}"))
+
+
+def _tensors_to(res: engine.StackResult, kind: str) -> engine.StackResult:
+    """StackResult with its tensors as numpy arrays (to cross a process boundary by value: a torch
+    tensor would travel as a shared-memory handle that dies with the worker) or back to torch."""
+    import dataclasses as dc
+
+    import numpy as np
+
+    source, convert = (torch.Tensor, torch.Tensor.numpy) if kind == "numpy" else (np.ndarray, torch.from_numpy)
+    return dc.replace(res, **{f.name: convert(getattr(res, f.name)) for f in dc.fields(res)
+                             if isinstance(getattr(res, f.name), source)})
+
+
+def _run_blocks_in_processes(cfg, blocks, ds, device, workers: int, bump):
+    """Run the blocks in ``workers`` spawned processes at a time; yields (block index, result).
+    ``bump(block index, steps)`` is called as workers report progress."""
+    import queue as queue_mod
+
+    import torch.multiprocessing as tmp
+
+    ctx = tmp.get_context("spawn")
+    q = ctx.Queue()
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    todo = list(range(len(blocks)))
+    running: Dict[int, object] = {}
+    interrupted = False
+    while todo or running:
+        while todo and len(running) < workers and not interrupted:
+            k = todo.pop(0)
+            seeds, inits = blocks[k]
+            p = ctx.Process(target=_block_worker, args=(k, cfg, seeds, inits, ds, device, threads, q),
+                            daemon=True)
+            p.start()
+            running[k] = p
+        if interrupted and not running:
+            break
+        try:
+            kind, k, payload = q.get(timeout=0.5)
+        except queue_mod.Empty:
+            for k, p in list(running.items()):
+                if not p.is_alive() and q.empty():
+                    running.pop(k)
+                    if not interrupted:
+                        raise RuntimeError(f"a training worker died (exit code {p.exitcode})")
+            continue
+        except KeyboardInterrupt:
+            interrupted = True          # the workers got Ctrl-C too: collect what they recorded
+            todo.clear()
+            continue
+        if kind == "steps":
+            bump(k, payload)
+            continue
+        running.pop(k).join()
+        if kind == "error":
+            for p in running.values():
+                p.terminate()
+            raise RuntimeError(f"training worker failed: {payload}")
+        yield k, None if payload is None else (_tensors_to(payload[0], "torch"), payload[1])
+
+
 def run_study(cfg: StudyConfig, dataset=None, progress=True) -> StudyResult:
-    """Train every (seed, init) of ``cfg``; Ctrl-C keeps every finished stack and what the interrupted
-    one recorded so far."""
+    """Train every (seed, init) of ``cfg``, as stacks spread over ``cfg.workers`` processes (0 = one
+    per core on the CPU, one on a GPU). Ctrl-C keeps every finished stack and what the interrupted ones
+    recorded so far. ``progress``: show a bar (True), nothing (False), or a callable given the number
+    of model-steps just done (of steps x seeds x inits in all; a sweep worker reports to its driver)."""
     from tqdm import tqdm
 
     validate(cfg)
     device = resolve_device(cfg.device)
     ds = dataset if dataset is not None else data_mod.load_dataset(cfg.dataset, cfg.data_dir)
-    data = engine.prepare(ds.train_images, ds.train_labels, ds.test_images, ds.test_labels,
-                          cfg.train, device)
     counts = torch.bincount(ds.test_labels, minlength=10)
     seeds = cfg.seed_list
-    per_stack = cfg.seeds_per_stack or len(seeds)
-    chunks = [seeds[i:i + per_stack] for i in range(0, len(seeds), per_stack)]
-    n_images = cfg.train.train_size or len(ds.train_images)
-    steps = engine.steps_for(min(n_images, len(ds.train_images)), cfg.train)
+    workers = cfg.workers or default_workers(device)
+    blocks = plan_blocks(seeds, list(cfg.inits), workers, cfg.seeds_per_stack)
+    workers = min(workers, len(blocks))
+    n_images = min(cfg.train.train_size or len(ds.train_images), len(ds.train_images))
+    steps = engine.steps_for(n_images, cfg.train)
     result = StudyResult([], [], [], [], majority_share=float(counts.max()) / len(ds.test_labels),
                          majority_label=int(counts.argmax()))
-    overall = tqdm(total=steps * len(chunks), desc=f"study {len(cfg.inits)} inits x {len(seeds)} seeds",
-                   unit="step", disable=not progress, dynamic_ncols=True, leave=True,
-                   mininterval=0.2 if sys.stderr.isatty() else 15.0)
-    for chunk in chunks:
-        stack_models = [[build_initialized(cfg, spec, s) for spec in cfg.inits] for s in chunk]
-        res = engine.train_stack(stack_models, chunk, data, cfg.train, progress=overall.update)
-        _collect(result, cfg, chunk, res)
-        if res.interrupted:
+    total = sum(steps * len(b[0]) * len(b[1]) for b in blocks)      # model-steps
+    overall = tqdm(total=total, desc=f"study {len(cfg.inits)} inits x {len(seeds)} seeds",
+                   unit=" model-steps", unit_scale=True, disable=not progress or callable(progress),
+                   dynamic_ncols=True, leave=True, mininterval=0.2 if sys.stderr.isatty() else 15.0)
+
+    def bumper(k):   # steps of block k -> model-steps, for the bar or the caller's callable
+        width = len(blocks[k][0]) * len(blocks[k][1])
+        return lambda n: progress(n * width) if callable(progress) else overall.update(n * width)
+
+    if workers == 1:
+        def sequential():
+            for k, (bs, bi) in enumerate(blocks):
+                yield k, _train_block(cfg, bs, bi, ds, device, bumper(k))
+        finished = sequential()
+    else:
+        finished = _run_blocks_in_processes(
+            cfg, blocks, ds, device, workers,
+            lambda k, n: bumper(k)(n))
+    done = {}
+    for k, payload in finished:
+        if payload is None:
             result.interrupted = True
-            break
+            continue
+        done[k] = payload
+        if payload[0].interrupted:
+            result.interrupted = True
+            if workers == 1:
+                break
+    if len(done) < len(blocks):
+        result.interrupted = True
+    for k in sorted(done):
+        res, infos = done[k]
+        seeds_k, inits_k = blocks[k]
+        n_before = len(result.runs)
+        _collect(result, cfg, seeds_k, res, inits_k)
+        for row, info in zip(result.runs[n_before:], infos):
+            row.update(init_columns(info))
     overall.close()
     return result
 
 
-def _collect(result: StudyResult, cfg: StudyConfig, chunk: List[int], res: engine.StackResult) -> None:
-    I = len(cfg.inits)
+def _collect(result: StudyResult, cfg: StudyConfig, chunk: List[int], res: engine.StackResult,
+             inits: List[str]) -> None:
+    I = len(inits)
     offset = len(result.runs)
     keys = {}
     for s_idx, seed in enumerate(chunk):
-        for i_idx, spec in enumerate(cfg.inits):
+        for i_idx, spec in enumerate(inits):
             keys[s_idx * I + i_idx] = {"init": spec, "seed": seed}
     for table, rows in (("curves", res.records.curves), ("layers", res.records.layers),
                         ("hists", res.records.hists)):

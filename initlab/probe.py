@@ -1,0 +1,619 @@
+r"""Signal propagation at initialization: measured per layer, next to what the variance formula predicts.
+
+No training. For every init x activation x seed, a deep plain net (``mlp``: ``depth`` hidden layers of
+``width`` units, or 3x3 convolutions with ``width`` channels and padding 1 with ``conv=True``) gets
+one batch of real images, one forward and one backward pass. Per weight layer l we record
+
+* ``forward_std``: the std of the layer's output :math:`y_l = W_l x_{l-1} + b_l` (the pre-activation,
+  over images, units and positions);
+* ``post_std``: the std of :math:`x_l = f(y_l)`, what the next layer reads;
+* ``backward_std``: the std of :math:`\partial L / \partial y_l`, with :math:`L` the cross-entropy of
+  the true labels *summed* over the batch (so each image's gradient is its own, not divided by the
+  batch size);
+* ``predicted_std`` / ``predicted_backward_std``: the variance formula's prediction.
+
+The prediction (Glorot & Bengio 2010; He, Zhang, Ren & Sun 2015, eqs. 7-14). With weights drawn
+independently with zero mean, for any fixed input,
+
+.. math::
+    E[y_l^2] = n_l\,\operatorname{Var}(w_l)\,E[x_{l-1}^2] + E[b_l^2], \qquad
+    E[x_l^2] = \phi(E[y_l^2]),
+
+with :math:`n_l` = fan_in (``init.fans``). :math:`\phi` is exact for the activations that only see
+the sign of a symmetric :math:`y`: linear :math:`\phi(q) = q`; ReLU :math:`\phi(q) = q/2` (He's factor
+1/2, hence :math:`\operatorname{Var}(y_l) = n_l \operatorname{Var}(w_l) \operatorname{Var}(y_{l-1})/2`);
+leaky ReLU with slope a, :math:`\phi(q) = (1 + a^2) q / 2`. For tanh, scaled tanh, sigmoid and SELU
+:math:`\phi(q) = E_{z \sim N(0, q)}[f(z)^2]` (Gauss-Hermite quadrature) assumes a Gaussian
+:math:`y` — the mean-field approximation of Poole et al. (2016) — so there the line is an
+approximation (``prediction = mean-field`` in the table, dashed-dotted in the plot). The chain starts
+from the *measured* :math:`E[x_0^2]` of the input images and is compounded layer by layer (a prediction,
+not a per-layer fit). :math:`\operatorname{Var}(w_l)` is the init's theoretical value from its formula
+(:data:`WEIGHT_SECOND_MOMENT`); for data-dependent inits (``lsuv``, ``dbn``) and any init the table does
+not know, the empirical mean of :math:`w^2` of the drawn weight (``var_source`` says which).
+:math:`E[b^2]` is always the drawn bias's (0 except for ``torch_default``). For conv layers the
+second moment is propagated as a map over positions (a 3x3 box sum of the map below, zero outside),
+so the zero padding at the border is in the prediction too.
+
+Backward, from the measured gradient at the logits downwards, assuming :math:`f'(y)` independent of
+the gradient that reaches it (He et al. 2015, eq. 13):
+
+.. math::
+    E[(\partial L/\partial x_{l-1})^2] = \hat n_l \operatorname{Var}(w_l) E[(\partial L/\partial y_l)^2],
+    \qquad E[(\partial L/\partial y_{l-1})^2] = \psi(E[y_{l-1}^2])\,E[(\partial L/\partial x_{l-1})^2]
+
+with :math:`\hat n_l` = fan_out and :math:`\psi(q) = E[f'(z)^2]` (1 linear, 1/2 ReLU, :math:`(1+a^2)/2`
+leaky; quadrature otherwise).
+
+``run_probe(cfg)`` returns the rows of ``probe.csv``; ``write_probe`` writes them with ``probe.png`` and
+a report whose sentences are computed from the rows.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import statistics
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import activations as acts_mod
+from . import data as data_mod
+from . import engine, init, models, study
+from .activations import Activation
+
+# The identity, for the probe only: the one activation where the formula has no approximation at all.
+LINEAR = Activation("linear", lambda x: x, "linear")
+
+PROBE_INITS = ("uniform", "normal", "xavier", "kaiming", "lecun_normal", "orthogonal", "lsuv")
+PROBE_ACTIVATIONS = ("linear", "relu", "leaky_relu", "very_leaky_relu", "tanh", "scaled_tanh",
+                     "sigmoid", "selu")
+KEEP_FACTOR = 2.0      # "kept": max/min of the forward std over the hidden layers <= 2
+LSUV_IMAGES = 256      # images a data-dependent init sees (a separate batch from the probe's)
+PROBE_SUBSET_SEED = 0  # the probe images are the first N of a shuffle with this seed, for every seed
+
+
+def activation_names() -> List[str]:
+    return ["linear"] + acts_mod.ACTIVATIONS.names()
+
+
+def get_activation(name: str) -> Activation:
+    return LINEAR if name == "linear" else acts_mod.get(name)
+
+
+def init_activation_name(act: Activation) -> str:
+    """The name ``init.initialize`` gets (it looks gains up by name): the activation's own name when the
+    gain table knows it, else its gain key (``very_leaky_relu`` -> ``leaky_relu``, whose gain then uses
+    the default slope 0.01, not 0.33: ``init.initialize`` takes a name, not a parameter)."""
+    return act.name if act.name in init.gain_names() else act.gain_key
+
+
+# --------------------------------------------------------------------------------------------------
+# Theory: Var(w) of each init from its formula, and the activation's phi / psi
+# --------------------------------------------------------------------------------------------------
+
+def _mode_fan(fan_in: int, fan_out: int, mode: str) -> float:
+    return {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[mode]
+
+
+#: name -> E[w^2](shape, fan_in, fan_out, resolved params, activation name): the second moment of one
+#: weight entry under the init's formula (the variance for the zero-mean ones). See ``init``'s docstrings.
+WEIGHT_SECOND_MOMENT: Dict[str, Callable[..., float]] = {
+    "zeros": lambda s, fi, fo, p, a: 0.0,
+    "uniform": lambda s, fi, fo, p, a: (p["low"] ** 2 + p["low"] * p["high"] + p["high"] ** 2) / 3,
+    "normal": lambda s, fi, fo, p, a: p["std"] ** 2 + p["mean"] ** 2,
+    "truncated_normal": lambda s, fi, fo, p, a: (init.TRUNC_STD_FACTOR * p["std"]) ** 2 + p["mean"] ** 2,
+    "xavier": lambda s, fi, fo, p, a: p["gain"] ** 2 * 2 / (fi + fo),
+    "xavier_uniform": lambda s, fi, fo, p, a: p["gain"] ** 2 * 2 / (fi + fo),
+    "kaiming": lambda s, fi, fo, p, a: 2 / ((1 + p["a"] ** 2) * _mode_fan(fi, fo, p["mode"])),
+    "kaiming_uniform": lambda s, fi, fo, p, a: 2 / ((1 + p["a"] ** 2) * _mode_fan(fi, fo, p["mode"])),
+    "lecun_normal": lambda s, fi, fo, p, a: 1 / fi,
+    "lecun_uniform": lambda s, fi, fo, p, a: 1 / fi,
+    "variance_scaling": lambda s, fi, fo, p, a: p["scale"] / _mode_fan(fi, fo, p["mode"]),
+    # W W^T = g^2 I (or W^T W): every row (column) has norm g, so E[w^2] = g^2 / max(out, in*k), exactly
+    "orthogonal": lambda s, fi, fo, p, a: (init.calculate_gain(a) if p["gain"] is None else p["gain"]) ** 2
+    / max(s[0], math.prod(s[1:])),
+    "torch_default": lambda s, fi, fo, p, a: 1 / (3 * fi),   # U(-b, b), b = 1/sqrt(fan_in)
+}
+
+
+def theoretical_second_moment(spec: str, shape: Sequence[int], activation: str) -> Optional[float]:
+    """E[w^2] of one entry of a weight of ``shape`` under ``spec``'s formula; None if unknown (model-level
+    or unlisted inits).
+
+    Example:
+        >>> theoretical_second_moment("kaiming", (256, 256), "relu") == 2 / 256
+        True
+    """
+    name, params = init.parse_spec(spec)
+    if name not in WEIGHT_SECOND_MOMENT:
+        return None
+    fan_in, fan_out = init.fans(torch.empty(tuple(shape), device="meta"))
+    return float(WEIGHT_SECOND_MOMENT[name](tuple(shape), fan_in, fan_out,
+                                            {**init.init_params(name), **params}, activation))
+
+
+_HERMITE_NODES = 96
+
+
+def _hermite() -> Tuple[Tensor, Tensor]:
+    import numpy as np
+
+    x, w = np.polynomial.hermite_e.hermegauss(_HERMITE_NODES)   # weight exp(-x^2/2); sum(w) = sqrt(2 pi)
+    return torch.tensor(x), torch.tensor(w / math.sqrt(2 * math.pi))
+
+
+def exact_activation(act: Activation) -> bool:
+    """True where phi (forward) is exact for any symmetric pre-activation: linear and (leaky) ReLUs."""
+    return act.gain_key in ("linear", "relu", "leaky_relu")
+
+
+def moments(act: Activation, q: Tensor) -> Tuple[Tensor, Tensor]:
+    """(phi(q), psi(q)) = (E[f(z)^2], E[f'(z)^2]) for z ~ N(0, q), elementwise over a tensor of q.
+
+    Closed forms for linear and (leaky) ReLU, Gauss-Hermite quadrature (96 nodes) otherwise.
+
+    Example:
+        >>> phi, psi = moments(acts_mod.get("relu"), torch.tensor([2.0]))
+        >>> float(phi), float(psi)
+        (1.0, 0.5)
+    """
+    q = q.double()
+    if act.gain_key == "linear":
+        return q, torch.ones_like(q)
+    if act.gain_key in ("relu", "leaky_relu"):
+        a = 0.0 if act.gain_key == "relu" else act.gain_param
+        k = (1 + a * a) / 2
+        return k * q, torch.full_like(q, k)
+    x, w = _hermite()
+    z = (q.clamp(min=0).sqrt()[..., None] * x).requires_grad_()        # (*q, nodes)
+    with torch.enable_grad():
+        fz = act.fn(z)
+        (dfz,) = torch.autograd.grad(fz.sum(), z)
+    return (fz.detach() ** 2 * w).sum(-1), (dfz ** 2 * w).sum(-1)
+
+
+# --------------------------------------------------------------------------------------------------
+# Measurement
+# --------------------------------------------------------------------------------------------------
+
+@dataclass
+class LayerMeasure:
+    name: str
+    module: nn.Module
+    forward_std: float
+    forward_rms: float    # sqrt of the mean square: what the formula predicts (std ~ rms for zero-mean w)
+    post_std: float
+    backward_std: float
+    w_sq: float           # empirical E[w^2]
+    b_sq: float           # empirical E[b^2]
+
+
+def _std_rms(t: Tensor) -> Tuple[float, float]:
+    """(std, root mean square) over all entries, in float64 (an exploding net overflows float32 squares)."""
+    d = t.detach().double()
+    ms, mean = float(d.pow(2).mean()), float(d.mean())
+    return math.sqrt(max(ms - mean * mean, 0.0)), math.sqrt(ms)
+
+
+def measure(model: nn.Module, x: Tensor, y: Tensor) -> Tuple[List[LayerMeasure], Tensor, float]:
+    """One forward and backward of ``model`` on images ``x`` with labels ``y``; per weight layer the std
+    of its output, of that output after the activation, and of the loss gradient w.r.t. the output.
+    Returns (layers, input second-moment map E[x_0^2] over the batch, mean square of dL/dlogits)."""
+    outputs: Dict[str, Tensor] = {}
+    layers = list(init.init_layers(model))
+
+    def keep(name):
+        def hook(module, inputs, out):
+            out.retain_grad()
+            outputs[name] = out
+        return hook
+
+    handles = [m.register_forward_hook(keep(n)) for n, m in layers]
+    try:
+        model.zero_grad(set_to_none=True)
+        logits = model(x)
+        F.cross_entropy(logits, y, reduction="sum").backward()
+    finally:
+        for h in handles:
+            h.remove()
+    act = model.act.fn
+    rows = []
+    for name, m in layers:
+        out = outputs[name]
+        post = act(out.detach()) if name != layers[-1][0] else out.detach()
+        std, rms = _std_rms(out)
+        rows.append(LayerMeasure(name, m, std, rms, _std_rms(post)[0],
+                                 _std_rms(out.grad)[0] if out.grad is not None else math.nan,
+                                 _std_rms(m.weight)[1] ** 2,
+                                 _std_rms(m.bias)[1] ** 2 if m.bias is not None else 0.0))
+    x_sq = x.detach().double().pow(2).mean(0)                          # (C, H, W)
+    g_sq = float(outputs[layers[-1][0]].grad.double().pow(2).mean())
+    return rows, x_sq, g_sq
+
+
+def _box(m: Tensor) -> Tensor:
+    """Sum over the 3x3 neighbourhood of each position, zero outside: (H, W) -> (H, W)."""
+    return F.conv2d(m[None, None], torch.ones(1, 1, 3, 3, dtype=m.dtype), padding=1)[0, 0]
+
+
+def predict(layers: List[LayerMeasure], w_sq: List[float], act: Activation, x_sq: Tensor,
+            g_out_sq: float) -> Tuple[List[float], List[float]]:
+    """Predicted std of every layer's output (forward, from the input's E[x^2] map) and of the gradient
+    w.r.t. it (backward, from the measured gradient at the logits), with ``w_sq[l]`` = Var(w_l) used.
+    Hidden layers are followed by ``act``, the last one (the logits) by nothing."""
+    L = len(layers)
+    q = x_sq.double()                                  # E[x^2] map of what the next layer reads
+    fwd: List[Tensor] = []                             # E[y_l^2] per layer (scalar or (H, W) map)
+    for l, (lm, v) in enumerate(zip(layers, w_sq)):
+        m = lm.module
+        if isinstance(m, nn.Conv2d):
+            q2 = q.mean(0) if q.dim() == 3 else q      # mean over channels: (H, W)
+            y_sq = v * m.in_channels * _box(q2) + lm.b_sq
+        else:
+            fan_in = m.in_features
+            y_sq = torch.tensor(v * fan_in * float(q.mean()) + lm.b_sq, dtype=torch.float64)
+        fwd.append(y_sq)
+        q = moments(act, y_sq)[0] if l < L - 1 else y_sq
+    g = torch.tensor(g_out_sq, dtype=torch.float64)   # E[(dL/dy_L)^2]
+    bwd: List[Tensor] = [g]
+    for l in range(L - 1, 0, -1):
+        m, v = layers[l].module, w_sq[l]
+        if isinstance(m, nn.Conv2d):
+            gx = v * m.out_channels * _box(g if g.dim() == 2 else g.expand(fwd[l].shape))
+        else:
+            gx = torch.tensor(v * m.out_features * float(g.mean()), dtype=torch.float64)
+        prev = fwd[l - 1]
+        if not isinstance(m, nn.Conv2d) and prev.dim() == 2:
+            gx = gx.expand(prev.shape)                 # a flattened conv map feeds a Linear layer
+        g = moments(act, prev)[1] * gx
+        bwd.insert(0, g)
+    return [math.sqrt(float(t.mean())) for t in fwd], [math.sqrt(float(t.mean())) for t in bwd]
+
+
+# --------------------------------------------------------------------------------------------------
+# The experiment
+# --------------------------------------------------------------------------------------------------
+
+@dataclass
+class ProbeConfig:
+    """One signal-propagation probe; written next to its results as ``config.json``."""
+    inits: List[str] = field(default_factory=lambda: list(PROBE_INITS))
+    activations: List[str] = field(default_factory=lambda: list(PROBE_ACTIVATIONS))
+    width: Optional[int] = None     # units (channels with conv); None = 256 (fully connected), 32 (conv)
+    depth: int = 20                 # hidden layers
+    conv: bool = False              # 3x3 convolutions, padding 1, instead of fully connected layers
+    images: Optional[int] = None    # probe batch; None = 512 (fully connected), 32 (conv: 28x28 maps,
+                                    # ~5 s per init x activation x seed on 2 CPU cores at width 32)
+    seeds: int = 3                  # weight draws per init x activation (seeds first_seed ...)
+    first_seed: int = 0
+    dataset: str = "mnist"
+    data_dir: Optional[str] = None
+
+    @property
+    def resolved_width(self) -> int:
+        return self.width or (32 if self.conv else 256)
+
+    @property
+    def resolved_images(self) -> int:
+        return self.images or (32 if self.conv else 512)
+
+
+def validate(cfg: ProbeConfig) -> None:
+    """Raise ``study.ConfigError`` (one line) for the first bad setting."""
+    if not cfg.inits:
+        raise study.ConfigError("--inits needs at least one init")
+    if not cfg.activations:
+        raise study.ConfigError("--activations needs at least one activation")
+    for spec in cfg.inits:
+        try:
+            init.parse_spec(spec)
+        except ValueError as e:
+            raise study.ConfigError(str(e)) from None
+    for name in cfg.activations:
+        if name not in activation_names():
+            raise study.ConfigError(f"unknown activation {name!r}; choose from: {', '.join(activation_names())}")
+    for flag, value in (("--width", cfg.resolved_width), ("--depth", cfg.depth),
+                        ("--images", cfg.resolved_images), ("--seeds", cfg.seeds)):
+        if value < 1:
+            raise study.ConfigError(f"{flag} must be >= 1, got {value}")
+    if cfg.dataset not in data_mod.DATASETS:
+        raise study.ConfigError(f"unknown dataset {cfg.dataset!r}; choose from: {', '.join(data_mod.DATASETS.names())}")
+    for spec in cfg.inits:
+        check = getattr(init.MODEL_INITIALIZERS.get(init.parse_spec(spec)[0]), "check_model", None) \
+            if init.parse_spec(spec)[0] in init.MODEL_INITIALIZERS else None
+        if check is not None:
+            try:
+                check(build(cfg, cfg.activations[0]))
+            except ValueError as e:
+                raise study.ConfigError(f"--inits {spec}: {e}") from None
+
+
+def build(cfg: ProbeConfig, activation: str) -> nn.Module:
+    return models.build("mlp", activation=get_activation(activation), width=cfg.resolved_width,
+                        depth=cfg.depth, conv=cfg.conv)
+
+
+def probe_batches(ds, n: int, extra: int) -> Tuple[Tensor, Tensor, Tensor]:
+    """(images, labels) of the probe, and ``extra`` further images for data-dependent inits: the first
+    n + extra of a fixed shuffle of the training split, floats in [0, 1], (N, 1, 28, 28)."""
+    order = torch.randperm(len(ds.train_images), generator=torch.Generator().manual_seed(PROBE_SUBSET_SEED))
+    x = engine.to_float_images(ds.train_images[order[: n + extra]], False, "cpu")
+    return x[:n], ds.train_labels[order[:n]].long(), x[n:]
+
+
+def run_probe(cfg: ProbeConfig, dataset=None, progress: bool = True) -> List[dict]:
+    """Every init x activation x seed: one forward/backward of the probe batch. Returns probe.csv rows."""
+    from tqdm import tqdm
+
+    validate(cfg)
+    ds = dataset if dataset is not None else data_mod.load_dataset(cfg.dataset, cfg.data_dir, quiet=True)
+    x, y, extra = probe_batches(ds, cfg.resolved_images, LSUV_IMAGES)
+    rows: List[dict] = []
+    combos = [(a, s, seed) for a in cfg.activations for s in cfg.inits
+              for seed in range(cfg.first_seed, cfg.first_seed + cfg.seeds)]
+    for act_name, spec, seed in tqdm(combos, desc="probe", disable=not progress, dynamic_ncols=True):
+        act = get_activation(act_name)
+        model = build(cfg, act_name)
+        info = init.initialize(model, spec, generator=study.init_generator(seed),
+                               activation=init_activation_name(act), data=extra)
+        layers, x_sq, g_sq = measure(model, x, y)
+        theory = [theoretical_second_moment(spec, lm.module.weight.shape, init_activation_name(act))
+                  for lm in layers]
+        w_sq = [t if t is not None else lm.w_sq for t, lm in zip(theory, layers)]
+        pred_f, pred_b = predict(layers, w_sq, act, x_sq, g_sq)
+        kind = "exact" if exact_activation(act) else "mean-field"
+        for l, (lm, v, t, pf, pb) in enumerate(zip(layers, w_sq, theory, pred_f, pred_b), start=1):
+            fan_in, fan_out = init.fans(lm.module.weight)
+            rows.append({
+                "init": spec, "activation": act_name, "seed": seed, "layer": l, "layer_name": lm.name,
+                "hidden": l <= cfg.depth, "fan_in": fan_in, "fan_out": fan_out,
+                "weight_var": v, "var_source": "formula" if t is not None else "empirical",
+                "empirical_weight_var": lm.w_sq,
+                "forward_std": lm.forward_std, "post_std": lm.post_std, "backward_std": lm.backward_std,
+                "predicted_std": pf, "predicted_backward_std": pb, "prediction": kind,
+            })
+        if "lsuv_iters" in info:
+            rows[-1]["init_note"] = json.dumps(info["lsuv_iters"], separators=(",", ":"))
+    return rows
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading the rows: the statements of the report
+# --------------------------------------------------------------------------------------------------
+
+def _finite_pos(v) -> bool:
+    return v is not None and isinstance(v, (int, float)) and math.isfinite(v) and v > 0
+
+
+def spread(rows: List[dict]) -> Dict[Tuple[str, str, int], dict]:
+    """Per (init, activation, seed), over the hidden layers: ``first``, ``last`` forward std,
+    ``ratio`` = last/first, ``maxmin`` = max/min (inf when a std is 0 or not finite), ``kept`` = maxmin <= 2."""
+    per: Dict[Tuple[str, str, int], List[dict]] = defaultdict(list)
+    for r in rows:
+        if r["hidden"]:
+            per[(r["init"], r["activation"], r["seed"])].append(r)
+    out = {}
+    for key, rs in per.items():
+        rs.sort(key=lambda r: r["layer"])
+        stds = [r["forward_std"] for r in rs]
+        ok = all(_finite_pos(s) for s in stds)
+        first, last = stds[0], stds[-1]
+        ratio = last / first if _finite_pos(first) and _finite_pos(last) else (0.0 if _finite_pos(first) else math.nan)
+        maxmin = max(stds) / min(stds) if ok else math.inf
+        out[key] = {"first": first, "last": last, "ratio": ratio, "maxmin": maxmin,
+                    "kept": maxmin <= KEEP_FACTOR, "layers": len(rs)}
+    return out
+
+
+def prediction_error(rows: List[dict]) -> Dict[Tuple[str, str], float]:
+    """Per (init, activation): the largest factor between measured and predicted forward std over all
+    layers and seeds (1 = perfect; inf where one of them is 0 or not finite)."""
+    worst: Dict[Tuple[str, str], float] = defaultdict(lambda: 1.0)
+    for r in rows:
+        key = (r["init"], r["activation"])
+        m, p = r["forward_std"], r["predicted_std"]
+        factor = max(m / p, p / m) if _finite_pos(m) and _finite_pos(p) else math.inf
+        worst[key] = max(worst[key], factor)
+    return dict(worst)
+
+
+def _geo(xs: Sequence[float]) -> float:
+    xs = [x for x in xs if _finite_pos(x)]
+    return math.exp(statistics.fmean(math.log(x) for x in xs)) if xs else math.nan
+
+
+def _num(x: float) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    if math.isinf(x):
+        return "inf"
+    if x == 0:
+        return "0"
+    return f"{x:.3g}" if 1e-3 <= abs(x) < 1e4 else f"{x:.1e}"
+
+
+def ratio_table(rows: List[dict], inits: List[str], activations: List[str]) -> Tuple[List[str], List[List[str]]]:
+    """Rows: inits; columns: activations; cell: last/first forward std (geometric mean over seeds), with
+    a check mark when max/min over the hidden layers is <= 2 on every seed."""
+    sp = spread(rows)
+    body = []
+    for i in inits:
+        cells = [i]
+        for a in activations:
+            vals = [v for (ii, aa, _), v in sp.items() if ii == i and aa == a]
+            if not vals:
+                cells.append("")
+                continue
+            mark = " ✓" if all(v["kept"] for v in vals) else ""
+            cells.append(_num(_geo([v["ratio"] for v in vals]) if any(_finite_pos(v["ratio"]) for v in vals)
+                              else vals[0]["ratio"]) + mark)
+        body.append(cells)
+    return ["init \\ activation"] + activations, body
+
+
+def observations(rows: List[dict], inits: List[str], activations: List[str]) -> List[str]:
+    """One sentence per activation, from the measured stds: which inits keep the forward signal within
+    a factor of 2 over all hidden layers (on every seed), which shrink, which grow; and how close the
+    prediction came where it is exact."""
+    sp = spread(rows)
+    err = prediction_error([r for r in rows if r["prediction"] == "exact"])
+    seeds = sorted({r["seed"] for r in rows})
+    depth = max((v["layers"] for v in sp.values()), default=0)
+    out = []
+    for a in activations:
+        kept, shrink, grow, vary = [], [], [], []
+        for i in inits:
+            vals = [v for (ii, aa, _), v in sp.items() if ii == i and aa == a]
+            if not vals:
+                continue
+            r = _geo([v["ratio"] for v in vals])
+            mm = max(v["maxmin"] for v in vals)
+            if all(v["kept"] for v in vals):
+                kept.append(f"{i} (max/min {_num(mm)})")
+            elif all(_finite_pos(v["ratio"]) and v["ratio"] < 1 / KEEP_FACTOR for v in vals) or \
+                    all(v["ratio"] == 0 for v in vals):
+                shrink.append(f"{i} (last/first {_num(r if _finite_pos(r) else 0.0)})")
+            elif all(_finite_pos(v["ratio"]) and v["ratio"] > KEEP_FACTOR for v in vals):
+                grow.append(f"{i} (last/first {_num(r)})")
+            else:
+                vary.append(f"{i} (max/min {_num(mm)})")
+        parts = [f"{a}: within x{KEEP_FACTOR:g} over all {depth} hidden layers on every seed: "
+                 + (", ".join(kept) or "none")]
+        if shrink:
+            parts.append("shrinks: " + ", ".join(shrink))
+        if grow:
+            parts.append("grows: " + ", ".join(grow))
+        if vary:
+            parts.append("varies by more than x2 but ends near its start: " + ", ".join(vary))
+        e = [err[(i, a)] for i in inits if (i, a) in err]
+        if e:
+            finite = [x for x in e if math.isfinite(x)]
+            parts.append(f"the (exact) prediction is within x{_num(max(finite))} of the measurement at every "
+                         f"layer for {len(finite)} of {len(e)} inits" if finite else
+                         "the prediction could not be compared (zero or non-finite stds)")
+        out.append("; ".join(parts) + f" ({len(seeds)} seed{'s' if len(seeds) != 1 else ''}).")
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Files
+# --------------------------------------------------------------------------------------------------
+
+def _colors(names: List[str]) -> Dict[str, str]:
+    palette = ["#d62728", "#ff7f0e", "#9467bd", "#1f77b4", "#2ca02c", "#8c564b", "#e377c2",
+               "#7f7f7f", "#bcbd22", "#17becf"]
+    return {n: palette[k % len(palette)] for k, n in enumerate(names)}
+
+
+def plot(rows: List[dict], inits: List[str], activations: List[str], path: Path) -> Path:
+    """Top row: forward std per layer; bottom row: gradient std; one panel per activation, one colour
+    per init; solid = measured (geometric mean over seeds, band = min-max), dashed = predicted
+    (dash-dotted where the prediction is the mean-field approximation)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colors = _colors(inits)
+    n = len(activations)
+    fig, axes = plt.subplots(2, n, figsize=(3.6 * n + 1, 7.4), squeeze=False)
+    index: Dict[Tuple[str, str], Dict[int, List[dict]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        index[(r["init"], r["activation"])][r["layer"]].append(r)
+    for col, a in enumerate(activations):
+        for row, (key, pkey, title) in enumerate((("forward_std", "predicted_std", "forward: std of y_l"),
+                                                  ("backward_std", "predicted_backward_std",
+                                                   "backward: std of dL/dy_l"))):
+            ax = axes[row][col]
+            for i in inits:
+                per_layer = index.get((i, a))
+                if not per_layer:
+                    continue
+                layers = sorted(per_layer)
+                def series(k, f):
+                    return [f([r[k] for r in per_layer[l]]) for l in layers]
+                mean = series(key, _geo)
+                lo = series(key, lambda v: min([x for x in v if _finite_pos(x)], default=math.nan))
+                hi = series(key, lambda v: max([x for x in v if _finite_pos(x)], default=math.nan))
+                ax.plot(layers, mean, "-", color=colors[i], lw=1.6, label=i)
+                ax.fill_between(layers, lo, hi, color=colors[i], alpha=0.15, lw=0)
+                style = "--" if per_layer[layers[0]][0]["prediction"] == "exact" else "-."
+                ax.plot(layers, series(pkey, _geo), style, color=colors[i], lw=1.0, alpha=0.9)
+            ax.set_yscale("log")
+            ax.grid(alpha=0.3)
+            ax.set_title(f"{a} — {title}", fontsize=9)
+            ax.set_xlabel("layer (last = logits)", fontsize=8)
+            ax.tick_params(labelsize=7)
+    axes[0][0].set_ylabel("std (log scale)")
+    axes[1][0].set_ylabel("std (log scale)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    from matplotlib.lines import Line2D
+    handles += [Line2D([], [], color="k", ls="-"), Line2D([], [], color="k", ls="--"),
+                Line2D([], [], color="k", ls="-.")]
+    labels += ["measured (band: seeds)", "predicted (exact formula)", "predicted (mean-field approx.)"]
+    fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 7), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def settings_line(cfg: ProbeConfig) -> str:
+    env = study.environment()
+    kind = (f"{cfg.depth} 3x3 conv layers of {cfg.resolved_width} channels (padding 1)" if cfg.conv
+            else f"{cfg.depth} fully connected layers of {cfg.resolved_width} units")
+    return (f"mlp with {kind}, then a linear output layer, no training; {cfg.resolved_images} {cfg.dataset} "
+            f"training images in [0, 1]; loss = cross-entropy summed over the batch; biases 0; "
+            f"{cfg.seeds} weight draw(s) (seeds {cfg.first_seed}..{cfg.first_seed + cfg.seeds - 1}); "
+            f"torch {env['torch']}, {env['cpu_threads']} CPU threads")
+
+
+def write_probe(out: Path, cfg: ProbeConfig, rows: List[dict], seconds: float = math.nan) -> Path:
+    """probe.csv, probe.png, config.json, meta.json, report.md, report.html — each atomically."""
+    from .report import _html_table, _md_table
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    d = asdict(cfg)
+    d.update(width=cfg.resolved_width, images=cfg.resolved_images)
+    study.atomic_write_text(out / "config.json", json.dumps(d, indent=2) + "\n")
+    study.atomic_write_text(out / "meta.json", json.dumps({"environment": study.environment(),
+                                                           "seconds": seconds}, indent=2) + "\n")
+    study.atomic_write_text(out / "probe.csv", study.rows_to_csv(rows))
+    png = plot(rows, cfg.inits, cfg.activations, out / "probe.png")
+    head, body = ratio_table(rows, cfg.inits, cfg.activations)
+    sentences = observations(rows, cfg.inits, cfg.activations)
+    title = "initlab probe: signal propagation at initialization"
+    table_note = (f"Cells: last/first forward std over the {cfg.depth} hidden layers (geometric mean over "
+                  f"seeds); ✓ = max/min over those layers <= {KEEP_FACTOR:g} on every seed. With ReLU and "
+                  f"fan_in = fan_out = n, xavier's Var(w) = 1/n halves the variance per layer: "
+                  f"(1/√2)^{cfg.depth - 1} = {_num(2 ** (-(cfg.depth - 1) / 2))}.")
+    md = [f"# {title}", "", settings_line(cfg) + ".", "", "## Which inits keep the forward signal?", "",
+          table_note, "", _md_table(head, body), "", "## From the measurement", ""]
+    md += [f"- {s}" for s in sentences]
+    md += ["", "## Plot", "", "![probe](probe.png)", "",
+           "Solid: measured (band: min-max over seeds); dashed: the variance formula's prediction "
+           "(exact for linear and (leaky) ReLU forward); dash-dotted: mean-field approximation "
+           "(tanh, sigmoid, SELU). Zero stds are not drawn on the log axis.", "",
+           "## Files", "", "`probe.csv` (one row per init x activation x seed x layer), `config.json`, "
+           "`meta.json`.", ""]
+    study.atomic_write_text(out / "report.md", "\n".join(md))
+    b64 = base64.b64encode(png.read_bytes()).decode()
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>"
+            "body{font-family:system-ui,sans-serif;max-width:1600px;margin:2em auto;padding:0 1em}"
+            "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
+            "td:first-child{text-align:left}img{max-width:100%}</style></head><body>"
+            f"<h1>{html.escape(title)}</h1><p>{html.escape(settings_line(cfg))}.</p>"
+            f"<h2>Which inits keep the forward signal?</h2><p>{html.escape(table_note)}</p>"
+            + _html_table(head, body)
+            + "<h2>From the measurement</h2><ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in sentences)
+            + f"</ul><h2>Plot</h2><img alt='probe' src='data:image/png;base64,{b64}'></body></html>")
+    study.atomic_write_text(out / "report.html", page)
+    return out / "report.html"

@@ -1,0 +1,356 @@
+"""Sweeps: grids from TOML, stacks of cells, the study through the store, resume after kill -9, the
+local pool and the Ray backend giving the same results."""
+import hashlib
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from initlab import cli, store as st, sweep
+from initlab.study import StudyConfig, read_csv
+
+TINY = ["--train-size", "96", "--record-every", "4", "--quiet"]     # 3 steps per run
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def run_cli(argv, capsys):
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# --------------------------------------------------------------------------------------------------
+# Grids, cells, stacks (no training)
+# --------------------------------------------------------------------------------------------------
+
+def test_grid_is_the_cartesian_product_of_its_lists(tmp_path):
+    grid = write(tmp_path / "g.toml", 'inits = ["zeros", "kaiming"]\nseeds = 2\nlr = [1e-3, 3e-3]\n'
+                 'activation = ["relu", "tanh"]\ntrain-size = 500\n')
+    configs = sweep.read_grid(grid)
+    assert [(c.train.lr, c.activation) for c in configs] == [
+        (0.001, "relu"), (0.001, "tanh"), (0.003, "relu"), (0.003, "tanh")]
+    assert all(c.inits == ["zeros", "kaiming"] and c.train.train_size == 500 for c in configs)
+    cells = [cell for c in configs for cell in sweep.cells_of(c)]
+    assert len(cells) == 4 * 2 * 2 and len({c["hash"] for c in cells}) == 16
+    assert len({c["grp"] for c in cells}) == 4                  # one group per (lr, activation)
+
+
+def test_cell_tables_are_merged_over_the_top_and_expanded(tmp_path):
+    grid = write(tmp_path / "g.toml", 'seeds = 1\ntrain_size = 500\n\n[[cell]]\ninit = "xavier"\n'
+                 'lr = [0.001, 0.01]\n\n[[cell]]\ninits = ["kaiming", "zeros"]\noptimizer = "sgd"\n')
+    configs = sweep.read_grid(grid)
+    assert [(c.inits, c.train.lr, c.train.optimizer) for c in configs] == [
+        (["xavier"], 0.001, "adam"), (["xavier"], 0.01, "adam"), (["kaiming", "zeros"], 0.001, "sgd")]
+
+
+def test_flags_override_the_grid(tmp_path):
+    grid = write(tmp_path / "g.toml", 'lr = [0.001, 0.01]\ntrain_size = 500\n')
+    args = cli.build_parser().parse_args(["sweep", str(grid), "--train-size", "64", "--seeds", "2"])
+    configs = sweep.read_grid(grid, args)
+    assert [(c.train.train_size, c.seeds) for c in configs] == [(64, 2), (64, 2)]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("colour = 'red'\n", "unknown setting 'colour'"),
+    ("seeds = [1, 2]\n", "seeds cannot be a list"),
+    ("lr = []\n", "lr = [] in"),
+    ("lr = -1.0\n", "--lr must be > 0"),
+    ("[[cell]]\nseeds = 3\n", "seeds is sweep-wide"),
+    ("cell = 3\n", "must be a list of tables"),
+    ("inits = [\n", "cannot read config"),
+])
+def test_bad_grids_are_one_line_usage_errors(tmp_path, capsys, text, message):
+    grid = write(tmp_path / "g.toml", text)
+    code, out, err = run_cli(["sweep", grid, "--out", tmp_path / "o"], capsys)
+    assert code == 2
+    assert message in err and err.startswith("initlab: error:") and err.count("\n") == 1
+
+
+def test_bad_sweep_options_are_usage_errors(tmp_path, capsys):
+    grid = write(tmp_path / "g.toml", "train_size = 96\n")
+    for argv, message in [
+        (["sweep", "--out", tmp_path / "o"], "give a grid file"),
+        (["sweep", grid, "--resume"], "--resume needs --out"),
+        (["sweep", grid, "--out", tmp_path / "none", "--resume"], "holds no run store"),
+        (["sweep", grid, "--out", tmp_path / "o", "--backend", "slurm"], "unknown backend 'slurm'"),
+        (["sweep", grid, "--out", tmp_path / "o", "--workers", "0"], "--workers must be >= 1"),
+        (["sweep", grid, "--out", tmp_path / "o", "--address", "h:1"], "--address is for --backend ray"),
+        (["study", "--out", tmp_path / "none", "--resume"], "holds no run store"),
+        (["runs", tmp_path], "holds no run store"),
+    ]:
+        code, _, err = run_cli(argv, capsys)
+        assert code == 2 and message in err, (argv, err)
+
+
+def test_cell_hash_is_what_a_run_computes_not_how():
+    a = StudyConfig(inits=["xavier"], seeds=1)
+    b = StudyConfig(inits=["xavier", "zeros"], seeds=3, device="cpu", data_dir="/data",
+                    seeds_per_stack=2)
+    if hasattr(b, "workers"):
+        b.workers = 4
+    assert sweep.cells_of(a)[0]["hash"] == sweep.cells_of(b)[0]["hash"]
+    a.train.lr = 0.002
+    assert sweep.cells_of(a)[0]["hash"] != sweep.cells_of(b)[0]["hash"]
+
+
+def stored_cells(configs, done=()):
+    """Plan rows as the store returns them (config parsed), minus the cells in ``done``."""
+    rows = []
+    for c in configs:
+        for cell in sweep.cells_of(c):
+            if (cell["init"], cell["seed"], c.train.lr) not in done:
+                rows.append({**cell, "config": json.loads(cell["config"])})
+    return rows
+
+
+def test_pending_cells_are_grouped_into_rectangular_stacks():
+    configs = []
+    for lr in (0.001, 0.01):
+        c = StudyConfig(inits=["zeros", "xavier", "kaiming"], seeds=4)
+        c.train.lr, c.train.train_size = lr, 320
+        configs.append(c)
+    # lr 0.001: seed 1 lacks only kaiming, seed 2 is finished; lr 0.01: nothing done
+    done = {("zeros", 1, 0.001), ("xavier", 1, 0.001), ("zeros", 2, 0.001), ("xavier", 2, 0.001),
+            ("kaiming", 2, 0.001)}
+    pending = stored_cells(configs, done)
+    tasks = sweep.plan_tasks(pending, {}, 0, {("mnist", None): 60000})
+    shapes = [(t.cfg.train.lr, t.cfg.seed_list, t.cfg.inits) for t in tasks]
+    assert shapes == [(0.001, [0], ["zeros", "xavier", "kaiming"]), (0.001, [1], ["kaiming"]),
+                      (0.001, [3], ["zeros", "xavier", "kaiming"]),
+                      (0.01, [0, 1, 2, 3], ["zeros", "xavier", "kaiming"])]
+    assert sorted(h for t in tasks for h in t.flat) == sorted(c["hash"] for c in pending)
+    assert all(t.steps == 10 for t in tasks)                     # 320 images / batch 32
+    by_two = sweep.plan_tasks(pending, {}, 2, {})
+    assert [t.cfg.seed_list for t in by_two][-2:] == [[0, 1], [2, 3]]
+    for t in by_two:                                            # each cell is where its config says
+        for s, seed in enumerate(t.cfg.seed_list):
+            for i, spec in enumerate(t.cfg.inits):
+                cell = sweep.make_cell(sweep.cell_settings(t.cfg), spec, seed)
+                assert t.hashes[s][i] == cell["hash"]
+
+
+def test_split_tasks_gives_every_worker_a_share():
+    c = StudyConfig(inits=["zeros", "xavier", "kaiming"], seeds=1)
+    tasks = sweep.plan_tasks(stored_cells([c]), {}, 0, {})
+    assert len(tasks) == 1
+    split = sweep.split_tasks(tasks, 2)
+    assert [t.cfg.inits for t in split] == [["zeros", "xavier"], ["kaiming"]]
+    assert [t.tid for t in split] == [0, 1]
+    assert sorted(h for t in split for h in t.flat) == sorted(tasks[0].flat)
+    assert len(sweep.split_tasks(split, 10)) == 3               # one cell per task at most
+
+
+# --------------------------------------------------------------------------------------------------
+# Real data
+# --------------------------------------------------------------------------------------------------
+
+def tiny_config(**kw) -> StudyConfig:
+    cfg = StudyConfig(inits=["zeros", "kaiming"], seeds=2, **kw)
+    cfg.train.train_size, cfg.train.record_every = 96, 4
+    if hasattr(cfg, "workers"):
+        cfg.workers = 1
+    return cfg
+
+
+TIMING = ("train_seconds", "stack_seconds", "init_seconds")
+
+
+@pytest.mark.slow
+def test_study_through_the_store_writes_the_tables_run_study_writes(tmp_path):
+    from initlab import data, study
+
+    ds = data.load_dataset("mnist")
+    cfg = tiny_config()
+    study.write_tables(tmp_path / "old", cfg, study.run_study(cfg, dataset=ds, progress=False))
+    outcome = sweep.run_study_stored(cfg, tmp_path / "new", dataset=ds, progress=False)
+    assert not outcome.interrupted
+    for name in ("curves", "layers", "histograms", "config"):
+        suffix = ".json" if name == "config" else ".csv"
+        assert (tmp_path / "old" / f"{name}{suffix}").read_text() == \
+            (tmp_path / "new" / f"{name}{suffix}").read_text(), name
+    old, new = read_csv(tmp_path / "old" / "runs.csv"), read_csv(tmp_path / "new" / "runs.csv")
+    assert [list(r) for r in old] == [list(r) for r in new]
+    assert [{k: v for k, v in r.items() if k not in TIMING} for r in old] == \
+        [{k: v for k, v in r.items() if k not in TIMING} for r in new]
+    meta = json.loads((tmp_path / "new" / "meta.json").read_text())
+    assert meta["store"]["status"] == {"done": 4} and meta["interrupted"] is False
+
+
+def digest(out: Path, run: dict) -> tuple:
+    files = sorted((out / run["records"]).iterdir())
+    return (json.dumps(run["row"], sort_keys=True),
+            tuple(hashlib.sha256(p.read_bytes()).hexdigest() for p in files))
+
+
+@pytest.mark.slow
+def test_study_resume_trains_only_what_is_missing(tmp_path, capsys):
+    out = tmp_path / "s"
+    argv = ["study", "--out", out, "--inits", "zeros", "kaiming", "--seeds", "2", "--seeds-per-stack",
+            "1"] + TINY
+    assert run_cli(argv, capsys)[0] == 0
+    assert run_cli(argv, capsys)[0] == 2                         # results there: refused
+    before = (out / "runs.csv").read_text()
+    with st.Store(out) as s:                                     # seed 1's stack "failed"
+        runs = s.runs()
+        kept = {r["hash"]: digest(out, r) for r in runs if r["seed"] == 0}
+        s.db.execute("UPDATE runs SET status = 'failed' WHERE seed = 1")
+    (out / "runs.csv").unlink()
+    code, text, _ = run_cli(["study", "--out", out, "--resume", "--quiet"], capsys)   # stored config
+    assert code == 0 and "kaiming" in text
+    with st.Store(out) as s:
+        runs = s.runs()
+        assert s.counts() == {"done": 4}
+        assert {r["seed"]: r["attempts"] for r in runs} == {0: 1, 1: 2}
+        assert {r["hash"]: digest(out, r) for r in runs if r["seed"] == 0} == kept
+    after = read_csv(out / "runs.csv")
+    assert [{k: v for k, v in r.items() if k not in TIMING} for r in after] == \
+        [{k: v for k, v in r.items() if k not in TIMING} for r in read_csv_text(before, tmp_path)]
+    # more seeds on resume: only the new seed trains; flags win over the stored config
+    assert run_cli(["study", "--out", out, "--resume", "--seeds", "3"] + TINY, capsys)[0] == 0
+    with st.Store(out) as s:
+        assert s.counts() == {"done": 6}
+        assert sorted(r["attempts"] for r in s.runs()) == [1, 1, 1, 1, 2, 2]
+    code, text, _ = run_cli(["runs", out], capsys)
+    assert code == 0 and "6 in the plan: 6 done" in text and text.count("done") == 7
+    for name in ("runs.csv", "curves.csv", "report.html"):
+        (out / name).unlink()
+    code, text, _ = run_cli(["report", out], capsys)               # rebuilt from the store
+    assert code == 0 and len(read_csv(out / "runs.csv")) == 6 and (out / "report.html").exists()
+
+
+def read_csv_text(text: str, tmp_path: Path):
+    p = tmp_path / "before.csv"
+    p.write_text(text)
+    return read_csv(p)
+
+
+GRID = """
+inits = ["zeros", "kaiming"]
+seeds = 2
+lr = [0.001, 0.003]
+train_size = 96
+record_every = 4
+"""
+
+
+def _children(pid: int) -> list:
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _statuses(out: Path) -> dict:
+    path = out / st.STORE_NAME
+    if not path.exists():
+        return {}
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        try:
+            return dict(db.execute("SELECT status, COUNT(*) FROM runs WHERE position IS NOT NULL "
+                                   "GROUP BY status").fetchall())
+        finally:
+            db.close()
+    except sqlite3.DatabaseError:
+        return {}
+
+
+def _wait_for(condition, timeout: float) -> None:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout and not condition():
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_sweep_killed_with_sigkill_resumes_with_nothing_lost(tmp_path):
+    """Kill the sweep (driver) with SIGKILL three times at random moments -- while starting, right
+    after runs finish, in the middle of training -- then resume: every run finished before a kill is
+    kept byte for byte, none is trained twice, the grid completes and the store is intact."""
+    rng = random.Random(7)
+    grid = write(tmp_path / "grid.toml", GRID)
+    out = tmp_path / "out"
+    base = [sys.executable, "-m", "initlab.cli", "sweep", str(grid), "--out", str(out), "--workers",
+            "2", "--quiet"]
+    kept: dict = {}
+    waits = [lambda: time.sleep(rng.uniform(0.2, 2.5)),
+             lambda: (_wait_for(lambda: _statuses(out).get("done", 0) >= 2, 120),
+                      time.sleep(rng.uniform(0.0, 1.0))),
+             lambda: (_wait_for(lambda: _statuses(out).get("running", 0) > 0, 120),
+                      time.sleep(rng.uniform(0.0, 1.5)))]
+    for wait in waits:
+        p = subprocess.Popen(base + (["--resume"] if (out / st.STORE_NAME).exists() else []),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait()
+        kids = _children(p.pid)
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait(10)
+        _wait_for(lambda: not any(_alive(k) for k in kids), 15)
+        assert not any(_alive(k) for k in kids), "workers outlived their killed sweep"
+        if not (out / st.STORE_NAME).exists():
+            continue
+        with st.Store(out) as s:
+            assert s.integrity() == "ok"
+            for r in s.runs():
+                if r["status"] in st.FINAL:
+                    now = digest(out, r)
+                    assert kept.setdefault(r["hash"], now) == now, "a finished run changed"
+    assert kept, "no run finished before the last kill; the test proves nothing"
+    done = subprocess.run(base + ["--resume"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    with st.Store(out) as s:
+        assert s.integrity() == "ok"
+        runs = s.runs(plan_only=False)
+        assert len(runs) == 8 and s.counts() == {"done": 8}
+        for r in runs:
+            if r["hash"] in kept:
+                assert digest(out, r) == kept[r["hash"]]
+                assert r["attempts"] >= 1
+    assert sorted(p.name for p in (out / st.RECORDS_DIR).iterdir()) == sorted(r["hash"] for r in runs)
+    table = read_csv(out / "runs.csv")
+    assert len(table) == 8 and len({(r["spec"], r["seed"], r["lr"]) for r in table}) == 8
+    assert sorted(p.name for p in (out / "groups").iterdir()) == ["lr=0.001", "lr=0.003"]
+    for group in (out / "groups").iterdir():
+        assert len(read_csv(group / "runs.csv")) == 4 and (group / "report.html").exists()
+
+
+@pytest.mark.slow
+def test_ray_backend_gives_the_local_results(tmp_path, capsys):
+    pytest.importorskip("ray")
+    grid = write(tmp_path / "grid.toml", GRID.replace("lr = [0.001, 0.003]", "lr = 0.003"))
+    common = ["--threads", "1"] + TINY
+    assert run_cli(["sweep", grid, "--out", tmp_path / "local", "--workers", "2"] + common, capsys)[0] == 0
+    assert run_cli(["sweep", grid, "--out", tmp_path / "ray", "--backend", "ray"] + common, capsys)[0] == 0
+    local, ray = (read_csv(tmp_path / d / "runs.csv") for d in ("local", "ray"))
+    assert len(local) == len(ray) == 4
+    acc = lambda rows: {(r["init"], r["seed"]): r["test_acc"] for r in rows}
+    assert acc(ray).keys() == acc(local).keys()
+    for key, value in acc(local).items():
+        assert acc(ray)[key] == pytest.approx(value, abs=1e-6), key
+    assert len(set(acc(local).values())) > 1                      # kaiming differs from zeros
+    with st.Store(tmp_path / "ray") as s:
+        assert s.meta("plan")["execution"]["backend"] == "ray"
+        assert s.counts() == {"done": 4}

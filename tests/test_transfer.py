@@ -1,0 +1,258 @@
+"""Transfer learning as an initialization: freezing in the engine, the three modes, checkpoints, the
+report's sentences, and ``initlab transfer`` end to end on real data (small)."""
+import copy
+import csv
+import dataclasses
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from initlab import cli, engine, init, models, transfer
+from initlab.study import atomic_write_text, init_generator, rows_to_csv
+from initlab.transfer import TransferConfig, TransferError
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The machines these run on are small and shared: one intra-op thread is faster than contention."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _tiny_data(n=128, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 256, (n, 28, 28), dtype=torch.uint8, generator=g)
+    y = torch.randint(0, 10, (n,), generator=g)
+    cfg = engine.TrainConfig(batch_size=16, record=False, heldout_size=32)
+    return engine.prepare(x, y, x[:32], y[:32], cfg), cfg
+
+
+def _lenet(seed=0):
+    m = models.build("lenet5")
+    init.initialize(m, "kaiming", generator=torch.Generator().manual_seed(seed))
+    return m
+
+
+# ---------------------------------------------------------------- freezing in the engine
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_frozen_layers_stay_exactly_put_and_the_rest_matches_a_requires_grad_loop(optimizer):
+    data, cfg = _tiny_data()
+    cfg = dataclasses.replace(cfg, optimizer=optimizer, lr=1e-2 if optimizer == "sgd" else 1e-3)
+    start = _lenet()
+    m = copy.deepcopy(start)
+    engine.train_stack([[m]], [0], data, cfg, frozen=["c1", "c3", "c5"])
+    for name, p in m.named_parameters():
+        same = torch.equal(p, dict(start.named_parameters())[name])
+        assert same == name.startswith(("c1.", "c3.", "c5.")), name
+    # the reference: the plain loop with the frozen parameters excluded from autograd
+    ref = copy.deepcopy(start)
+    for layer in (ref.c1, ref.c3, ref.c5):
+        layer.requires_grad_(False)
+    order = engine.data_order(len(data.x_train), 0, cfg.epochs)
+    opt, _ = engine.make_optimizer([p for p in ref.parameters() if p.requires_grad], cfg, 8)
+    for step in range(8):
+        idx = order[step * 16:(step + 1) * 16]
+        loss = F.cross_entropy(ref(data.x_train[idx]), data.y_train[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    for name, p in ref.named_parameters():
+        torch.testing.assert_close(dict(m.named_parameters())[name], p, rtol=1e-4, atol=1e-6)
+
+
+def test_freezing_refuses_weight_decay_and_unknown_layers():
+    data, cfg = _tiny_data()
+    with pytest.raises(ValueError, match="weight_decay 0"):
+        engine.train_stack([[_lenet()]], [0], data, engine.TrainConfig(weight_decay=1e-4, record=False),
+                           frozen=["c1"])
+    with pytest.raises(ValueError, match="cannot freeze c2: no such layer; layers: c1, c3, c5, f6, output"):
+        engine.train_stack([[_lenet()]], [0], data, cfg, frozen=["c2"])
+
+
+# ---------------------------------------------------------------- the three modes
+
+
+def test_modes_start_from_the_pretrained_weights():
+    cfg = TransferConfig()
+    pre = _lenet(seed=7).state_dict()
+    x = torch.rand(256, 1, 28, 28)
+    ft = transfer._member(cfg, "finetune", 3, pre, x)
+    fz = transfer._member(cfg, "freeze", 3, pre, x)
+    rh = transfer._member(cfg, "reinit_head", 3, pre, x)
+    scratch = transfer._member(cfg, "kaiming", 3, pre, x)
+    for k, v in pre.items():
+        assert torch.equal(ft.state_dict()[k], v) and torch.equal(fz.state_dict()[k], v)
+        if k.startswith("output."):
+            # the head is the kaiming scratch model's head of the same seed, bias 0
+            assert torch.equal(rh.state_dict()[k], scratch.state_dict()[k])
+            assert not torch.equal(rh.state_dict()[k], v) or k == "output.bias" and not v.any()
+        else:
+            assert torch.equal(rh.state_dict()[k], v)
+    assert torch.equal(rh.output.bias, torch.zeros(10))
+    expected = models.build("lenet5")
+    init.initialize(expected, "kaiming", generator=init_generator(3))
+    for k, v in expected.state_dict().items():
+        assert torch.equal(scratch.state_dict()[k], v)          # scratch ignores the pretrained state
+    assert transfer.conv_layers(ft) == ["c1", "c3", "c5"] and transfer.head_layer(ft) == "output"
+
+
+@pytest.mark.parametrize("n, epochs", [(100, 75), (1000, 10), (10000, 1), (60000, 1)])
+def test_small_subsets_train_at_least_min_steps(n, epochs):
+    assert transfer.epochs_for(n, 32, 300, 1) == epochs
+    assert engine.steps_for(n, engine.TrainConfig(epochs=epochs)) >= 300
+    assert transfer.epochs_for(100, 32, 0, 3) == 3
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def _save(path, model, name="lenet5", options=None, dataset="fashion_mnist"):
+    return transfer.save_checkpoint(path, model, model_name=name, model_options=options or {"activation": "relu"},
+                                    dataset=dataset, config={"seed": 0}, test_acc=0.8)
+
+
+def test_checkpoint_roundtrip(tmp_path):
+    m = _lenet()
+    path = _save(tmp_path / "a.pt", m)
+    raw = torch.load(path, weights_only=True)
+    assert {"state_dict", "config", "model", "dataset"} <= set(raw) and raw["model"] == "lenet5"
+    sd, info = transfer.load_checkpoint(path, "lenet5", {"activation": "relu"})
+    assert info["dataset"] == "fashion_mnist" and info["test_acc"] == 0.8
+    for k, v in m.state_dict().items():
+        assert torch.equal(sd[k], v)
+
+
+def test_incompatible_checkpoints_are_one_line_errors(tmp_path):
+    relu = {"activation": "relu"}
+    cases = []
+    cases.append((_save(tmp_path / "conv.pt", models.build("three_layer_convnet"), name="three_layer_convnet"),
+                  "holds a 'three_layer_convnet' model, but this run's model is 'lenet5'"))
+    cases.append((_save(tmp_path / "tanh.pt", _lenet(), options={"activation": "tanh"}),
+                  "was trained with activation='tanh', this run uses activation='relu'"))
+    wide = _lenet()
+    sd = wide.state_dict()
+    sd["c1.weight"] = torch.zeros(8, 1, 5, 5)
+    torch.save({"state_dict": sd, "model": "lenet5", "config": {}, "dataset": "mnist"}, tmp_path / "shape.pt")
+    cases.append((tmp_path / "shape.pt", r"c1.weight is \(8, 1, 5, 5\) in the checkpoint, \(6, 1, 5, 5\) in the model"))
+    sd = _lenet().state_dict()
+    del sd["f6.bias"]
+    torch.save({"state_dict": sd, "model": "lenet5", "config": {}, "dataset": "mnist"}, tmp_path / "missing.pt")
+    cases.append((tmp_path / "missing.pt", "missing f6.bias; unexpected nothing"))
+    torch.save({"weights": 1}, tmp_path / "other.pt")
+    cases.append((tmp_path / "other.pt", "is not an initlab checkpoint"))
+    (tmp_path / "junk.pt").write_bytes(b"not a zip")
+    cases.append((tmp_path / "junk.pt", "is not readable"))
+    cases.append((tmp_path / "nope.pt", "does not exist"))
+    for path, match in cases:
+        with pytest.raises(TransferError, match=match) as e:
+            transfer.load_checkpoint(path, "lenet5", relu)
+        assert "\n" not in str(e.value)
+
+
+# ---------------------------------------------------------------- the report, from files
+
+
+def _fake_results(out, gap_small, gap_large):
+    """runs.csv/curves.csv with known accuracies: transfer better by gap_small at 100 images and by
+    gap_large at 10,000; seeds differ by 0.2 pts."""
+    runs, curves = [], []
+    for n, base, gap in ((100, 0.70, gap_small), (10000, 0.97, gap_large)):
+        for seed in (0, 1):
+            for name, kind, acc in (("finetune", "transfer", base + gap), ("freeze", "transfer", base - 0.1),
+                                    ("kaiming", "scratch", base)):
+                acc = acc + 0.002 * seed
+                runs.append({"init": name, "target_images": n, "seed": seed, "kind": kind,
+                             "test_acc": acc, "acc_at_0": 0.1, "acc_at_20": acc - 0.2, "acc_at_100": acc - 0.05,
+                             "steps_to_90": 200 if acc >= 0.9 else None, "steps_to_97": None})
+                curves += [{"init": name, "target_images": n, "seed": seed, "step": s,
+                            "heldout_acc": acc * s / 300} for s in (0, 100, 200, 300)]
+    atomic_write_text(out / "runs.csv", rows_to_csv(runs))
+    atomic_write_text(out / "curves.csv", rows_to_csv(curves))
+    atomic_write_text(out / "pretrain.csv", rows_to_csv([{"seed": 0, "source": "fashion_mnist", "test_acc": 0.85}]))
+    cfg = {**transfer.asdict(TransferConfig()), "seed_list": [0, 1], "head_init": "kaiming",
+           "plan": [{"target_images": 100, "epochs": 75, "steps": 300}, {"target_images": 10000, "epochs": 1, "steps": 313}]}
+    atomic_write_text(out / "config.json", transfer.json.dumps(cfg))
+
+
+@pytest.mark.parametrize("gap_small, gap_large", [(0.05, 0.001), (0.0, 0.03)])
+def test_report_sentences_follow_the_numbers(tmp_path, gap_small, gap_large):
+    _fake_results(tmp_path, gap_small, gap_large)
+    obs = transfer.observations(transfer._load(tmp_path))
+    text = " ".join(obs)
+    assert f"{100 * gap_small:+.2f} pts at 100, {100 * gap_large:+.2f} pts at 10,000 images" in text
+    helped = [n for n, g in ((100, gap_small), (10000, gap_large)) if g > 0.005]
+    settled = [n for n, g in ((100, gap_small), (10000, gap_large)) if g <= 0.005]
+    assert f"beyond the seed spread (more than 2 std and 0.5 pts) at {', '.join(f'{n:,}' for n in helped)} images" in text
+    assert f"at {', '.join(f'{n:,}' for n in settled)} images the difference is within" in text
+    assert "Frozen convolutions minus fine-tuned ones, final accuracy: " \
+           f"{100 * (-0.1 - gap_small):+.2f} pts at 100 images" in text
+    html_path = transfer.write_report(tmp_path)
+    md = (tmp_path / "report.md").read_text()
+    assert "| 100 | finetune |" in md and html_path.read_text().count("data:image/png;base64") == 2
+
+
+# ---------------------------------------------------------------- the command, on real data
+
+
+@pytest.mark.slow
+def test_transfer_end_to_end_on_real_data(tmp_path, capsys):
+    """Pretrain on 1,024 Fashion-MNIST images, transfer to 64 and 256 MNIST images, 1 seed; then the
+    saved checkpoint is reused, and an incompatible model is refused with exit code 2."""
+    out = tmp_path / "run"
+    argv = ["transfer", "--from", "fashion_mnist", "--to", "mnist", "--pretrain-size", "1024",
+            "--target-sizes", "64", "256", "--min-steps", "16", "--seeds", "1", "--record-every", "8",
+            "--out", str(out), "--quiet"]
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "reinit_head" in printed and "report:" in printed
+    with open(out / "runs.csv") as f:
+        runs = list(csv.DictReader(f))
+    inits = ["finetune", "reinit_head", "kaiming", "xavier", "freeze"]
+    assert sorted((r["init"], r["target_images"]) for r in runs) == sorted((i, n) for i in inits for n in ("64", "256"))
+    for col in ("init", "target_images", "seed", "test_acc", "steps_to_90", "steps_to_97"):
+        assert col in runs[0]
+    assert all(0 <= float(r["test_acc"]) <= 1 and r["steps"] == "16" for r in runs)
+    # 64 images at batch 32 are 2 steps an epoch: 8 epochs make the 16 steps
+    assert {r["epochs"] for r in runs if r["target_images"] == "64"} == {"8"}
+    md = (out / "report.md").read_text()
+    assert "Where pretraining helps" in md and "best pretrained init" in md
+    ckpt = out / "pretrained-seed0.pt"
+    assert torch.load(ckpt, weights_only=True)["dataset"] == "fashion_mnist"
+    # freeze kept the convolutions of the checkpoint: same initial held-out accuracy as finetune
+    first = {r["init"]: r["acc_at_0"] for r in runs if r["target_images"] == "64"}
+    assert first["freeze"] == first["finetune"]
+
+    again = tmp_path / "again"
+    assert cli.main(["transfer", "--from-checkpoint", str(ckpt), "--target-sizes", "64", "--min-steps", "4",
+                     "--seeds", "1", "--modes", "finetune", "--inits", "kaiming", "--out", str(again),
+                     "--quiet"]) == 0
+    with open(again / "runs.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["init"] for r in rows] == ["finetune", "kaiming"]
+    assert not list(again.glob("*.pt"))                      # nothing pretrained, nothing saved
+    capsys.readouterr()
+    assert cli.main(["transfer", "--from-checkpoint", str(ckpt), "--model", "three_layer_convnet",
+                     "--out", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "holds a 'lenet5' model, but this run's model is 'three_layer_convnet'" in err
+    assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--modes", "distill"], "unknown mode in distill; choose from: finetune, freeze, reinit_head"),
+    (["--target-sizes", "0"], "--target-sizes must be >= 1"),
+    (["--from", "imagenet"], "unknown source dataset 'imagenet'; choose from: mnist, fashion_mnist, cifar10"),
+    (["--inits", "kaiming:gain=2"], "gain"),
+    (["--model", "mlp", "--modes", "freeze"], "freeze freezes the convolutions, and mlp has none"),
+    (["--from-checkpoint", "/nonexistent/x.pt"], "checkpoint /nonexistent/x.pt does not exist"),
+    (["--modes", "", "--inits", ""], "nothing to compare"),
+])
+def test_bad_transfer_input_is_one_line_and_exit_2(args, message, tmp_path, capsys):
+    assert cli.main(["transfer", "--out", str(tmp_path / "o"), "--quiet", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("initlab: error:") and message in err
