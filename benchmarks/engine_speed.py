@@ -86,23 +86,26 @@ def textbook(seed: int, init_name: str, n_images: int, device: str) -> dict:
 # initlab's engine
 # --------------------------------------------------------------------------------------------------
 
-def engine_run(seeds, inits, n_images: int, record: bool, device: str) -> dict:
+def engine_run(seeds, inits, n_images: int, record: bool, device: str, workers: int = 0,
+               threads: int = 0) -> dict:
+    """The study as `initlab study` runs it (stacks over worker processes), timed end to end:
+    model building, training, recording and the final test evaluation."""
     import torch
 
     from initlab import data, engine, study
 
+    if threads:
+        torch.set_num_threads(threads)
     ds = data.load_dataset("mnist", quiet=True)
     cfg = study.StudyConfig(inits=list(inits), seeds=len(seeds), first_seed=seeds[0], device=device,
+                            workers=workers,
                             train=engine.TrainConfig(train_size=n_images if n_images < 60000 else None,
                                                      record=record))
-    dev = study.resolve_device(device)
-    d = engine.prepare(ds.train_images, ds.train_labels, ds.test_images, ds.test_labels, cfg.train, dev)
-    models = [[study.build_initialized(cfg, spec, s) for spec in inits] for s in seeds]
-    res = engine.train_stack(models, list(seeds), d, cfg.train)
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-    acc = {(spec, s): float(res.test_acc[a, b]) for a, s in enumerate(seeds) for b, spec in enumerate(inits)}
-    return {"seconds": res.wall_seconds, "models": len(seeds) * len(inits), "acc": acc}
+    t0 = time.perf_counter()
+    result = study.run_study(cfg, dataset=ds, progress=False)
+    seconds = time.perf_counter() - t0
+    acc = {(r["init"], r["seed"]): r["test_acc"] for r in result.runs}
+    return {"seconds": seconds, "models": len(result.runs), "acc": acc}
 
 
 def _child(job, queue):
@@ -146,23 +149,26 @@ def main(argv=None) -> int:
     book = [measure(textbook, seed=s, init_name=i, n_images=n, device=args.device)
             for i in ("xavier", "kaiming") for s in seeds]
     book_s = statistics.fmean(per_model_epoch(r, n) for r in book)
-    # 2. the engine: the whole study (5 inits x seeds) at once, recording on and off
+    # 2. the engine: the whole study (5 inits x seeds), as `initlab study` runs it, recording on and off
     eng = measure(engine_run, seeds=seeds, inits=INITS, n_images=n, record=True, device=args.device)
     bare = measure(engine_run, seeds=seeds, inits=INITS, n_images=n, record=False, device=args.device)
-    eng_s, bare_s = per_model_epoch(eng, n), per_model_epoch(bare, n)
+    one = measure(engine_run, seeds=seeds, inits=INITS, n_images=n, record=True, device=args.device,
+                  workers=1)
+    eng_s, bare_s, one_s = (per_model_epoch(r, n) for r in (eng, bare, one))
     print("\n| loop | s / model-epoch | model-epochs / s | peak memory (MiB) |")
     print("|---|---|---|---|")
-    print(f"| textbook (DataLoader, 1 model) | {book_s:.2f} | {1 / book_s:.3f} | "
-          f"{max(r['peak_mib'] for r in book):.0f} |")
-    print(f"| initlab engine, {eng['models']} models, recording on | {eng_s:.2f} | {1 / eng_s:.3f} | "
-          f"{eng['peak_mib']:.0f} |")
-    print(f"| initlab engine, {bare['models']} models, recording off | {bare_s:.2f} | {1 / bare_s:.3f} | "
-          f"{bare['peak_mib']:.0f} |")
-    print(f"\nspeed-up, recording on: {book_s / eng_s:.2f}x; recording overhead: "
-          f"{100 * (eng['seconds'] / bare['seconds'] - 1):.1f} % of training time")
-    print(f"full study training time ({eng['models']} models): {eng['seconds']:.1f} s")
+    print(f"| textbook (DataLoader, 1 model, {torch.get_num_threads()} threads) | {book_s:.2f} | "
+          f"{1 / book_s:.3f} | {max(r['peak_mib'] for r in book):.0f} |")
+    for label, r, v in ((f"initlab, {eng['models']} models, default workers, recording on", eng, eng_s),
+                        (f"initlab, {bare['models']} models, default workers, recording off", bare, bare_s),
+                        (f"initlab, {one['models']} models, 1 process, recording on", one, one_s)):
+        print(f"| {label} | {v:.2f} | {1 / v:.3f} | {r['peak_mib']:.0f} per process |")
+    print(f"\nspeed-up over the textbook loop, recording on: {book_s / eng_s:.2f}x "
+          f"(1 process: {book_s / one_s:.2f}x)")
+    print(f"recording overhead: {100 * (eng['seconds'] / bare['seconds'] - 1):.1f} % of training time")
+    print(f"full study ({eng['models']} models, one epoch each), wall time: {eng['seconds']:.1f} s")
 
-    print("\n| init | textbook test acc (mean ± std) | engine test acc (mean ± std) |")
+    print("\n| init | textbook test acc (mean ± std) | initlab test acc (mean ± std) |")
     print("|---|---|---|")
     for i in ("xavier", "kaiming"):
         a = [r["acc"][(i, s)] for r in book for s in seeds if (i, s) in r["acc"]]
@@ -170,17 +176,17 @@ def main(argv=None) -> int:
         print(f"| {i} | {100 * statistics.fmean(a):.2f} ± {100 * statistics.pstdev(a):.2f} | "
               f"{100 * statistics.fmean(b):.2f} ± {100 * statistics.pstdev(b):.2f} |")
 
-    # 3. scaling: number of models trained together, number of images (recording on)
+    # 3. scaling, in one single-threaded process: models trained together, training images
     part = 10_000
-    print(f"\n| models together | s per model-epoch ({part:,} images, recording on) |")
+    print(f"\n| models in one stack (1 process, 1 thread) | s per model-epoch ({part:,} images) |")
     print("|---|---|")
     for m in (1, 5, 15, 50):
         n_seeds = max(1, m // 5)
         inits = INITS[:m] if m < 5 else INITS
         r = measure(engine_run, seeds=list(range(n_seeds)), inits=inits, n_images=part, record=True,
-                    device=args.device)
+                    device=args.device, workers=1, threads=1)
         print(f"| {r['models']} | {per_model_epoch(r, part):.2f} |", flush=True)
-    print("\n| training images | engine seconds (15 models, recording on) |")
+    print("\n| training images | initlab seconds (15 models, default workers, recording on) |")
     print("|---|---|")
     for images in (10_000, 30_000, 60_000):
         r = eng if images == n else measure(engine_run, seeds=seeds, inits=INITS, n_images=images,

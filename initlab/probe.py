@@ -23,14 +23,15 @@ with :math:`n_l` = fan_in (``init.fans``). :math:`\phi` is exact for the activat
 the sign of a symmetric :math:`y`: linear :math:`\phi(q) = q`; ReLU :math:`\phi(q) = q/2` (He's factor
 1/2, hence :math:`\operatorname{Var}(y_l) = n_l \operatorname{Var}(w_l) \operatorname{Var}(y_{l-1})/2`);
 leaky ReLU with slope a, :math:`\phi(q) = (1 + a^2) q / 2`. For tanh, scaled tanh, sigmoid and SELU
-:math:`\phi(q) = E_{z \sim N(0, q)}[f(z)^2]` (Gauss-Hermite quadrature) assumes a Gaussian
+:math:`\phi(q) = E_{z \sim N(0, q)}[f(z)^2]` (numerical integration) assumes a Gaussian
 :math:`y` — the mean-field approximation of Poole et al. (2016) — so there the line is an
 approximation (``prediction = mean-field`` in the table, dashed-dotted in the plot). The chain starts
 from the *measured* :math:`E[x_0^2]` of the input images and is compounded layer by layer (a prediction,
 not a per-layer fit). :math:`\operatorname{Var}(w_l)` is the init's theoretical value from its formula
-(:data:`WEIGHT_SECOND_MOMENT`); for data-dependent inits (``lsuv``, ``dbn``) and any init the table does
+(:data:`WEIGHT_SECOND_MOMENT`; the formula assumes zero-mean weights, so a spec like
+``normal:mean=0.1`` is predicted wrongly); for data-dependent inits (``lsuv``, ``dbn``) and any init the table does
 not know, the empirical mean of :math:`w^2` of the drawn weight (``var_source`` says which).
-:math:`E[b^2]` is always the drawn bias's (0 except for ``torch_default``). For conv layers the
+:math:`E[b^2]` is measured on the bias (every bias is the constant ``bias_init``, 0 by default). For conv layers the
 second moment is propagated as a map over positions (a 3x3 box sum of the map below, zero outside),
 so the zero padding at the border is in the prediction too.
 
@@ -42,7 +43,7 @@ the gradient that reaches it (He et al. 2015, eq. 13):
     \qquad E[(\partial L/\partial y_{l-1})^2] = \psi(E[y_{l-1}^2])\,E[(\partial L/\partial x_{l-1})^2]
 
 with :math:`\hat n_l` = fan_out and :math:`\psi(q) = E[f'(z)^2]` (1 linear, 1/2 ReLU, :math:`(1+a^2)/2`
-leaky; quadrature otherwise).
+leaky; numerical integration otherwise).
 
 ``run_probe(cfg)`` returns the rows of ``probe.csv``; ``write_probe`` writes them with ``probe.png`` and
 a report whose sentences are computed from the rows.
@@ -140,14 +141,11 @@ def theoretical_second_moment(spec: str, shape: Sequence[int], activation: str) 
                                             {**init.init_params(name), **params}, activation))
 
 
-_HERMITE_NODES = 96
-
-
-def _hermite() -> Tuple[Tensor, Tensor]:
-    import numpy as np
-
-    x, w = np.polynomial.hermite_e.hermegauss(_HERMITE_NODES)   # weight exp(-x^2/2); sum(w) = sqrt(2 pi)
-    return torch.tensor(x), torch.tensor(w / math.sqrt(2 * math.pi))
+# Gaussian expectations on a merged grid: 801 points over +-8 std (the Gaussian's scale) and 2401 over
+# z in [-12, 12] (the scale where tanh / sigmoid / SELU bend). A quadrature in units of the std alone
+# (Gauss-Hermite) misses the bend once the std is large (saturated units) and f' lives near 0 only.
+_U = torch.linspace(-8.0, 8.0, 801, dtype=torch.float64)
+_Z = torch.linspace(-12.0, 12.0, 2401, dtype=torch.float64)
 
 
 def exact_activation(act: Activation) -> bool:
@@ -158,7 +156,8 @@ def exact_activation(act: Activation) -> bool:
 def moments(act: Activation, q: Tensor) -> Tuple[Tensor, Tensor]:
     """(phi(q), psi(q)) = (E[f(z)^2], E[f'(z)^2]) for z ~ N(0, q), elementwise over a tensor of q.
 
-    Closed forms for linear and (leaky) ReLU, Gauss-Hermite quadrature (96 nodes) otherwise.
+    Closed forms for linear and (leaky) ReLU; otherwise the trapezoid rule on the merged grid above,
+    normalized by the grid's Gaussian mass, with f' from autograd.
 
     Example:
         >>> phi, psi = moments(acts_mod.get("relu"), torch.tensor([2.0]))
@@ -172,12 +171,17 @@ def moments(act: Activation, q: Tensor) -> Tuple[Tensor, Tensor]:
         a = 0.0 if act.gain_key == "relu" else act.gain_param
         k = (1 + a * a) / 2
         return k * q, torch.full_like(q, k)
-    x, w = _hermite()
-    z = (q.clamp(min=0).sqrt()[..., None] * x).requires_grad_()        # (*q, nodes)
+    s = q.clamp(min=1e-24).sqrt()[..., None]                                   # (*q, 1)
+    z = torch.cat([s * _U, _Z.expand(*s.shape[:-1], -1)], -1).sort(-1).values  # (*q, 3202)
+    density = torch.exp(-0.5 * (z / s) ** 2)                                  # unnormalized
+    z.requires_grad_()
     with torch.enable_grad():
         fz = act.fn(z)
         (dfz,) = torch.autograd.grad(fz.sum(), z)
-    return (fz.detach() ** 2 * w).sum(-1), (dfz ** 2 * w).sum(-1)
+    z = z.detach()
+    mass = torch.trapezoid(density, z)
+    return (torch.trapezoid(density * fz.detach() ** 2, z) / mass,
+            torch.trapezoid(density * dfz ** 2, z) / mass)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -294,6 +298,7 @@ class ProbeConfig:
                                     # ~5 s per init x activation x seed on 2 CPU cores at width 32)
     seeds: int = 3                  # weight draws per init x activation (seeds first_seed ...)
     first_seed: int = 0
+    bias_init: float = 0.0          # every bias starts at this constant (its square enters the formula)
     dataset: str = "mnist"
     data_dir: Optional[str] = None
 
@@ -320,6 +325,8 @@ def validate(cfg: ProbeConfig) -> None:
     for name in cfg.activations:
         if name not in activation_names():
             raise study.ConfigError(f"unknown activation {name!r}; choose from: {', '.join(activation_names())}")
+    if not math.isfinite(cfg.bias_init):
+        raise study.ConfigError(f"--bias-init must be a finite number, got {cfg.bias_init}")
     for flag, value in (("--width", cfg.resolved_width), ("--depth", cfg.depth),
                         ("--images", cfg.resolved_images), ("--seeds", cfg.seeds)):
         if value < 1:
@@ -363,7 +370,7 @@ def run_probe(cfg: ProbeConfig, dataset=None, progress: bool = True) -> List[dic
         act = get_activation(act_name)
         model = build(cfg, act_name)
         info = init.initialize(model, spec, generator=study.init_generator(seed),
-                               activation=init_activation_name(act), data=extra)
+                               activation=init_activation_name(act), bias=cfg.bias_init, data=extra)
         layers, x_sq, g_sq = measure(model, x, y)
         theory = [theoretical_second_moment(spec, lm.module.weight.shape, init_activation_name(act))
                   for lm in layers]
@@ -464,7 +471,8 @@ def observations(rows: List[dict], inits: List[str], activations: List[str]) -> 
     a factor of 2 over all hidden layers (on every seed), which shrink, which grow; and how close the
     prediction came where it is exact."""
     sp = spread(rows)
-    err = prediction_error([r for r in rows if r["prediction"] == "exact"])
+    err = prediction_error(rows)
+    kind = {r["activation"]: r["prediction"] for r in rows}
     seeds = sorted({r["seed"] for r in rows})
     depth = max((v["layers"] for v in sp.values()), default=0)
     out = []
@@ -496,9 +504,10 @@ def observations(rows: List[dict], inits: List[str], activations: List[str]) -> 
         e = [err[(i, a)] for i in inits if (i, a) in err]
         if e:
             finite = [x for x in e if math.isfinite(x)]
-            parts.append(f"the (exact) prediction is within x{_num(max(finite))} of the measurement at every "
-                         f"layer for {len(finite)} of {len(e)} inits" if finite else
-                         "the prediction could not be compared (zero or non-finite stds)")
+            what = "the exact prediction" if kind.get(a) == "exact" else "the mean-field approximation"
+            parts.append(f"{what} is within x{_num(max(finite))} of the measurement at every layer for "
+                         f"{len(finite)} of {len(e)} inits" if finite else
+                         f"{what} could not be compared (zero or non-finite stds)")
         out.append("; ".join(parts) + f" ({len(seeds)} seed{'s' if len(seeds) != 1 else ''}).")
     return out
 
@@ -514,24 +523,27 @@ def _colors(names: List[str]) -> Dict[str, str]:
 
 
 def plot(rows: List[dict], inits: List[str], activations: List[str], path: Path) -> Path:
-    """Top row: forward std per layer; bottom row: gradient std; one panel per activation, one colour
-    per init; solid = measured (geometric mean over seeds, band = min-max), dashed = predicted
-    (dash-dotted where the prediction is the mean-field approximation)."""
+    """Per activation two panels, forward std per layer above the gradient std, up to 4 activations
+    side by side; one colour per init; solid = measured (geometric mean over seeds, band = min-max),
+    dashed = predicted (dash-dotted where the prediction is the mean-field approximation)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     colors = _colors(inits)
-    n = len(activations)
-    fig, axes = plt.subplots(2, n, figsize=(3.6 * n + 1, 7.4), squeeze=False)
+    cols = min(4, len(activations))
+    blocks = math.ceil(len(activations) / cols)
+    fig, axes = plt.subplots(2 * blocks, cols, figsize=(4.2 * cols, 3.3 * 2 * blocks + 0.6), squeeze=False)
     index: Dict[Tuple[str, str], Dict[int, List[dict]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
         index[(r["init"], r["activation"])][r["layer"]].append(r)
-    for col, a in enumerate(activations):
+    for k, a in enumerate(activations):
+        block, col = divmod(k, cols)
         for row, (key, pkey, title) in enumerate((("forward_std", "predicted_std", "forward: std of y_l"),
                                                   ("backward_std", "predicted_backward_std",
                                                    "backward: std of dL/dy_l"))):
-            ax = axes[row][col]
+            ax = axes[2 * block + row][col]
+            ax.set_ylabel("std (log scale)", fontsize=8)
             for i in inits:
                 per_layer = index.get((i, a))
                 if not per_layer:
@@ -551,15 +563,17 @@ def plot(rows: List[dict], inits: List[str], activations: List[str], path: Path)
             ax.set_title(f"{a} — {title}", fontsize=9)
             ax.set_xlabel("layer (last = logits)", fontsize=8)
             ax.tick_params(labelsize=7)
-    axes[0][0].set_ylabel("std (log scale)")
-    axes[1][0].set_ylabel("std (log scale)")
+    for k in range(len(activations), blocks * cols):     # empty slots of the last block
+        block, col = divmod(k, cols)
+        axes[2 * block][col].axis("off")
+        axes[2 * block + 1][col].axis("off")
     handles, labels = axes[0][0].get_legend_handles_labels()
     from matplotlib.lines import Line2D
     handles += [Line2D([], [], color="k", ls="-"), Line2D([], [], color="k", ls="--"),
                 Line2D([], [], color="k", ls="-.")]
     labels += ["measured (band: seeds)", "predicted (exact formula)", "predicted (mean-field approx.)"]
     fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 7), fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / (6.6 * blocks + 0.6)))
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
@@ -570,7 +584,7 @@ def settings_line(cfg: ProbeConfig) -> str:
     kind = (f"{cfg.depth} 3x3 conv layers of {cfg.resolved_width} channels (padding 1)" if cfg.conv
             else f"{cfg.depth} fully connected layers of {cfg.resolved_width} units")
     return (f"mlp with {kind}, then a linear output layer, no training; {cfg.resolved_images} {cfg.dataset} "
-            f"training images in [0, 1]; loss = cross-entropy summed over the batch; biases 0; "
+            f"training images in [0, 1]; loss = cross-entropy summed over the batch; biases {cfg.bias_init:g}; "
             f"{cfg.seeds} weight draw(s) (seeds {cfg.first_seed}..{cfg.first_seed + cfg.seeds - 1}); "
             f"torch {env['torch']}, {env['cpu_threads']} CPU threads")
 

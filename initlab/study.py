@@ -337,9 +337,22 @@ def run_study(cfg: StudyConfig, dataset=None, progress=True) -> StudyResult:
                    unit=" model-steps", unit_scale=True, disable=not progress or callable(progress),
                    dynamic_ncols=True, leave=True, mininterval=0.2 if sys.stderr.isatty() else 15.0)
 
-    def bumper(k):   # steps of block k -> model-steps, for the bar or the caller's callable
+    show = bool(progress) and not callable(progress)
+    bars = [tqdm(total=steps, desc=f"  stack {k + 1}/{len(blocks)}: seeds {','.join(map(str, bs))} x "
+                 f"{len(bi)} inits", unit="step", leave=False, position=k + 1, dynamic_ncols=True,
+                 disable=not show or len(blocks) == 1 or not sys.stderr.isatty())
+            for k, (bs, bi) in enumerate(blocks)]
+
+    def bumper(k):   # steps of block k -> its bar, and model-steps for the overall bar or callable
         width = len(blocks[k][0]) * len(blocks[k][1])
-        return lambda n: progress(n * width) if callable(progress) else overall.update(n * width)
+
+        def bump(n: int) -> None:
+            if callable(progress):
+                progress(n * width)
+            else:
+                bars[k].update(n)
+                overall.update(n * width)
+        return bump
 
     if workers == 1:
         def sequential():
@@ -369,6 +382,8 @@ def run_study(cfg: StudyConfig, dataset=None, progress=True) -> StudyResult:
         _collect(result, cfg, seeds_k, res, inits_k)
         for row, info in zip(result.runs[n_before:], infos):
             row.update(init_columns(info))
+    for bar in bars:
+        bar.close()
     overall.close()
     return result
 

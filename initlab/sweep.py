@@ -936,6 +936,8 @@ def stored_study_config(args):
     cfg = config_for({k: v for k, v in d.items() if k not in NOT_IN_CELL}, d["inits"],
                      list(range(d["first_seed"], d["first_seed"] + d["seeds"])), d)
     cfg.seeds_per_stack = d.get("seeds_per_stack", 0)
+    if "workers" in d:
+        cfg.workers = d["workers"]
     return cfg
 
 

@@ -542,15 +542,22 @@ def observations(f: Dict) -> List[str]:
     if gaps:
         parts = ", ".join(f"{pts(g)} at {n:,}" for n, g, _, _, _ in gaps)
         s = f"The final-accuracy difference, best pretrained minus best scratch, is {parts} images"
-        settled = [n for n, g, noise, _, _ in gaps if abs(g) <= max(2 * noise, 0.005)]
-        helped = [n for n, g, noise, _, _ in gaps if g > max(2 * noise, 0.005)]
+        margin = lambda noise: max(2 * noise, 0.005)
+        helped = [n for n, g, noise, _, _ in gaps if g > margin(noise)]
+        hurt = [n for n, g, noise, _, _ in gaps if g < -margin(noise)]
+        settled = [n for n, g, noise, _, _ in gaps if abs(g) <= margin(noise)]
+        sizes_ = lambda ns: ", ".join(f"{n:,}" for n in ns)
         if helped:
-            s += (f". Pretraining helps beyond the seed spread (more than 2 std and 0.5 pts) at "
-                  f"{', '.join(f'{n:,}' for n in helped)} images")
+            s += (f". Pretraining ends higher beyond the seed spread (by more than 2 std and 0.5 pts) "
+                  f"at {sizes_(helped)} images")
+        else:
+            s += (". At no size does pretraining end higher beyond the seed spread (by more than 2 std "
+                  "and 0.5 pts)")
+        if hurt:
+            s += f"; it ends lower beyond the spread at {sizes_(hurt)} images"
         if settled:
-            s += (f"; at {', '.join(f'{n:,}' for n in settled)} images the difference is within "
-                  f"2 std of the seeds or 0.5 pts: there pretraining no longer changes where training "
-                  f"ends")
+            s += (f"; at {sizes_(settled)} images the difference is within 2 std of the seeds or 0.5 "
+                  f"pts: there pretraining does not change where training ends")
         out.append(s + ".")
     # freezing: the pretrained features with only f6 and the output relearned, versus fine-tuning all
     fz = {r["target_images"]: r["acc_mean"] for r in rows if r["init"] == "freeze"}

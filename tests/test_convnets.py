@@ -234,3 +234,12 @@ def test_every_model_trains_under_every_init(name, dataset, real_data):
                 assert all(moved[w] for w in weights), f"{spec}: unchanged {[w for w in weights if not moved[w]]}"
     if known:
         pytest.xfail(f"known failure of {name} with {', '.join(known)}: {KNOWN_FAILURES[(name, known[0])]}")
+
+
+def test_doctests_run():
+    import doctest
+
+    from initlab import convnets
+
+    result = doctest.testmod(convnets)
+    assert result.attempted >= 1 and result.failed == 0

@@ -1,4 +1,6 @@
 """initlab probe: the measured facts of signal propagation, and the variance formula against them."""
+import math
+
 import pytest
 import torch
 
@@ -139,6 +141,10 @@ def test_moments_closed_forms_and_quadrature():
     phi_t, psi_t = probe.moments(activations.get("tanh"), torch.tensor([1.0]))
     assert float(phi_t) == pytest.approx(float(torch.tanh(z).pow(2).mean()), rel=0.01)
     assert float(psi_t) == pytest.approx(float((1 - torch.tanh(z) ** 2).pow(2).mean()), rel=0.01)
+    # saturated: for q >> 1, E[tanh'(z)^2] -> (1/sqrt(2 pi q)) * integral of sech^4 = 4/3 / sqrt(2 pi q)
+    phi_s, psi_s = probe.moments(activations.get("tanh"), torch.tensor([1e4]))
+    assert float(psi_s) == pytest.approx(4 / 3 / math.sqrt(2 * math.pi * 1e4), rel=0.01)
+    assert float(phi_s) == pytest.approx(1.0, abs=0.01)
 
 
 @pytest.mark.parametrize("name", list(probe.WEIGHT_SECOND_MOMENT))

@@ -108,3 +108,26 @@ def test_full_epoch_on_real_mnist_matches_the_lab(mnist):
               if r["init"] == "zeros" and r["step"] == last]
     assert zero_w == [0, 0, 0, 0, 0]
     assert all(r["steps"] == 1875 for r in result.runs)
+
+
+def test_plan_blocks_splits_the_grid_into_rectangles_for_the_workers():
+    seeds, inits = [0, 1, 2], ["a", "b", "c", "d", "e"]
+    assert study.plan_blocks(seeds, inits, 1) == [([0, 1, 2], inits)]
+    assert study.plan_blocks(seeds, inits, 2) == [([0, 1, 2], ["a", "b", "c"]), ([0, 1, 2], ["d", "e"])]
+    assert study.plan_blocks(seeds, ["k"], 2) == [([0, 1], ["k"]), ([2], ["k"])]
+    assert study.plan_blocks([0], ["k"], 4) == [([0], ["k"])]
+    blocks = study.plan_blocks(seeds, inits, 3, seeds_per_stack=1)
+    assert sorted((s, i) for bs, bi in blocks for s in bs for i in bi) == \
+        sorted((s, i) for s in seeds for i in inits)
+
+
+def test_worker_layout_does_not_change_the_results(mnist):
+    def run(workers):
+        cfg = study.StudyConfig(inits=["normal", "kaiming", "xavier"], seeds=2, workers=workers,
+                                train=engine.TrainConfig(train_size=320, record_every=5))
+        return {(r["init"], r["seed"]): r for r in study.run_study(cfg, dataset=mnist, progress=False).runs}
+    one, two = run(1), run(2)
+    assert one.keys() == two.keys()
+    for key in one:
+        assert one[key]["test_loss"] == pytest.approx(two[key]["test_loss"], rel=1e-4), key
+        assert abs(one[key]["test_acc"] - two[key]["test_acc"]) <= 0.0003, key

@@ -17,6 +17,23 @@ from initlab import cli, store as st, sweep
 from initlab.study import StudyConfig, read_csv
 
 TINY = ["--train-size", "96", "--record-every", "4", "--quiet"]     # 3 steps per run
+TEST_IMAGES = 2000   # in-process tests evaluate on the first 2,000 test images (the held-out 1,000 too)
+
+
+@pytest.fixture
+def small_mnist(monkeypatch):
+    """Real MNIST with its test split cut to TEST_IMAGES, for everything trained in this process
+    (``initlab.data.load_dataset`` patched; spawned workers would load the whole split)."""
+    import dataclasses
+
+    from initlab import data
+
+    full = data.load_dataset("mnist")
+    small = dataclasses.replace(full, test_images=full.test_images[:TEST_IMAGES],
+                                test_labels=full.test_labels[:TEST_IMAGES])
+    monkeypatch.setattr(data, "load_dataset", lambda *a, **k: small)
+    monkeypatch.setattr(sweep, "_DATASETS", {})
+    return small
 
 
 def write(path: Path, text: str) -> Path:
@@ -167,10 +184,10 @@ TIMING = ("train_seconds", "stack_seconds", "init_seconds")
 
 
 @pytest.mark.slow
-def test_study_through_the_store_writes_the_tables_run_study_writes(tmp_path):
-    from initlab import data, study
+def test_study_through_the_store_writes_the_tables_run_study_writes(tmp_path, small_mnist):
+    from initlab import study
 
-    ds = data.load_dataset("mnist")
+    ds = small_mnist
     cfg = tiny_config()
     study.write_tables(tmp_path / "old", cfg, study.run_study(cfg, dataset=ds, progress=False))
     outcome = sweep.run_study_stored(cfg, tmp_path / "new", dataset=ds, progress=False)
@@ -194,10 +211,10 @@ def digest(out: Path, run: dict) -> tuple:
 
 
 @pytest.mark.slow
-def test_study_resume_trains_only_what_is_missing(tmp_path, capsys):
+def test_study_resume_trains_only_what_is_missing(tmp_path, capsys, small_mnist):
     out = tmp_path / "s"
     argv = ["study", "--out", out, "--inits", "zeros", "kaiming", "--seeds", "2", "--seeds-per-stack",
-            "1"] + TINY
+            "1", "--workers", "1"] + TINY
     assert run_cli(argv, capsys)[0] == 0
     assert run_cli(argv, capsys)[0] == 2                         # results there: refused
     before = (out / "runs.csv").read_text()
@@ -217,7 +234,7 @@ def test_study_resume_trains_only_what_is_missing(tmp_path, capsys):
     assert [{k: v for k, v in r.items() if k not in TIMING} for r in after] == \
         [{k: v for k, v in r.items() if k not in TIMING} for r in read_csv_text(before, tmp_path)]
     # more seeds on resume: only the new seed trains; flags win over the stored config
-    assert run_cli(["study", "--out", out, "--resume", "--seeds", "3"] + TINY, capsys)[0] == 0
+    assert run_cli(["study", "--out", out, "--resume", "--seeds", "3"], capsys)[0] == 0
     with st.Store(out) as s:
         assert s.counts() == {"done": 6}
         assert sorted(r["attempts"] for r in s.runs()) == [1, 1, 1, 1, 2, 2]
@@ -340,12 +357,13 @@ def test_sweep_killed_with_sigkill_resumes_with_nothing_lost(tmp_path):
 @pytest.mark.slow
 def test_ray_backend_gives_the_local_results(tmp_path, capsys):
     pytest.importorskip("ray")
-    grid = write(tmp_path / "grid.toml", GRID.replace("lr = [0.001, 0.003]", "lr = 0.003"))
+    grid = write(tmp_path / "grid.toml", GRID.replace("lr = [0.001, 0.003]", "lr = 0.003")
+                 .replace("seeds = 2", "seeds = 1"))
     common = ["--threads", "1"] + TINY
     assert run_cli(["sweep", grid, "--out", tmp_path / "local", "--workers", "2"] + common, capsys)[0] == 0
     assert run_cli(["sweep", grid, "--out", tmp_path / "ray", "--backend", "ray"] + common, capsys)[0] == 0
     local, ray = (read_csv(tmp_path / d / "runs.csv") for d in ("local", "ray"))
-    assert len(local) == len(ray) == 4
+    assert len(local) == len(ray) == 2
     acc = lambda rows: {(r["init"], r["seed"]): r["test_acc"] for r in rows}
     assert acc(ray).keys() == acc(local).keys()
     for key, value in acc(local).items():
@@ -353,4 +371,4 @@ def test_ray_backend_gives_the_local_results(tmp_path, capsys):
     assert len(set(acc(local).values())) > 1                      # kaiming differs from zeros
     with st.Store(tmp_path / "ray") as s:
         assert s.meta("plan")["execution"]["backend"] == "ray"
-        assert s.counts() == {"done": 4}
+        assert s.counts() == {"done": 2}
