@@ -37,11 +37,11 @@ def recipe() -> study.StudyConfig:
             epochs=1,
             batch_size=32,
             optimizer="adam",
-            lr=3e-3,                  # one-cycle peak; 3x the lab's constant 1e-3
+            lr=8e-3,                  # one-cycle peak; 8x the lab's constant 1e-3
             schedule="onecycle",      # warm-up over 20 % of the steps, cosine decay to ~0
             warmup=0.2,
             normalize=True,           # zero-mean, unit-std pixels (MNIST mean/std)
-            label_smoothing=0.0,
+            label_smoothing=0.1,      # softer targets: less over-confident early steps
         ),
     )
 
@@ -49,11 +49,11 @@ def recipe() -> study.StudyConfig:
 # (name, how to remove it) for the ablation table: the recipe minus one ingredient at a time
 ABLATIONS: List[Tuple[str, dict]] = [
     ("constant lr 1e-3 instead of one-cycle", {"train.schedule": "constant", "train.lr": 1e-3}),
-    ("one-cycle peak 1e-3 instead of 3e-3", {"train.lr": 1e-3}),
+    ("one-cycle peak 3e-3 instead of 8e-3", {"train.lr": 3e-3}),
+    ("no label smoothing", {"train.label_smoothing": 0.0}),
     ("no input normalization", {"train.normalize": False}),
     ("xavier instead of kaiming", {"inits": ["xavier"]}),
     ("batch 64 instead of 32", {"train.batch_size": 64}),
-    ("label smoothing 0.1 added", {"train.label_smoothing": 0.1}),
     ("max pooling instead of average", {"pool": "max"}),
 ]
 

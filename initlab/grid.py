@@ -26,9 +26,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-# lsuv belongs here (it is Mishkin & Matas's row), but on LeNet-5 it needs c3 called as a module
-# (see the issue-5 report); add it once models.LeNet5.forward does that.
-GRID_INITS = ("zeros", "uniform", "normal", "xavier", "kaiming", "orthogonal")
+GRID_INITS = ("zeros", "uniform", "normal", "xavier", "kaiming", "orthogonal", "lsuv")
 GRID_ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "selu")
 NC_ACCURACY = 0.20   # below this final test accuracy a run "did not converge" (chance is 0.10)
 

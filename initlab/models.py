@@ -79,8 +79,10 @@ class LeNet5(nn.Module):
         x = F.pad(x, (2, 2, 2, 2))                             # (N, 1, 32, 32)
         x = acts["c1"] = f(self.c1(x))                         # (N, 6, 28, 28)
         x = self._subsample(x)                                 # (N, 6, 14, 14)
-        w3 = self.c3.weight * self.c3_mask if self.c3_table else self.c3.weight
-        x = acts["c3"] = f(F.conv2d(x, w3, self.c3.bias))      # (N, 16, 10, 10)
+        if self.c3_table:   # the masked weight; calling the module keeps its hooks (LSUV's) working
+            x = acts["c3"] = f(F.conv2d(x, self.c3.weight * self.c3_mask, self.c3.bias))
+        else:
+            x = acts["c3"] = f(self.c3(x))                     # (N, 16, 10, 10)
         x = self._subsample(x)                                 # (N, 16, 5, 5)
         x = acts["c5"] = f(self.c5(x)).flatten(1)              # (N, 120)
         x = acts["f6"] = f(self.f6(x))                         # (N, 84)

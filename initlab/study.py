@@ -72,8 +72,8 @@ def validate(cfg: StudyConfig) -> None:
          f"unknown activation {cfg.activation!r}; choose from: {', '.join(ACTIVATIONS.names())}"),
         (cfg.model in models.MODELS,
          f"unknown model {cfg.model!r}; choose from: {', '.join(models.MODELS.names())}"),
-        (cfg.dataset in data_mod.DATASETS,
-         f"unknown dataset {cfg.dataset!r}; choose from: {', '.join(data_mod.DATASETS.names())}"),
+        (cfg.dataset in data_mod.dataset_names(),
+         f"unknown dataset {cfg.dataset!r}; choose from: {', '.join(data_mod.dataset_names())}"),
         (cfg.pool in ("avg", "max"), f"unknown pool {cfg.pool!r}; choose from: avg, max"),
         (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:"),
          f"unknown device {cfg.device!r}; choose from: auto, cpu, cuda"),
@@ -93,6 +93,9 @@ def validate(cfg: StudyConfig) -> None:
         (0 <= t.label_smoothing < 1, f"--label-smoothing must be in [0, 1), got {t.label_smoothing}"),
         (t.weight_decay >= 0, f"--weight-decay must be >= 0, got {t.weight_decay}"),
     ]
+    checks.append((not (cfg.dataset in COLOUR_DATASETS and cfg.model == "lenet5"),
+                   f"--model lenet5 takes 1x28x28 images; {cfg.dataset} is 3x32x32: use "
+                   f"--model three_layer_convnet, two_layer_fc or mlp"))
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
@@ -173,9 +176,14 @@ def _check_model_inits(cfg: StudyConfig) -> None:
 # --- end issue 5 ------------------------------------------------------------------------------------
 
 
+COLOUR_DATASETS = ("cifar10",)   # 3x32x32 images; the others are 1x28x28
+
+
 def model_options(cfg: StudyConfig) -> Dict:
     if cfg.model == "lenet5":
         return {"activation": cfg.activation, "pool": cfg.pool, "c3_table": cfg.c3_table}
+    if cfg.dataset in COLOUR_DATASETS:
+        return {"activation": cfg.activation, "in_channels": 3, "image_size": 32}
     return {"activation": cfg.activation}
 
 

@@ -47,7 +47,10 @@ import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
+
+if TYPE_CHECKING:  # annotations only: torch is imported where it is used
+    from . import engine
 
 MODES = ("finetune", "freeze", "reinit_head")
 SCRATCH_INITS = ("kaiming", "xavier")
@@ -57,7 +60,6 @@ RECORD_EVERY = 20          # curve points every 20 steps (every 5 over the first
 EARLY_STEPS = (20, 100)    # "early": held-out accuracy after this many steps (must be record points)
 HEAD_INIT = "kaiming"      # reinit_head redraws the output layer with this
 PRETRAIN_SEED_OFFSET = 20_000  # pretraining draws from its own generator, not the scratch runs'
-THRESHOLDS = (0.90, 0.97)
 
 
 class TransferError(ValueError):

@@ -13,11 +13,20 @@ import numpy as np
 import pytest
 import torch
 
-from initlab import cli, data, engine, init, models
+from initlab import cli, data, engine, init, models, study
 from initlab.data import ARCHIVES, DataError, load_dataset
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 REAL_MD5 = "c58f30108f718f92721af3b95e74349a"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The machines these run on are small and shared: one intra-op thread is faster than contention."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def cifar_batches(per_batch=4, n_test=6, seed=0):
@@ -216,8 +225,8 @@ def test_float_images_for_every_layout():
     assert a.shape == b.shape == (4, 3, 32, 32) and torch.equal(a, b) and b.is_contiguous()
 
 
-@pytest.mark.parametrize("name", ["three_layer_convnet", "two_layer_fc"])
-def test_cifar_trains_end_to_end(archive, name):
+@pytest.mark.parametrize("name, options", [("three_layer_convnet", {}), ("two_layer_fc", {"hidden": 256})])
+def test_cifar_trains_end_to_end(archive, name, options):
     """Generated archive -> load_dataset -> engine.prepare -> a CIFAR-shaped model trained by the engine."""
     folder, _, md5 = archive
     ds = load_dataset(spec_with(md5), data_dir=folder, quiet=True)
@@ -226,7 +235,7 @@ def test_cifar_trains_end_to_end(archive, name):
     assert d.x_train.shape == (20, 3, 32, 32)
     stack = []
     for spec in ("kaiming", "xavier"):
-        m = models.build(name, in_channels=3, image_size=32)
+        m = models.build(name, in_channels=3, image_size=32, **options)   # a narrow fc: the path is the point
         init.initialize(m, spec, generator=torch.Generator().manual_seed(0))
         stack.append(m)
     before = [{k: v.clone() for k, v in m.state_dict().items()} for m in stack]
@@ -235,3 +244,18 @@ def test_cifar_trains_end_to_end(archive, name):
     assert {r["step"] for r in res.records.curves} >= {0, 2, 4, 6}
     for m, b in zip(stack, before):
         assert all(not torch.equal(v, b[k]) for k, v in m.state_dict().items())
+
+
+def test_study_runs_on_cifar_from_the_command_line(archive, monkeypatch, tmp_path, capsys):
+    folder, _, md5 = archive
+    monkeypatch.setitem(ARCHIVES._items, "cifar10", spec_with(md5))
+    out = tmp_path / "study"
+    code = cli.main(["study", "--dataset", "cifar10", "--model", "three_layer_convnet",
+                     "--data-dir", str(folder), "--inits", "kaiming", "xavier", "--seeds", "1",
+                     "--batch-size", "4", "--workers", "1", "--out", str(out), "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    runs = study.read_csv(out / "runs.csv")
+    assert {r["init"] for r in runs} == {"kaiming", "xavier"} and all(r["dataset"] == "cifar10" for r in runs)
+    # LeNet-5 is built for 1x28x28: asking for it on CIFAR is a one-line error
+    assert cli.main(["study", "--dataset", "cifar10", "--out", str(tmp_path / "x")]) == 2
+    assert "takes 1x28x28 images" in capsys.readouterr().err

@@ -171,7 +171,7 @@ REFUSALS = {("lenet5", "dbn"), ("three_layer_convnet", "dbn")}
 # Known failures, reported, not ours to fix here: LeNet5.forward computes C3 with F.conv2d (for the
 # optional connection table), so lsuv's forward hook on c3 never fires. The rest of the stack still
 # runs and is checked; the test is then marked xfail. (Fix: call self.c3(x) when c3_table is off.)
-KNOWN_FAILURES = {("lenet5", "lsuv"): "lsuv: layer 'c3' was not called"}
+KNOWN_FAILURES = {}
 # dbn's RBMs have sigmoid hidden units: the net they pre-train is the sigmoid one (with ReLU the
 # RBM features of a 4000-unit layer can all sit below 0, and nothing but the biases moves).
 ACTIVATION_FOR = {"dbn": "sigmoid"}

@@ -122,10 +122,8 @@ def test_study_with_dbn_and_lsuv_trains_and_reports_init_time():
     assert set(json.loads(lsuv_run["init_info"])["lsuv_iters"]) == {"fc1", "fc2", "output"}
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError, reason="LeNet5.forward calls c3 through F.conv2d, so lsuv's forward "
-                   "hook never sees it; fixed by calling self.c3(x) when there is no C3 table "
-                   "(patch in the issue-5 report)")
 def test_lsuv_in_a_lenet5_study():
+    """lsuv hooks every layer's module call (LeNet-5's c3 included) and gets real-shaped images."""
     cfg = study.StudyConfig(inits=["lsuv"], seeds=1)
     x = torch.rand(300, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     model, info = study.build_and_initialize(cfg, "lsuv", 0, x)

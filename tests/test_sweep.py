@@ -20,6 +20,18 @@ TINY = ["--train-size", "96", "--record-every", "4", "--quiet"]     # 3 steps pe
 TEST_IMAGES = 2000   # in-process tests evaluate on the first 2,000 test images (the held-out 1,000 too)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Training in this process on one thread: the machine is shared, and two OpenMP threads on a
+    busy 2-core machine wait on each other (several times slower than one)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def small_mnist(monkeypatch):
     """Real MNIST with its test split cut to TEST_IMAGES, for everything trained in this process
@@ -211,7 +223,10 @@ def digest(out: Path, run: dict) -> tuple:
 
 
 @pytest.mark.slow
-def test_study_resume_trains_only_what_is_missing(tmp_path, capsys, small_mnist):
+def test_study_resume_trains_only_what_is_missing(tmp_path, capsys, small_mnist, monkeypatch):
+    from initlab import report
+
+    monkeypatch.setattr(report, "make_plots", lambda f: [])     # (plots are the report's tests' job)
     out = tmp_path / "s"
     argv = ["study", "--out", out, "--inits", "zeros", "kaiming", "--seeds", "2", "--seeds-per-stack",
             "1", "--workers", "1"] + TINY
@@ -254,7 +269,7 @@ def read_csv_text(text: str, tmp_path: Path):
 
 GRID = """
 inits = ["zeros", "kaiming"]
-seeds = 2
+seeds = 1
 lr = [0.001, 0.003]
 train_size = 96
 record_every = 4
@@ -341,24 +356,23 @@ def test_sweep_killed_with_sigkill_resumes_with_nothing_lost(tmp_path):
     with st.Store(out) as s:
         assert s.integrity() == "ok"
         runs = s.runs(plan_only=False)
-        assert len(runs) == 8 and s.counts() == {"done": 8}
+        assert len(runs) == 4 and s.counts() == {"done": 4}
         for r in runs:
             if r["hash"] in kept:
                 assert digest(out, r) == kept[r["hash"]]
                 assert r["attempts"] >= 1
     assert sorted(p.name for p in (out / st.RECORDS_DIR).iterdir()) == sorted(r["hash"] for r in runs)
     table = read_csv(out / "runs.csv")
-    assert len(table) == 8 and len({(r["spec"], r["seed"], r["lr"]) for r in table}) == 8
+    assert len(table) == 4 and len({(r["spec"], r["seed"], r["lr"]) for r in table}) == 4
     assert sorted(p.name for p in (out / "groups").iterdir()) == ["lr=0.001", "lr=0.003"]
     for group in (out / "groups").iterdir():
-        assert len(read_csv(group / "runs.csv")) == 4 and (group / "report.html").exists()
+        assert len(read_csv(group / "runs.csv")) == 2 and (group / "report.html").exists()
 
 
 @pytest.mark.slow
 def test_ray_backend_gives_the_local_results(tmp_path, capsys):
     pytest.importorskip("ray")
-    grid = write(tmp_path / "grid.toml", GRID.replace("lr = [0.001, 0.003]", "lr = 0.003")
-                 .replace("seeds = 2", "seeds = 1"))
+    grid = write(tmp_path / "grid.toml", GRID.replace("lr = [0.001, 0.003]", "lr = 0.003"))
     common = ["--threads", "1"] + TINY
     assert run_cli(["sweep", grid, "--out", tmp_path / "local", "--workers", "2"] + common, capsys)[0] == 0
     assert run_cli(["sweep", grid, "--out", tmp_path / "ray", "--backend", "ray"] + common, capsys)[0] == 0

@@ -85,16 +85,35 @@ def test_gradient_histograms_match_autograd(tmp_path):
     assert read(tmp_path / "g").Histograms("gradients/1")[0].histogram_value.num == 20
 
 
+@pytest.fixture
+def one_thread():
+    """A shared machine: one OpenMP thread trains faster than two that wait on each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.mark.slow
-def test_study_writes_events_equal_to_its_records(tmp_path):
-    """initlab study --tensorboard on real MNIST: every run has an event file whose held-out curve
-    and weight histograms are the ones in curves.csv / histograms.csv."""
-    from initlab import cli
+def test_study_writes_events_equal_to_its_records(tmp_path, monkeypatch, one_thread):
+    """initlab study --tensorboard on real MNIST (test split cut to 2,000 images to keep it quick):
+    every run has an event file whose held-out curve and weight histograms are the ones in
+    curves.csv / histograms.csv, and gradient histograms at initialization."""
+    import dataclasses
+
+    from initlab import cli, data, report, sweep
     from initlab.study import read_csv
 
+    full = data.load_dataset("mnist")
+    small = dataclasses.replace(full, test_images=full.test_images[:2000],
+                                test_labels=full.test_labels[:2000])
+    monkeypatch.setattr(data, "load_dataset", lambda *a, **k: small)
+    monkeypatch.setattr(sweep, "_DATASETS", {})
+    monkeypatch.setattr(report, "make_plots", lambda f: [])     # (plots are the report's tests' job)
     out = tmp_path / "s"
     assert cli.main(["study", "--out", str(out), "--inits", "zeros", "kaiming", "--seeds", "1",
-                     "--train-size", "96", "--record-every", "4", "--quiet", "--tensorboard"]) == 0
+                     "--train-size", "96", "--record-every", "4", "--quiet", "--tensorboard",
+                     "--workers", "1"]) == 0
     curves, hists = read_csv(out / "curves.csv"), read_csv(out / "histograms.csv")
     for init in ("zeros", "kaiming"):
         ea = read(out / "tb" / init / "seed0")
