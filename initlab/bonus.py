@@ -119,10 +119,9 @@ def plot_seed_curves(result: study.StudyResult, path: Path) -> Path:
 def write_bonus_report(out: Path, cfg: study.StudyConfig, result: study.StudyResult,
                        ablation: Optional[List[dict]] = None) -> Path:
     """runs.csv etc. (as the study writes them), bonus.png, report.md and a self-contained report.html."""
-    import base64
     import html
 
-    from .report import _html_table, _md_table
+    from .report import _html_table, _md_table, html_image, html_page
 
     study.write_tables(out, cfg, result)
     accs = [r["test_acc"] for r in result.runs]
@@ -146,13 +145,9 @@ def write_bonus_report(out: Path, cfg: study.StudyConfig, result: study.StudyRes
                   a["n"]] for a in ablation]
         md += ["## Ablation (validation split)", "", _md_table(ahead, abody), ""]
         parts += ["<h2>Ablation (validation split)</h2>", _html_table(ahead, abody)]
-    b64 = base64.b64encode(png.read_bytes()).decode()
-    parts.append(f"<img alt='accuracy of every seed' style='max-width:100%' src='data:image/png;base64,{b64}'>")
+    parts.append(html_image("Accuracy of every seed", png))
     study.atomic_write_text(out / "report.md", "\n".join(md))
-    page = ("<!doctype html><html><head><meta charset='utf-8'><title>initlab bonus</title>"
-            "<style>body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto}"
-            "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px}</style></head>"
-            f"<body>{''.join(parts)}</body></html>")
+    page = html_page("initlab bonus", parts)
     study.atomic_write_text(out / "report.html", page)
     return out / "report.html"
 

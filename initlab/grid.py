@@ -49,7 +49,7 @@ def cell(accs: Sequence[Optional[float]]) -> str:
         >>> cell([0.11, 0.098, 0.35])
         'n/c'
         >>> cell([0.98, 0.1, 0.97])
-        '68.33 ± 50.35 (1/3 n/c)'
+        '68.33 ± 50.52 (1/3 n/c)'
     """
     if not accs:
         return ""
@@ -101,17 +101,19 @@ def preflight(cfg, activations: Sequence[str], dataset) -> None:
     training, so a combination the code cannot do fails in seconds, not after the first columns trained
     (e.g. ``orthogonal`` asks ``calculate_gain`` for ``very_leaky_relu``; ``lsuv`` needs every layer to
     be called as a module)."""
-    from . import engine, study
+    from . import engine, init, study
 
     x = engine.to_float_images(dataset.train_images[:64], cfg.train.normalize, "cpu")
     for a in activations:
         c = dataclasses.replace(cfg, activation=a)
         study.validate(c)
         for spec in cfg.inits:
-            if spec.split(":")[0] == "dbn":
-                spec = spec + ("," if ":" in spec else ":") + "images=64"   # a cheap trial pre-training
+            name, params = init.parse_spec(spec)
+            trial = spec
+            if "images" in init.init_params(name):          # dbn: a cheap trial pre-training
+                trial = init.format_spec(name, {**params, "images": 64})
             try:
-                study.build_and_initialize(c, spec, cfg.first_seed, x)
+                study.build_and_initialize(c, trial, cfg.first_seed, x)
             except (ValueError, KeyError, RuntimeError) as e:
                 raise study.ConfigError(f"--inits {spec} with activation {a}: {e}") from None
 

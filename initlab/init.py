@@ -94,6 +94,8 @@ _GAINS: Dict[str, Callable[[Optional[float]], float]] = {
     "relu": _const(math.sqrt(2.0)),
     # Leaky ReLU with negative slope a (param, default 0.01): E[f(z)^2] = (1 + a^2)/2 Var(z).
     "leaky_relu": _leaky_relu_gain,
+    # Mishkin & Matas (2015)'s "very leaky" ReLU: slope 0.33 unless given.
+    "very_leaky_relu": lambda param: _leaky_relu_gain(0.33 if param is None else param),
     # SELU: 3/4 as in torch (chosen there so that kaiming_normal_/xavier_normal_ stay close to
     # the self-normalizing regime); Klambauer et al. 2017 themselves use lecun_normal (gain 1).
     "selu": _const(0.75),
@@ -127,6 +129,7 @@ def calculate_gain(nonlinearity: str, param: Optional[float] = None) -> float:
     tanh              :math:`\frac{5}{3}`
     relu              :math:`\sqrt{2}`
     leaky_relu        :math:`\sqrt{\frac{2}{1 + a^2}}`, ``param`` = a (default 0.01)
+    very_leaky_relu   the same with a = 0.33 by default
     selu              :math:`\frac{3}{4}`
     scaled_tanh       :math:`1` (LeCun 1998: :math:`1.7159 \tanh(2x/3)` with std :math:`1/\sqrt{\text{fan\_in}}`)
     maxout            :math:`1` (2 pieces: :math:`E[\max(z_1, z_2)^2] = E[z^2]`)

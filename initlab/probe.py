@@ -45,8 +45,16 @@ the gradient that reaches it (He et al. 2015, eq. 13):
 with :math:`\hat n_l` = fan_out and :math:`\psi(q) = E[f'(z)^2]` (1 linear, 1/2 ReLU, :math:`(1+a^2)/2`
 leaky; numerical integration otherwise).
 
+The prediction is the expectation over weight draws. One draw of a *narrow* net scatters around it,
+and with depth the typical (geometric-mean) draw falls below it: the spread of the log-norm of the
+activations grows with the sum of reciprocal widths :math:`\sum_l 1/n_l` (Hanin & Rolnick 2018, "How
+to start training: the effect of initialization and architecture"), while the mean stays fixed.
+Measured with ReLU + kaiming, 20 conv layers, 4 seeds: last/first forward std 0.16, 0.44, 0.87 at 16,
+32, 64 channels; 0.99 for 20 fully connected layers of 256 units.
+
 ``run_probe(cfg)`` returns the rows of ``probe.csv``; ``write_probe`` writes them with ``probe.png`` and
-a report whose sentences are computed from the rows.
+a report whose sentences are computed from the rows. The command line (``initlab probe``) is in
+``initlab.grid``, which imports no torch, so building the CLI parser stays fast.
 """
 from __future__ import annotations
 
@@ -55,7 +63,6 @@ import html
 import json
 import math
 import statistics
-import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -91,8 +98,7 @@ def get_activation(name: str) -> Activation:
 
 def init_activation_name(act: Activation) -> str:
     """The name ``init.initialize`` gets (it looks gains up by name): the activation's own name when the
-    gain table knows it, else its gain key (``very_leaky_relu`` -> ``leaky_relu``, whose gain then uses
-    the default slope 0.01, not 0.33: ``init.initialize`` takes a name, not a parameter)."""
+    gain table knows it (every registered activation), else its gain key."""
     return act.name if act.name in init.gain_names() else act.gain_key
 
 
@@ -331,8 +337,8 @@ def validate(cfg: ProbeConfig) -> None:
                         ("--images", cfg.resolved_images), ("--seeds", cfg.seeds)):
         if value < 1:
             raise study.ConfigError(f"{flag} must be >= 1, got {value}")
-    if cfg.dataset not in data_mod.DATASETS:
-        raise study.ConfigError(f"unknown dataset {cfg.dataset!r}; choose from: {', '.join(data_mod.DATASETS.names())}")
+    if cfg.dataset not in data_mod.dataset_names():
+        raise study.ConfigError(f"unknown dataset {cfg.dataset!r}; choose from: {', '.join(data_mod.dataset_names())}")
     for spec in cfg.inits:
         check = getattr(init.MODEL_INITIALIZERS.get(init.parse_spec(spec)[0]), "check_model", None) \
             if init.parse_spec(spec)[0] in init.MODEL_INITIALIZERS else None
@@ -343,14 +349,15 @@ def validate(cfg: ProbeConfig) -> None:
                 raise study.ConfigError(f"--inits {spec}: {e}") from None
 
 
-def build(cfg: ProbeConfig, activation: str) -> nn.Module:
+def build(cfg: ProbeConfig, activation: str, image_shape: Sequence[int] = (1, 28, 28)) -> nn.Module:
+    """The probed net for images of ``image_shape`` (C, H, W) with square H = W (MNIST; CIFAR-10 3x32x32)."""
     return models.build("mlp", activation=get_activation(activation), width=cfg.resolved_width,
-                        depth=cfg.depth, conv=cfg.conv)
+                        depth=cfg.depth, conv=cfg.conv, in_channels=image_shape[0], image_size=image_shape[-1])
 
 
 def probe_batches(ds, n: int, extra: int) -> Tuple[Tensor, Tensor, Tensor]:
     """(images, labels) of the probe, and ``extra`` further images for data-dependent inits: the first
-    n + extra of a fixed shuffle of the training split, floats in [0, 1], (N, 1, 28, 28)."""
+    n + extra of a fixed shuffle of the training split, floats in [0, 1], (N, C, H, W)."""
     order = torch.randperm(len(ds.train_images), generator=torch.Generator().manual_seed(PROBE_SUBSET_SEED))
     x = engine.to_float_images(ds.train_images[order[: n + extra]], False, "cpu")
     return x[:n], ds.train_labels[order[:n]].long(), x[n:]
@@ -368,8 +375,8 @@ def run_probe(cfg: ProbeConfig, dataset=None, progress: bool = True) -> List[dic
               for seed in range(cfg.first_seed, cfg.first_seed + cfg.seeds)]
     for act_name, spec, seed in tqdm(combos, desc="probe", disable=not progress, dynamic_ncols=True):
         act = get_activation(act_name)
-        model = build(cfg, act_name)
-        info = init.initialize(model, spec, generator=study.init_generator(seed),
+        model = build(cfg, act_name, x.shape[1:])
+        init.initialize(model, spec, generator=study.init_generator(seed),
                                activation=init_activation_name(act), bias=cfg.bias_init, data=extra)
         layers, x_sq, g_sq = measure(model, x, y)
         theory = [theoretical_second_moment(spec, lm.module.weight.shape, init_activation_name(act))
@@ -387,8 +394,6 @@ def run_probe(cfg: ProbeConfig, dataset=None, progress: bool = True) -> List[dic
                 "forward_std": lm.forward_std, "post_std": lm.post_std, "backward_std": lm.backward_std,
                 "predicted_std": pf, "predicted_backward_std": pb, "prediction": kind,
             })
-        if "lsuv_iters" in info:
-            rows[-1]["init_note"] = json.dumps(info["lsuv_iters"], separators=(",", ":"))
     return rows
 
 

@@ -445,6 +445,25 @@ def _md_table(head, body) -> str:
                      + ["| " + " | ".join(str(c) for c in row) + " |" for row in body])
 
 
+PAGE_STYLE = ("body{font-family:system-ui,sans-serif;max-width:1400px;margin:2em auto;padding:0 1em;"
+              "color:#222}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;"
+              "text-align:right}td:first-child,th:first-child{text-align:left}img{max-width:100%}"
+              "li{margin:.4em 0}")
+
+
+def html_image(caption: str, path: Path) -> str:
+    """A heading and the PNG at ``path`` embedded as base64, so the page needs no other file."""
+    b64 = base64.b64encode(Path(path).read_bytes()).decode()
+    return (f"<h3>{html.escape(caption)}</h3><img alt='{html.escape(caption)}' "
+            f"src='data:image/png;base64,{b64}'>")
+
+
+def html_page(title: str, parts: List[str], style: str = PAGE_STYLE) -> str:
+    """A self-contained HTML document from body fragments."""
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")
+
+
 def _html_table(head, body) -> str:
     th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
     trs = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in body)
@@ -504,15 +523,7 @@ def write_report(out: Path, title: str = "initlab study") -> Path:
             parts.append(f"<h2>{html.escape(heading)}</h2><ul>"
                          + "".join(f"<li>{html.escape(s)}</li>" for s in sentences) + "</ul>")
     parts.append("<h2>Plots</h2>")
-    for caption, p in plots:
-        b64 = base64.b64encode(p.read_bytes()).decode()
-        parts.append(f"<h3>{html.escape(caption)}</h3><img alt='{html.escape(caption)}' "
-                     f"src='data:image/png;base64,{b64}'>")
-    style = ("body{font-family:system-ui,sans-serif;max-width:1400px;margin:2em auto;padding:0 1em;"
-             "color:#222}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;"
-             "text-align:right}td:first-child,th:first-child{text-align:left}img{max-width:100%}"
-             "li{margin:.4em 0}")
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")
+    parts += [html_image(caption, p) for caption, p in plots]
+    page = html_page(title, parts)
     atomic_write_text(f.out / "report.html", page)
     return f.out / "report.html"

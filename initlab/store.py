@@ -29,7 +29,7 @@ import sqlite3
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, Sequence, Tuple
 
 STORE_NAME = "store.sqlite"
 RECORDS_DIR = "records"
@@ -127,6 +127,12 @@ class Store:
     def meta(self, key: str, default=None):
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return default if row is None else json.loads(row["value"])
+
+    def meta_with_prefix(self, prefix: str) -> Dict[str, object]:
+        """{key without the prefix: value} of the meta entries whose key starts with ``prefix``."""
+        rows = self.db.execute("SELECT key, value FROM meta WHERE substr(key, 1, ?) = ?",
+                               (len(prefix), prefix))
+        return {r["key"][len(prefix):]: json.loads(r["value"]) for r in rows}
 
     # -- the plan ------------------------------------------------------------------------------------
 

@@ -181,7 +181,7 @@ class Task:
     tid: int
     cfg: object                          # StudyConfig: the stack's inits and contiguous seed range
     hashes: List[List[str]]              # [seed][init], the cells it trains
-    steps: int                           # training steps (the progress bar's unit)
+    steps: int                           # training steps of each run (x size = the bar's model-steps)
     tb_names: Optional[Dict[str, str]] = None    # hash -> TensorBoard folder under DIR/tb, if asked
 
     @property
@@ -369,13 +369,13 @@ def commit(out: Path, store: st.Store, task: Task, result: TaskResult, token: st
     """Write every run's record files (and TensorBoard events), then mark the stack's runs finished in
     one transaction. Returns {status: count}."""
     finished = []
-    for k, cell in enumerate(result.cells):
+    for cell in result.cells:
         rel = st.write_records(out, cell.hash, cell.tables)
         if task.tb_names is not None:
             from . import tensorboard as tb
 
-            tb.write_run(Path(out) / tb.TB_DIR / task.tb_names[cell.hash], cell.tables["curves"], cell.tables["layers"],
-                         cell.tables["histograms"], cell.row, cell.grads)
+            tb.write_run(Path(out) / tb.TB_DIR / task.tb_names[cell.hash], cell.tables["curves"],
+                         cell.tables["layers"], cell.tables["histograms"], cell.row, cell.grads)
         finished.append((cell.hash, status_of(result, cell), cell.row, rel))
     store.set_meta(**{f"majority:{result.dataset}": list(result.majority)})
     store.finish(finished, token)
@@ -589,7 +589,7 @@ def run_ray(out: Path, store: st.Store, tasks: Sequence[Task], session: str, on_
                         store.fail(task.flat, token, _one_line(e))
                         on_done(task, None, _one_line(e))
                         continue
-                    on_step(task.steps)
+                    on_step(task.steps * task.size)
                     on_done(task, commit(out, store, task, result, token), None)
         except BaseException:
             for ref in pending:
@@ -667,15 +667,15 @@ def _write_folder(folder: Path, config: dict, meta: dict, tables: Dict[str, List
 def rebuild(out: Path) -> dict:
     """Rewrite DIR's tables (and, for a sweep that varies more than init and seed, one study folder
     per setting combination under DIR/groups/) from the store and the record files. Returns
-    {"kind", "varied", "groups": [(variant, folder)], "counts", "interrupted"}."""
+    {"kind", "varied", "groups": [(variant, folder, finished runs)], "counts", "interrupted",
+    "finished"}."""
     out = Path(out)
     with st.Store(out) as store:
         plan = store.meta("plan", {})
         env = store.meta("environment", {})
         runs = store.runs()
         counts = store.counts()
-        majority = {key[len("majority:"):]: store.meta(key) for key in
-                    [r[0] for r in store.db.execute("SELECT key FROM meta WHERE key LIKE 'majority:%'")]}
+        majority = store.meta_with_prefix("majority:")     # {dataset: [share, label]}
     options = plan.get("options", {})
     finished = [r for r in runs if r["status"] in st.HAS_RECORDS and r["row"] and r["records"]]
     incomplete = any(r["status"] not in st.FINAL for r in runs)
@@ -683,7 +683,7 @@ def rebuild(out: Path) -> dict:
     finished_hashes = {r["hash"] for r in finished}
 
     def meta_for(rs) -> dict:
-        share, label = majority.get(rs[0]["config"]["dataset"], [float("nan"), -1]) if rs else [float("nan"), -1]
+        share, label = majority.get(rs[0]["config"]["dataset"] if rs else None, [float("nan"), -1])
         return {"environment": env, "interrupted": incomplete, "majority_share": share,
                 "majority_label": label,
                 "store": {"file": st.STORE_NAME, "status": counts, **plan.get("execution", {})}}
@@ -716,6 +716,10 @@ def rebuild(out: Path) -> dict:
         if done:
             _write_folder(folder, group_config(rs, options), meta_for(done), assemble(out, done))
         info["groups"].append((name, folder, len(done)))
+    current = {folder.name for _, folder, n in info["groups"] if n}
+    for folder in (out / "groups").glob("*"):       # groups of an earlier plan (still in the store)
+        if folder.name not in current and (folder / "config.json").exists():
+            shutil.rmtree(folder)
     return info
 
 
@@ -787,9 +791,10 @@ def train_sizes(cells: Sequence[dict], options: dict, required: bool = True) -> 
     from .cli import UsageError
 
     sizes = {}
+    where = options.get("data_dir")
     for name in dict.fromkeys(c["config"]["dataset"] for c in cells):
         try:
-            sizes[(name, options.get("data_dir"))] = len(dataset(name, options.get("data_dir")).train_images)
+            sizes[(name, where)] = len(dataset(name, where).train_images)
         except data.DataError as e:
             if required:
                 raise UsageError(str(e)) from None
@@ -824,14 +829,14 @@ def run_study_stored(cfg, out: Path, dataset=None, progress: bool = True, resume
                                 "options": options,
                                 "execution": {"backend": "inline" if workers == 1 else "local",
                                               "workers": workers}},
-                   environment=study.environment())
+                   environment={**study.environment(), **({"cpu_threads": threads} if workers > 1 else {})})
         pending = _pending(store)
         sizes = train_sizes(pending, options)
         tasks = split_tasks(plan_tasks(pending, options, cfg.seeds_per_stack or len(cfg.seed_list),
                                        sizes, tensorboard), workers)
-        bar = tqdm(total=sum(t.steps for t in tasks), unit="step", dynamic_ncols=True,
-                   desc=f"study {len(cfg.inits)} inits x {cfg.seeds} seeds", disable=not progress,
-                   mininterval=0.2 if sys.stderr.isatty() else 15.0)
+        bar = tqdm(total=sum(t.steps * t.size for t in tasks), unit=" model-steps", unit_scale=True,
+                   dynamic_ncols=True, desc=f"study {len(cfg.inits)} inits x {cfg.seeds} seeds",
+                   disable=not progress, mininterval=0.2 if sys.stderr.isatty() else 15.0)
         session = new_session()
         interrupted = False
 
@@ -869,6 +874,26 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
+SWEEP_HELP = """\
+Train a grid of runs: every combination of the list-valued settings in a TOML file
+(study flag names with _), each with every init and seed. For example:
+
+    inits = ["xavier", "kaiming"]
+    seeds = 3
+    train_size = 2000
+    lr = [0.001, 0.003]          # a list: try each (2 lr x 2 inits x 3 seeds = 12 runs)
+
+or list combinations as [[cell]] tables, each merged over the settings at the top:
+
+    [[cell]]
+    init = "kaiming"
+    lr = 0.01
+
+Every finished run is kept in OUT/store.sqlite with its records under OUT/records/; after a crash
+(or Ctrl-C) --resume trains only what is missing. The tables and the report are rebuilt from the
+store (one report per combination under OUT/groups/ when more than init and seed varies)."""
+
+
 def add_parsers(sub) -> None:
     """Add ``sweep`` and ``runs``, and ``--resume`` / ``--tensorboard`` to ``study``."""
     from .cli import STUDY_FLAGS, _bool
@@ -876,9 +901,9 @@ def add_parsers(sub) -> None:
     if "study" in sub.choices:
         _add_store_flags(sub.choices["study"])
     s = sub.add_parser("sweep", help="a grid of runs from a TOML file, by local worker processes or "
-                       "on a Ray cluster; resumable", description=__doc__.split("\n\n")[1],
+                       "on a Ray cluster; resumable", description=SWEEP_HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                       epilog="Any study flag overrides the grid file (one value).")
+                       epilog="Any study flag overrides the grid file (one value for every cell).")
     s.add_argument("grid", nargs="?", type=Path, help="TOML grid (optional with --resume: the stored "
                    "plan is used)")
     for flag, dest, typ, help_ in STUDY_FLAGS:
@@ -900,6 +925,8 @@ def add_parsers(sub) -> None:
                    "(pip install 'initlab[ray]')")
     s.add_argument("--address", help="Ray cluster to join, e.g. HEAD:6379 or auto (default: "
                    "$RAY_ADDRESS, else a local Ray instance)")
+    s.add_argument("--no-report", action="store_true", help="write the tables only (a big sweep's "
+                   "plots take a while); initlab report OUT makes the report later")
     _add_store_flags(s)
     s.set_defaults(func=cmd_sweep)
 
@@ -980,44 +1007,51 @@ def cmd_sweep(args) -> int:
     if args.grid is None and not args.resume:
         raise UsageError("give a grid file (initlab sweep GRID.toml), or --resume --out DIR")
     out = args.out or Path("runs") / f"{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-sweep"
+    configs = read_grid(args.grid, args) if args.grid is not None else None   # (errors before any write)
+    if st.exists(out):
+        with st.Store(out) as store:
+            if store.meta("plan", {}).get("kind") == "study":
+                raise UsageError(f"--out {out} holds a study; resume it with initlab study --resume")
     open_out(out, args.resume, args.force)
     prepare_out(out, "sweep", force=True)      # (only proves the folder is writable here)
 
+    env = {**environment(), "cpu_threads": threads}
+    execution = {"backend": args.backend, "workers": workers if args.backend == "local" else None,
+                 "threads_per_worker": threads, "address": args.address}
     with st.Store(out) as store:
-        plan = store.meta("plan", {})
-        if args.grid is not None:
-            configs = read_grid(args.grid, args)
+        if configs is not None:
             first = configs[0]
             options = {"data_dir": first.data_dir, "device": first.device,
                        "seeds_per_stack": first.seeds_per_stack}
             cells = list({c["hash"]: c for cfg in configs for c in cells_of(cfg)}.values())
-            store.plan(cells, plan={"kind": "sweep", "source": str(args.grid), "options": options})
+            store.plan(cells, environment=env, plan={"kind": "sweep", "source": str(args.grid),
+                                                     "options": options, "execution": execution})
         else:
-            if plan.get("kind") == "study":
-                raise UsageError(f"--out {out} holds a study; resume it with initlab study --resume")
+            plan = store.meta("plan", {})
             if not plan:
                 raise UsageError(f"--out {out} holds no plan yet (stopped while starting): give the "
                                  "grid file too, initlab sweep GRID.toml --out DIR --resume")
-            options = plan.get("options", {})
-            store.plan([{**r, "config": st.canonical_json(r["config"])} for r in store.runs()])
-        plan = store.meta("plan", {})
-        plan["execution"] = {"backend": args.backend, "workers": workers if args.backend == "local"
-                             else None, "threads_per_worker": threads}
-        store.set_meta(plan=plan, environment=environment())
+            options = plan["options"]
+            store.plan([{**r, "config": st.canonical_json(r["config"])} for r in store.runs()],
+                       environment=env, plan={**plan, "execution": execution})
         everything = store.runs()
         varied = varied_settings([r["config"] for r in everything])
         pending = [r for r in everything if r["status"] not in st.FINAL]
         sizes = train_sizes(pending, options, required=args.backend == "local")
         tasks = plan_tasks(pending, options, options.get("seeds_per_stack") or 1, sizes,
                            args.tensorboard, varied)
+        if args.backend == "local":
+            tasks = split_tasks(tasks, workers)
         summary = _run_tasks(out, store, tasks, args, workers, threads, len(everything))
     info = rebuild(out)
     if info["finished"]:
-        path = write_reports(out, info, title=f"initlab sweep: {out.name}")
         from . import report
 
         print(report.text_table(*report.summary_table(report.load(out))))
-        print(f"\nreport: {path}")
+        if args.no_report:
+            print(f"\ntables: {out}/runs.csv ...; the report: initlab report {out}")
+        else:
+            print(f"\nreport: {write_reports(out, info, title=f'initlab sweep: {out.name}')}")
     print(f"runs: {_counts_line(info['counts'])}  (initlab runs {out})")
     for error in summary["errors"][:5]:
         print(f"initlab: failed: {error}", file=sys.stderr)
@@ -1032,7 +1066,8 @@ def _run_tasks(out, store, tasks, args, workers, threads, n_cells) -> dict:
 
     where = (f"{min(workers, max(1, len(tasks)))} workers x {threads} threads" if args.backend == "local"
              else f"ray ({args.address or 'local'})")
-    bar = tqdm(total=sum(t.steps for t in tasks), unit="step", dynamic_ncols=True, disable=args.quiet,
+    bar = tqdm(total=sum(t.steps * t.size for t in tasks), unit=" model-steps", unit_scale=True,
+               dynamic_ncols=True, disable=args.quiet,
                desc=f"sweep {sum(t.size for t in tasks)}/{n_cells} runs, {len(tasks)} stacks, {where}",
                mininterval=0.2 if sys.stderr.isatty() else 15.0)
     summary = {"errors": [], "interrupted": False, "done": 0}

@@ -36,7 +36,6 @@ command line (``initlab --help``) stays as fast as it is without this module.
 from __future__ import annotations
 
 import argparse
-import base64
 import html
 import json
 import math
@@ -678,7 +677,7 @@ def settings_line(f: Dict) -> str:
 
 def write_report(out: Path, title: Optional[str] = None) -> Path:
     """report.md and a self-contained report.html in ``out``, from its files; returns the HTML path."""
-    from .report import _html_table, _md_table
+    from .report import PAGE_STYLE, _html_table, _md_table, html_image, html_page
     from .study import atomic_write_text
 
     f = _load(out)
@@ -708,16 +707,9 @@ def write_report(out: Path, title: Optional[str] = None) -> Path:
              "<h2>Results</h2>", _html_table(head, body), f"<p>{html.escape(explain)}</p>",
              "<h2>Where pretraining helps, and where it stops mattering</h2><ul>"
              + "".join(f"<li>{html.escape(s)}</li>" for s in obs) + "</ul>", "<h2>Plots</h2>"]
-    for caption, p in plots:
-        b64 = base64.b64encode(p.read_bytes()).decode()
-        parts.append(f"<h3>{html.escape(caption)}</h3><img alt='{html.escape(caption)}' "
-                     f"src='data:image/png;base64,{b64}'>")
-    style = ("body{font-family:system-ui,sans-serif;max-width:1400px;margin:2em auto;padding:0 1em;"
-             "color:#222}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;"
-             "text-align:right}td:nth-child(2),th:nth-child(2){text-align:left}img{max-width:100%}"
-             "li{margin:.4em 0}")
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")
+    parts += [html_image(caption, p) for caption, p in plots]
+    style = PAGE_STYLE.replace("td:first-child,th:first-child", "td:nth-child(2),th:nth-child(2)")
+    page = html_page(title, parts, style)
     atomic_write_text(f["out"] / "report.html", page)
     return f["out"] / "report.html"
 

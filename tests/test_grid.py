@@ -104,3 +104,11 @@ def test_preflight_turns_an_init_failure_into_one_line_before_training(monkeypat
     _, err = capsys.readouterr()
     assert code == 2 and err == "initlab: error: --inits kaiming with activation tanh: cannot do this\n"
     assert not (tmp_path / "g").exists()
+
+
+def test_preflight_runs_dbn_cheaply_on_an_mlp():
+    from initlab import study
+    from initlab.data import load_dataset
+
+    cfg = study.StudyConfig(inits=["dbn:images=5000", "kaiming"], model="mlp")
+    grid.preflight(cfg, ["sigmoid", "relu"], load_dataset("mnist", quiet=True))   # no error, seconds

@@ -389,6 +389,7 @@ def test_calculate_gain_table():
         "conv_transpose1d": 1.0, "conv_transpose2d": 1.0, "conv_transpose3d": 1.0,
         "sigmoid": 1.0, "tanh": 5 / 3, "relu": SQRT2, "leaky_relu": math.sqrt(2 / (1 + 0.01**2)),
         "selu": 0.75, "scaled_tanh": 1.0, "maxout": 1.0,
+        "very_leaky_relu": math.sqrt(2 / (1 + 0.33**2)),
     }
     assert set(gain_names()) == set(expected)
     for name, g in expected.items():

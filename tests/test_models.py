@@ -60,3 +60,22 @@ def test_summary_lists_layers_and_total():
 def test_unknown_model_lists_choices():
     with pytest.raises(ValueError, match="choose from: .*lenet5"):
         models.build("alexnet")
+
+
+@pytest.mark.parametrize("name", activations.ACTIVATIONS.names())
+def test_every_activation_has_a_gain_and_orthogonal_init_works_with_it(name):
+    from initlab import init
+
+    act = activations.get(name)
+    assert init.calculate_gain(name) == pytest.approx(init.calculate_gain(act.gain_key, act.gain_param))
+    m = models.build("lenet5", activation=name)
+    init.initialize(m, "orthogonal", generator=torch.Generator().manual_seed(0), activation=name)
+    w = m.f6.weight
+    assert torch.allclose(w @ w.T, init.calculate_gain(name) ** 2 * torch.eye(84), atol=1e-4)
+
+
+def test_inits_command_lists_the_dbn(capsys):
+    from initlab import cli
+
+    assert cli.main(["inits"]) == 0
+    assert "dbn" in capsys.readouterr().out

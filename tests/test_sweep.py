@@ -322,7 +322,8 @@ def test_sweep_killed_with_sigkill_resumes_with_nothing_lost(tmp_path):
     """Kill the sweep (driver) with SIGKILL three times at random moments -- while starting, right
     after runs finish, in the middle of training -- then resume: every run finished before a kill is
     kept byte for byte, none is trained twice, the grid completes and the store is intact."""
-    rng = random.Random(7)
+    seed = random.randrange(1 << 30)        # new kill points every run; a failure names its seed
+    rng = random.Random(seed)
     grid = write(tmp_path / "grid.toml", GRID)
     out = tmp_path / "out"
     base = [sys.executable, "-m", "initlab.cli", "sweep", str(grid), "--out", str(out), "--workers",
@@ -341,18 +342,18 @@ def test_sweep_killed_with_sigkill_resumes_with_nothing_lost(tmp_path):
         os.kill(p.pid, signal.SIGKILL)
         p.wait(10)
         _wait_for(lambda: not any(_alive(k) for k in kids), 15)
-        assert not any(_alive(k) for k in kids), "workers outlived their killed sweep"
+        assert not any(_alive(k) for k in kids), f"workers outlived their killed sweep (seed {seed})"
         if not (out / st.STORE_NAME).exists():
             continue
         with st.Store(out) as s:
-            assert s.integrity() == "ok"
+            assert s.integrity() == "ok", f"seed {seed}"
             for r in s.runs():
                 if r["status"] in st.FINAL:
                     now = digest(out, r)
-                    assert kept.setdefault(r["hash"], now) == now, "a finished run changed"
-    assert kept, "no run finished before the last kill; the test proves nothing"
+                    assert kept.setdefault(r["hash"], now) == now, f"a finished run changed (seed {seed})"
+    assert kept, f"no run finished before the last kill; the test proves nothing (seed {seed})"
     done = subprocess.run(base + ["--resume"], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0, f"seed {seed}: {done.stderr}"
     with st.Store(out) as s:
         assert s.integrity() == "ok"
         runs = s.runs(plan_only=False)
