@@ -246,8 +246,11 @@ def _block_worker(index: int, cfg: StudyConfig, seeds, inits, ds, device, thread
     """A worker process: one thread, one stack; reports steps in tens and then the result."""
     torch.set_num_threads(threads)
     pending = [0]
+    parent = os.getppid()
 
     def report(n: int) -> None:
+        if os.getppid() != parent:            # the study was killed: do not train on for nobody
+            raise SystemExit(1)
         pending[0] += n
         if pending[0] >= 10:
             queue.put(("steps", index, pending[0]))
