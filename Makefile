@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: study test install data bench clean
+.PHONY: study test install data bench bench-sweep clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ test: data
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/engine_speed.py $(ARGS)
+
+bench-sweep: $(STAMP)
+	$(BIN)/python benchmarks/sweep_speed.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

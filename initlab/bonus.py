@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 import statistics
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as _dt
-import os
 import sys
 import tomllib
 from pathlib import Path
@@ -191,14 +190,14 @@ def prepare_out(out: Optional[Path], command: str, force: bool) -> Path:
 def cmd_study(args) -> int:
     from . import data, report, sweep
 
-    cfg = study_config(args, base=sweep.stored_study_config(args))  # issue 7: --resume reuses the stored config
+    cfg = study_config(args, base=sweep.stored_study_config(args))  # --resume reuses the stored config
     sweep.check_options(args)
     out = prepare_out(args.out, "study", args.force or args.resume)
     try:
         ds = data.load_dataset(cfg.dataset, cfg.data_dir, quiet=args.quiet)
     except data.DataError as e:
         raise UsageError(str(e)) from None
-    # issue 7: train what the run store (OUT/store.sqlite) lacks, then rebuild the tables from it
+    # train what the run store (OUT/store.sqlite) lacks, then rebuild the tables from it
     result = sweep.run_study_stored(cfg, out, dataset=ds, progress=not args.quiet, resume=args.resume,
                                     force=args.force, tensorboard=args.tensorboard)
     html_path = report.write_report(out, title="initlab study: initialization of "
@@ -235,7 +234,7 @@ def cmd_bonus(args) -> int:
 def cmd_report(args) -> int:
     from . import report, store
 
-    if store.exists(args.dir):  # issue 7: a folder with a run store: rebuild its tables first
+    if store.exists(args.dir):  # a folder with a run store: rebuild its tables first
         from . import sweep
         return sweep.cmd_report(args)
     if not (args.dir / "runs.csv").exists() or not (args.dir / "config.json").exists():
@@ -328,9 +327,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("inits", help="list the registered initializations and their formulas")
     i.set_defaults(func=cmd_inits)
-    from . import grid; grid.add_parsers(sub)  # issue 5: initlab probe, initlab grid
-    from . import transfer; transfer.add_parser(sub)  # issue 6: initlab transfer
-    from . import sweep; sweep.add_parsers(sub)  # issue 7: initlab sweep, initlab runs, study --resume
+    from . import grid, sweep, transfer
+    grid.add_parsers(sub)        # initlab probe, initlab grid
+    transfer.add_parser(sub)     # initlab transfer
+    sweep.add_parsers(sub)       # initlab sweep, initlab runs
     return p
 
 

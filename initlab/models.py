@@ -131,7 +131,7 @@ def build(name: str, **options) -> nn.Module:
 
 
 # --------------------------------------------------------------------------------------------------
-# A plain deep net (issue 5): for signal-propagation probes and as the DBN's fine-tuned network.
+# A plain deep net: for signal-propagation probes and as the DBN's fine-tuned network.
 # --------------------------------------------------------------------------------------------------
 
 class MLP(nn.Module):

@@ -269,10 +269,10 @@ def observations(f: StudyFiles) -> Dict[str, List[str]]:
         distinct = layer_at(f, name, "last", "distinct_units")
         same = [l for l in hidden if distinct.get(l) == 1]
         if same:
-            zeros.append(f"Distinct units at the end: " + ", ".join(
+            zeros.append("Distinct units at the end: " + ", ".join(
                 f"{l} {distinct[l]:.0f}" for l in layers) + ". Units that start identical receive "
-                f"identical gradients and stay identical: the symmetry is never broken, so even a "
-                f"nonzero constant would give each layer the capacity of a single unit.")
+                "identical gradients and stay identical: the symmetry is never broken, so even a "
+                "nonzero constant would give each layer the capacity of a single unit.")
     return {"speed": speed, "zeros": zeros}
 
 

@@ -22,7 +22,7 @@ import torch
 
 from . import data as data_mod
 from . import engine, init, models
-from . import rbm  # noqa: F401  registers the model-level init 'dbn' (issue 5)
+from . import rbm  # noqa: F401  registers the model-level init 'dbn'
 from .activations import ACTIVATIONS
 
 LAB_INITS = ("zeros", "uniform", "normal", "xavier", "kaiming")
@@ -120,7 +120,7 @@ def build_initialized(cfg: StudyConfig, spec: str, seed: int,
     return build_and_initialize(cfg, spec, seed, x_train)[0]
 
 
-# --- issue 5: data-dependent (model-level) inits get real training images --------------------------
+# --- data-dependent (model-level) inits get real training images -----------------------------------
 MODEL_INIT_IMAGES = 256  # lsuv's batch (Mishkin & Matas 2015 use one mini-batch); an init with an
                          # ``images`` parameter (dbn) gets that many instead
 
@@ -173,7 +173,6 @@ def _check_model_inits(cfg: StudyConfig) -> None:
                 check(models.build(cfg.model, **model_options(cfg)))
             except ValueError as e:
                 raise ConfigError(f"--inits {spec}: {e}") from None
-# --- end issue 5 ------------------------------------------------------------------------------------
 
 
 COLOUR_DATASETS = ("cifar10",)   # 3x32x32 images; the others are 1x28x28

@@ -220,7 +220,7 @@ def split_tasks(tasks: List[Task], workers: int) -> List[Task]:
     import copy
 
     tasks = list(tasks)
-    while len(tasks) < workers:
+    while tasks and len(tasks) < workers:
         k = max(range(len(tasks)), key=lambda j: tasks[j].size)
         t = tasks[k]
         S, I = len(t.hashes), len(t.hashes[0])

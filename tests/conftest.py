@@ -2,6 +2,18 @@
 import shutil
 
 import pytest
+import torch
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_thread():
+    """The whole suite trains on one torch thread: its tensors are small, and on a shared 2-core
+    machine two OpenMP threads wait on each other (several times slower than one). Worker processes
+    that the code under test spawns set their own thread counts."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

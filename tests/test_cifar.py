@@ -20,15 +20,6 @@ CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 REAL_MD5 = "c58f30108f718f92721af3b95e74349a"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The machines these run on are small and shared: one intra-op thread is faster than contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def cifar_batches(per_batch=4, n_test=6, seed=0):
     """{member: dict} as the CIFAR-10 python version holds them (Python-2 era pickles: protocol 2)."""
     rng = np.random.default_rng(seed)

@@ -13,15 +13,6 @@ from initlab.data import load_dataset
 SHAPES = [(1, 28), (3, 32)]   # MNIST, CIFAR-10
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The machines these run on are small and shared: one intra-op thread is faster than contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _inputs(c, size, n=5, seed=0):
     return torch.rand(n, c, size, size, generator=torch.Generator().manual_seed(seed))
 

@@ -31,19 +31,6 @@ from initlab.registry import UnknownNameError
 SQRT2 = math.sqrt(2.0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_intraop_thread():
-    """Run this file single-threaded, restoring the setting after.
-
-    The tensors here are small; on a shared 2-core machine torch's thread pool oversubscribes
-    and the file took ~25 s instead of ~4 s. The tests pass with any thread count.
-    """
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 

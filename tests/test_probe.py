@@ -15,15 +15,6 @@ def mnist():
     return load_dataset("mnist", quiet=True)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The machine is shared: one thread is faster than two contended ones for these small matrices."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def relu_rows(mnist):
     """Real MNIST, 256 images, 20 hidden layers of 256 units, one weight draw."""
@@ -40,7 +31,7 @@ def _spread(rows, init_name, act):
 
 
 # --------------------------------------------------------------------------------------------------
-# The facts the issue asks for, measured on real images
+# The signal-propagation facts, measured on real images
 # --------------------------------------------------------------------------------------------------
 
 def test_relu_kaiming_keeps_the_forward_std(relu_rows):

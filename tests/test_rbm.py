@@ -16,14 +16,6 @@ def pixels():
     return ds.train_images[:2000].float().div(255).flatten(1)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_cd1_reduces_reconstruction_error_on_mnist(pixels):
     g = torch.Generator().manual_seed(0)
     machine, info = rbm.train_rbm(pixels, 64, generator=g, batch_size=20)   # 100 CD-1 updates

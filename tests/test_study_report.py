@@ -1,7 +1,7 @@
 """The study on real MNIST (small subsets, plus one full-epoch check), its files and its report."""
 import dataclasses
 import json
-import math
+
 import re
 
 import pytest

@@ -13,15 +13,6 @@ from initlab.study import atomic_write_text, init_generator, rows_to_csv
 from initlab.transfer import TransferConfig, TransferError
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The machines these run on are small and shared: one intra-op thread is faster than contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _tiny_data(n=128, seed=0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randint(0, 256, (n, 28, 28), dtype=torch.uint8, generator=g)
