@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-from initlab import cli
+from initlab import cli, study
 
 
 def run_cli(*args, cwd=None):
@@ -22,6 +22,12 @@ def run_cli(*args, cwd=None):
     (["--device", "tpu"], "unknown device 'tpu'"),
     (["--optimizer", "lbfgs"], "unknown optimizer 'lbfgs'"),
     (["--config", "/nonexistent/x.toml"], "config file not found"),
+    (["--workers", "-1"], "--workers must be >= 0"),
+    (["--train-size", "0"], "--train-size must be >= 1"),
+    (["--label-smoothing", "1"], "--label-smoothing must be in [0, 1)"),
+    (["--schedule", "cosine"], "unknown schedule 'cosine'"),
+    (["--bias-init", "nan"], "--bias-init must be a finite number"),
+    (["--dataset", "svhn"], "unknown dataset 'svhn'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path, capsys):
     code = cli.main(["study", *args, "--out", str(tmp_path / "o")])
@@ -85,3 +91,28 @@ def test_help_and_other_commands(capsys):
     assert cli.main(["inits"]) == 0
     assert "kaiming" in capsys.readouterr().out
     assert cli.main(["report", "/nonexistent"]) == 2
+
+
+def test_ctrl_c_keeps_what_was_recorded_and_writes_the_report(tmp_path):
+    """SIGINT in the middle of training: exit 130, the runs so far in runs.csv (marked interrupted),
+    and a report for them."""
+    import signal
+    import time
+
+    out = tmp_path / "interrupted"
+    p = subprocess.Popen([sys.executable, "-m", "initlab.cli", "study", "--epochs", "5", "--seeds", "1",
+                          "--inits", "zeros", "kaiming", "--workers", "1", "--out", str(out)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not list(out.glob("store.sqlite*")) and time.time() < deadline:   # training has started
+        time.sleep(0.2)
+    time.sleep(4)
+    p.send_signal(signal.SIGINT)
+    stdout, stderr = p.communicate(timeout=120)
+    assert p.returncode == 130, stderr[-2000:]
+    assert "interrupted" in stderr
+    runs = study.read_csv(out / "runs.csv")
+    assert {r["init"] for r in runs} == {"zeros", "kaiming"}
+    assert all(r["interrupted"] and 0 < r["steps"] < 5 * 1875 for r in runs)
+    assert "(interrupted" in (out / "report.md").read_text()
+    assert f"report: {out / 'report.html'}" in stdout
