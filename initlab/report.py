@@ -166,6 +166,24 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}" if abs(x) >= 1e-3 else f"{x:.1e}"
 
 
+def _final_train_loss(f: StudyFiles, init: str) -> str:
+    """', and its running training loss was still X at the end (vs Y for the best init)' or ''."""
+    last = {}
+    for r in f.curves:
+        if r["train_loss"] is not None and not math.isnan(r["train_loss"]):
+            key = (r["init"], r["seed"])
+            if key not in last or r["step"] > last[key]["step"]:
+                last[key] = r
+    ends = defaultdict(list)
+    for (name, _), r in last.items():
+        ends[name].append(r["train_loss"])
+    if init not in ends:
+        return ""
+    best = min(ends, key=lambda n: _mean(ends[n]))
+    return (f"; its running training loss was still {_fmt(_mean(ends[init]))} at the end of training "
+            f"(best: {best}, {_fmt(_mean(ends[best]))})")
+
+
 def observations(f: StudyFiles) -> Dict[str, List[str]]:
     """{"speed": [...], "zeros": [...]}: sentences answering the lab's two questions."""
     summary = {r["init"]: r for r in summary_rows(f)}
@@ -215,8 +233,8 @@ def observations(f: StudyFiles) -> Dict[str, List[str]]:
             speed.append(
                 f"{hi} starts with logits of std {_fmt(logit[hi])} and an initial held-out loss of "
                 f"{_fmt(loss[hi])}, {loss[hi] / LN10:.1f}x the {LN10:.3f} of a uniform guess: the "
-                f"network is confidently wrong, its softmax saturated, and its first updates go into "
-                f"shrinking the oversized weights rather than into features.")
+                f"network is confidently wrong, its softmax saturated"
+                + _final_train_loss(f, hi) + ".")
         calm = [name for name, (a, b, _) in scale.items() if kind(a, b) == "stays within 4x"]
         if calm and reach:
             fastest = reach[0][1]
