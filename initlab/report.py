@@ -261,7 +261,9 @@ def observations(f: StudyFiles) -> Dict[str, List[str]]:
         share = f.meta.get("majority_share", math.nan)
         label = f.meta.get("majority_label", -1)
         pinned = not math.isnan(share) and abs(r["acc_mean"] - share) < 0.005
-        s = (f"{name} ended at {_pct(r['acc_min'])}–{_pct(r['acc_max'])} test accuracy over {r['n']} seeds")
+        spread = (f"{_pct(r['acc_min'])} test accuracy on all {r['n']} seeds" if r["acc_min"] == r["acc_max"]
+                  else f"{_pct(r['acc_min'])}–{_pct(r['acc_max'])} test accuracy over {r['n']} seeds")
+        s = f"{name} ended at {spread}"
         if pinned:
             s += (f", which is the share of the most common test digit ({label}: {_pct(share)}): "
                   f"it predicts that one class for every image")
