@@ -58,7 +58,6 @@ a report whose sentences are computed from the rows. The command line (``initlab
 """
 from __future__ import annotations
 
-import base64
 import html
 import json
 import math
@@ -596,7 +595,7 @@ def settings_line(cfg: ProbeConfig) -> str:
 
 def write_probe(out: Path, cfg: ProbeConfig, rows: List[dict], seconds: float = math.nan) -> Path:
     """probe.csv, probe.png, config.json, meta.json, report.md, report.html — each atomically."""
-    from .report import _html_table, _md_table
+    from .report import _html_table, _md_table, html_image, html_page
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -624,15 +623,11 @@ def write_probe(out: Path, cfg: ProbeConfig, rows: List[dict], seconds: float = 
            "## Files", "", "`probe.csv` (one row per init x activation x seed x layer), `config.json`, "
            "`meta.json`.", ""]
     study.atomic_write_text(out / "report.md", "\n".join(md))
-    b64 = base64.b64encode(png.read_bytes()).decode()
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>"
-            "body{font-family:system-ui,sans-serif;max-width:1600px;margin:2em auto;padding:0 1em}"
-            "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
-            "td:first-child{text-align:left}img{max-width:100%}</style></head><body>"
-            f"<h1>{html.escape(title)}</h1><p>{html.escape(settings_line(cfg))}.</p>"
-            f"<h2>Which inits keep the forward signal?</h2><p>{html.escape(table_note)}</p>"
-            + _html_table(head, body)
-            + "<h2>From the measurement</h2><ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in sentences)
-            + f"</ul><h2>Plot</h2><img alt='probe' src='data:image/png;base64,{b64}'></body></html>")
+    parts = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(settings_line(cfg))}.</p>",
+             "<h2>Which inits keep the forward signal?</h2>", f"<p>{html.escape(table_note)}</p>",
+             _html_table(head, body), "<h2>From the measurement</h2><ul>"
+             + "".join(f"<li>{html.escape(s)}</li>" for s in sentences) + "</ul>",
+             html_image("Plot", png)]
+    page = html_page(title, parts)
     study.atomic_write_text(out / "report.html", page)
     return out / "report.html"
