@@ -192,9 +192,9 @@ class Stack:
         self.template = copy.deepcopy(first).to("meta")
         self.buffers = {k: v.to(device) for k, v in first.named_buffers()}
         self.params: Dict[str, torch.Tensor] = {}
+        per_model = [[dict(m.named_parameters()) for m in row] for row in models]
         for name, _ in first.named_parameters():
-            stacked = torch.stack([torch.stack([dict(m.named_parameters())[name].detach()
-                                                for m in row]) for row in models])
+            stacked = torch.stack([torch.stack([p[name].detach() for p in row]) for row in per_model])
             self.params[name] = stacked.to(device).contiguous().requires_grad_()
         self.act = getattr(first, "act", None)
 

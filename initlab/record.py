@@ -94,11 +94,6 @@ class Records:
     layers: List[dict] = field(default_factory=list)
     hists: List[dict] = field(default_factory=list)
 
-    def extend(self, other: "Records", run_offset: int) -> None:
-        for mine, theirs in ((self.curves, other.curves), (self.layers, other.layers),
-                             (self.hists, other.hists)):
-            for row in theirs:
-                mine.append({**row, "run": row["run"] + run_offset})
 
 
 def per_run_rows(step: int, values: Dict[str, torch.Tensor], **extra) -> List[dict]:

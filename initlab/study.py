@@ -62,8 +62,7 @@ def validate(cfg: StudyConfig) -> None:
         raise ConfigError("--inits needs at least one init")
     for spec in cfg.inits:
         try:
-            init.parse_spec(spec)
-            name, params = init.parse_spec(spec)
+            name, _ = init.parse_spec(spec)
             init.init_params(name)  # raises for an unknown name
         except ValueError as e:
             raise ConfigError(str(e)) from None

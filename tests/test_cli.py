@@ -116,3 +116,12 @@ def test_ctrl_c_keeps_what_was_recorded_and_writes_the_report(tmp_path):
     assert all(r["interrupted"] and 0 < r["steps"] < 5 * 1875 for r in runs)
     assert "(interrupted" in (out / "report.md").read_text()
     assert f"report: {out / 'report.html'}" in stdout
+
+
+def test_bonus_and_data_bad_input_is_one_line_and_exit_2(capsys):
+    assert cli.main(["bonus", "--ablation", "-1", "--out", "/tmp/initlab-never-written"]) == 2
+    err = capsys.readouterr().err
+    assert err == "initlab: error: --ablation must be >= 0, got -1\n"
+    assert cli.main(["data", "fetch", "svhn"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("initlab: error:") and "svhn" in err and err.count("\n") == 1
