@@ -95,7 +95,6 @@ class Records:
     hists: List[dict] = field(default_factory=list)
 
 
-
 def per_run_rows(step: int, values: Dict[str, torch.Tensor], **extra) -> List[dict]:
     """Turn {metric: (S, I) tensor} into one row per run: {"run", "step", metric..., extra...}."""
     first = next(iter(values.values()))
