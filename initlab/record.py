@@ -50,16 +50,36 @@ def distinct_units(w: torch.Tensor, b: torch.Tensor | None, decimals: int = 6) -
     return counts
 
 
-def activation_stats(a: torch.Tensor, rectifier: bool) -> Dict[str, torch.Tensor]:
+def activation_stats(a: torch.Tensor, rectifier: bool, chunk: int = 8) -> Dict[str, torch.Tensor]:
     """a: (S, I, P probe images, *features). Mean / std of the outputs and, for rectifiers, the fraction
     of units (every output feature: channel x position for a conv) that are <= 0 on *every* probe
-    image — a dead ReLU gets no gradient from any of them."""
-    flat = a.detach().flatten(3).float()                  # (S, I, P, F)
-    out = {"act_mean": flat.mean((-1, -2)), "act_std": flat.std((-1, -2), correction=0)}
+    image — a dead ReLU gets no gradient from any of them.
+
+    Computed ``chunk`` probe images at a time (so each pass stays in cache), with the sums taken
+    around a per-model shift and accumulated in float64, so the std stays exact even where the mean
+    is far larger than the spread."""
+    a = a.detach().float().contiguous()
+    S, I, P = a.shape[:3]
+    dims = tuple(range(2, a.dim()))
+    shift = a[:, :, :chunk].mean(dims, keepdim=True)
+    s1 = torch.zeros(S, I, dtype=torch.float64, device=a.device)
+    s2 = torch.zeros_like(s1)
+    most = None                                              # per-feature max over the probe images
+    for part in a.split(chunk, dim=2):
+        d = part - shift
+        s1 += d.sum(dims, dtype=torch.float64)
+        s2 += d.square_().sum(dims, dtype=torch.float64)
+        if rectifier:
+            m = part.amax(2)
+            most = m if most is None else torch.maximum(most, m)
+    n = a[0, 0].numel()
+    mean = s1 / n
+    out = {"act_mean": (shift.reshape(S, I) + mean).float(),
+           "act_std": (s2 / n - mean * mean).clamp_min(0).sqrt().float()}
     if rectifier:
-        out["dead_frac"] = (flat <= 0).all(dim=2).float().mean(-1)
+        out["dead_frac"] = (most <= 0).flatten(2).float().mean(-1)
     else:
-        out["dead_frac"] = torch.full(flat.shape[:2], math.nan, device=a.device)
+        out["dead_frac"] = torch.full((S, I), math.nan, device=a.device)
     return out
 
 
