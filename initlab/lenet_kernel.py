@@ -93,9 +93,9 @@ class LeNetKernel:
         B = xin.shape[0]
         a1 = f(F.conv2d(xin, p["c1.weight"].reshape(M * 6, 1, 5, 5), p["c1.bias"].reshape(-1),
                         groups=x.shape[0]))                                  # (B, 6M, 28, 28) CL
-        s2 = F.avg_pool2d(a1, 2)                                             # (B, 6M, 14, 14)
+        s2 = _avg_pool(a1)                                                   # (B, 6M, 14, 14)
         a3 = f(F.conv2d(s2, self._c3_weight(), p["c3.bias"].reshape(-1), groups=M))  # (B,16M,10,10)
-        s4 = F.avg_pool2d(a3, 2)                                             # (B, 16M, 5, 5) CL
+        s4 = _avg_pool(a3)                                                   # (B, 16M, 5, 5) CL
         # (B, 5, 5, M, 16) in memory -> (M, B, 16*5*5) in C5's weight order
         h = s4.permute(0, 2, 3, 1).reshape(B, 25, M, 16).permute(2, 0, 3, 1).reshape(M, B, 400)
         a5 = f(torch.baddbmm(p["c5.bias"][:, None], h, p["c5.weight"].reshape(M, 120, 400).mT))
@@ -170,6 +170,15 @@ class LeNetKernel:
         grads["c1.weight"].copy_(dw1.view(M, 6, 1, 5, 5))
         grads["c1.bias"].copy_(db1.view(M, 6))
         return loss, logits
+
+
+def _avg_pool(a: Tensor) -> Tensor:
+    """2x2 average pooling of a channels_last (B, C, H, W) tensor as two strided adds (rows, then
+    columns): ~1.4x faster than ``F.avg_pool2d`` on these shapes."""
+    B, C, H, W = a.shape
+    v = a.permute(0, 2, 3, 1).view(B, H // 2, 2, W, C)
+    rows = (v[:, :, 0] + v[:, :, 1]).view(B, H // 2, W // 2, 2, C)
+    return (rows[:, :, :, 0] + rows[:, :, :, 1]).mul_(0.25).permute(0, 3, 1, 2)
 
 
 def _scaled_tanh(x: Tensor) -> Tensor:

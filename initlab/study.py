@@ -16,7 +16,7 @@ import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
@@ -204,24 +204,56 @@ def steps_to(curve: List[dict], threshold: float) -> Optional[int]:
     return None
 
 
+def balance(shapes: List[Tuple[int, int]], workers: int) -> List[Tuple[int, slice, slice]]:
+    """Cut blocks of (S_k seeds x I_k inits) runs into rectangles that ``workers`` processes, each
+    taking the next rectangle when it is free, finish close together. Blocks are kept whole when
+    handing them out largest first already does that; otherwise the runs are dealt in seed-major
+    order into ``workers`` equal shares, and each share's part of a block becomes at most three
+    rectangles (a partial seed row, whole rows, a partial row). 3 seeds x 5 inits for 2 workers:
+    seed 0 x 5, seed 2 x 5, seed 1 x 3, seed 1 x 2 -- 8 and 7 runs, where halving the inits gave 9
+    and 6. Returns (block index, seed slice, init slice), largest first."""
+    whole = [(k, slice(0, S), slice(0, I)) for k, (S, I) in enumerate(shapes)]
+    sizes = [S * I for S, I in shapes]
+    total = sum(sizes)
+    if workers <= 1 or not total:
+        return whole
+    target = -(-total // workers)
+    loads = [0] * workers
+    for n in sorted(sizes, reverse=True):                    # largest first, to the least loaded
+        loads[loads.index(min(loads))] += n
+    if max(loads) <= target:
+        return sorted(whole, key=lambda p: -sizes[p[0]])
+    pieces = []
+    start = 0                                                # global index of the block's first run
+    for k, (S, I) in enumerate(shapes):
+        a = start
+        while a < start + S * I:
+            b = min(start + S * I, (a // target + 1) * target)   # to the end of this share
+            lo, hi = a - start, b - start                        # runs [lo, hi) of block k
+            r0, r1 = lo // I, (hi - 1) // I
+            if r0 == r1:
+                pieces.append((k, slice(r0, r0 + 1), slice(lo % I, (hi - 1) % I + 1)))
+            else:
+                first = r0 + 1 if lo % I else r0                 # first whole row
+                last = r1 if hi % I else r1 + 1                  # one past the last whole row
+                if lo % I:
+                    pieces.append((k, slice(r0, r0 + 1), slice(lo % I, I)))
+                if last > first:
+                    pieces.append((k, slice(first, last), slice(0, I)))
+                if hi % I:
+                    pieces.append((k, slice(r1, r1 + 1), slice(0, hi % I)))
+            a = b
+        start += S * I
+    return sorted(pieces, key=lambda p: -(p[1].stop - p[1].start) * (p[2].stop - p[2].start))
+
+
 def plan_blocks(seeds: List[int], inits: List[str], workers: int, seeds_per_stack: int = 0):
     """Split the seeds x inits grid into rectangular stacks (seed list, init list): first by
-    ``seeds_per_stack``, then, while there are fewer stacks than workers, halve the largest one along
-    its inits (or, with one init left, its seeds) so every worker gets a share."""
+    ``seeds_per_stack``, then with :func:`balance` so that ``workers`` processes finish together."""
     per = seeds_per_stack or len(seeds)
-    blocks = [(seeds[i:i + per], list(inits)) for i in range(0, len(seeds), per)]
-    while len(blocks) < workers:
-        k = max(range(len(blocks)), key=lambda b: len(blocks[b][0]) * len(blocks[b][1]))
-        bs, bi = blocks[k]
-        if len(bi) > 1:
-            h = (len(bi) + 1) // 2
-            blocks[k:k + 1] = [(bs, bi[:h]), (bs, bi[h:])]
-        elif len(bs) > 1:
-            h = (len(bs) + 1) // 2
-            blocks[k:k + 1] = [(bs[:h], bi), (bs[h:], bi)]
-        else:
-            break
-    return blocks
+    blocks = [seeds[i:i + per] for i in range(0, len(seeds), per)]
+    return [(blocks[k][rows], list(inits)[cols])
+            for k, rows, cols in balance([(len(b), len(inits)) for b in blocks], workers)]
 
 
 def default_workers(device: torch.device) -> int:
@@ -240,27 +272,37 @@ def _train_block(cfg: StudyConfig, seeds: List[int], inits: List[str], ds, devic
     return res, [info for row in built for _, info in row]
 
 
-def _block_worker(index: int, cfg: StudyConfig, seeds, inits, ds, device, threads: int, queue) -> None:
-    """A worker process: one thread, one stack; reports steps in tens and then the result."""
+def _block_worker(cfg: StudyConfig, blocks, ds, device, threads: int, tasks, queue) -> None:
+    """A worker process with ``threads`` torch threads: takes the next block index from ``tasks``
+    (None: stop), trains that stack, reports steps in tens and then the result; repeats."""
     torch.set_num_threads(threads)
-    pending = [0]
     parent = os.getppid()
+    while True:
+        index = tasks.get()
+        if index is None:
+            return
+        seeds, inits = blocks[index]
+        pending = [0]
 
-    def report(n: int) -> None:
-        if os.getppid() != parent:            # the study was killed: do not train on for nobody
-            raise SystemExit(1)
-        pending[0] += n
-        if pending[0] >= 10:
-            queue.put(("steps", index, pending[0]))
-            pending[0] = 0
+        def report(n: int, index=index) -> None:
+            if os.getppid() != parent:        # the study was killed: do not train on for nobody
+                raise SystemExit(1)
+            pending[0] += n
+            if pending[0] >= 10:
+                queue.put(("steps", index, pending[0]))
+                pending[0] = 0
 
-    try:
-        res, infos = _train_block(cfg, seeds, inits, ds, device, report)
-        queue.put(("done", index, (_tensors_to(res, "numpy"), infos)))
-    except KeyboardInterrupt:
-        queue.put(("done", index, None))
-    except BaseException as e:                 # noqa: BLE001 - reported to the parent, one line
-        queue.put(("error", index, f"{type(e).__name__}: {e}"))
+        try:
+            res, infos = _train_block(cfg, seeds, inits, ds, device, report)
+            queue.put(("done", index, (_tensors_to(res, "numpy"), infos)))
+            if res.interrupted:
+                return
+        except KeyboardInterrupt:
+            queue.put(("done", index, None))
+            return
+        except BaseException as e:             # noqa: BLE001 - reported to the parent, one line
+            queue.put(("error", index, f"{type(e).__name__}: {e}"))
+            return
 
 
 def _tensors_to(res: engine.StackResult, kind: str) -> engine.StackResult:
@@ -276,50 +318,52 @@ def _tensors_to(res: engine.StackResult, kind: str) -> engine.StackResult:
 
 
 def _run_blocks_in_processes(cfg, blocks, ds, device, workers: int, bump):
-    """Run the blocks in ``workers`` spawned processes at a time; yields (block index, result).
-    ``bump(block index, steps)`` is called as workers report progress."""
+    """Run the blocks on ``workers`` spawned processes, each taking the next block (in the given
+    order) when it is free; yields (block index, result). ``bump(block index, steps)`` is called
+    as workers report progress."""
     import queue as queue_mod
 
     import torch.multiprocessing as tmp
 
     ctx = tmp.get_context("spawn")
-    q = ctx.Queue()
+    q, tasks = ctx.Queue(), ctx.Queue()
+    for k in range(len(blocks)):
+        tasks.put(k)
+    for _ in range(workers):
+        tasks.put(None)
     threads = max(1, (os.cpu_count() or 1) // workers)
-    todo = list(range(len(blocks)))
-    running: Dict[int, object] = {}
+    procs = [ctx.Process(target=_block_worker, args=(cfg, blocks, ds, device, threads, tasks, q),
+                         daemon=True) for _ in range(workers)]
+    for p in procs:
+        p.start()
+    left = set(range(len(blocks)))
     interrupted = False
-    while todo or running:
-        while todo and len(running) < workers and not interrupted:
-            k = todo.pop(0)
-            seeds, inits = blocks[k]
-            p = ctx.Process(target=_block_worker, args=(k, cfg, seeds, inits, ds, device, threads, q),
-                            daemon=True)
-            p.start()
-            running[k] = p
-        if interrupted and not running:
-            break
-        try:
-            kind, k, payload = q.get(timeout=0.5)
-        except queue_mod.Empty:
-            for k, p in list(running.items()):
-                if not p.is_alive() and q.empty():
-                    running.pop(k)
-                    if not interrupted:
-                        raise RuntimeError(f"a training worker died (exit code {p.exitcode})")
-            continue
-        except KeyboardInterrupt:
-            interrupted = True          # the workers got Ctrl-C too: collect what they recorded
-            todo.clear()
-            continue
-        if kind == "steps":
-            bump(k, payload)
-            continue
-        running.pop(k).join()
-        if kind == "error":
-            for p in running.values():
+    try:
+        while left:
+            try:
+                kind, k, payload = q.get(timeout=0.5)
+            except queue_mod.Empty:
+                if not any(p.is_alive() for p in procs) and q.empty():
+                    if interrupted:
+                        break
+                    raise RuntimeError("a training worker died (exit code "
+                                       f"{', '.join(str(p.exitcode) for p in procs)})")
+                continue
+            except KeyboardInterrupt:
+                interrupted = True      # the workers got Ctrl-C too: collect what they recorded
+                continue
+            if kind == "steps":
+                bump(k, payload)
+                continue
+            left.discard(k)
+            if kind == "error":
+                raise RuntimeError(f"training worker failed: {payload}")
+            yield k, None if payload is None else (_tensors_to(payload[0], "torch"), payload[1])
+    finally:
+        for p in procs:
+            if left:
                 p.terminate()
-            raise RuntimeError(f"training worker failed: {payload}")
-        yield k, None if payload is None else (_tensors_to(payload[0], "torch"), payload[1])
+            p.join(timeout=10)
 
 
 def run_study(cfg: StudyConfig, dataset=None, progress=True) -> StudyResult:

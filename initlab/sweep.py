@@ -215,33 +215,25 @@ def config_for(settings: dict, inits: Sequence[str], seeds: Sequence[int], optio
 
 
 def split_tasks(tasks: List[Task], workers: int) -> List[Task]:
-    """While there are fewer tasks than workers, halve the largest along its inits (or, with one init
-    left, its seeds), as ``study.plan_blocks`` does, so that every worker gets a share."""
+    """Cut the tasks with ``study.balance`` so that ``workers`` processes, each taking the next task
+    when it is free, finish close together; largest first, renumbered."""
     import copy
 
-    tasks = list(tasks)
-    while tasks and len(tasks) < workers:
-        k = max(range(len(tasks)), key=lambda j: tasks[j].size)
+    from .study import balance
+
+    out = []
+    for k, rows, cols in balance([(len(t.hashes), len(t.hashes[0])) for t in tasks], workers):
         t = tasks[k]
-        S, I = len(t.hashes), len(t.hashes[0])
-        if I > 1:
-            h = (I + 1) // 2
-            halves = [(slice(None), slice(0, h)), (slice(None), slice(h, None))]
-        elif S > 1:
-            h = (S + 1) // 2
-            halves = [(slice(0, h), slice(None)), (slice(h, None), slice(None))]
-        else:
-            break
-        parts = []
-        for rows, cols in halves:
-            cfg = copy.deepcopy(t.cfg)
-            seeds = t.cfg.seed_list[rows]
-            cfg.inits, cfg.first_seed, cfg.seeds = t.cfg.inits[cols], seeds[0], len(seeds)
-            parts.append(Task(0, cfg, [row[cols] for row in t.hashes[rows]], t.steps, t.tb_names))
-        tasks[k:k + 1] = parts
-    for k, t in enumerate(tasks):
+        if (rows.stop - rows.start, cols.stop - cols.start) == (len(t.hashes), len(t.hashes[0])):
+            out.append(t)
+            continue
+        cfg = copy.deepcopy(t.cfg)
+        seeds = t.cfg.seed_list[rows]
+        cfg.inits, cfg.first_seed, cfg.seeds = t.cfg.inits[cols], seeds[0], len(seeds)
+        out.append(Task(0, cfg, [row[cols] for row in t.hashes[rows]], t.steps, t.tb_names))
+    for k, t in enumerate(out):
         t.tid = k
-    return tasks
+    return out
 
 
 def plan_tasks(pending: Sequence[dict], options: dict, per_stack: int,

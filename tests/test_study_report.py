@@ -1,5 +1,6 @@
 """The study on real MNIST (small subsets, plus one full-epoch check), its files and its report."""
 import dataclasses
+import itertools
 import json
 
 import re
@@ -110,15 +111,25 @@ def test_full_epoch_on_real_mnist_matches_the_lab(mnist):
     assert all(r["steps"] == 1875 for r in result.runs)
 
 
-def test_plan_blocks_splits_the_grid_into_rectangles_for_the_workers():
+def test_plan_blocks_splits_the_grid_into_rectangles_the_workers_finish_together():
     seeds, inits = [0, 1, 2], ["a", "b", "c", "d", "e"]
     assert study.plan_blocks(seeds, inits, 1) == [([0, 1, 2], inits)]
-    assert study.plan_blocks(seeds, inits, 2) == [([0, 1, 2], ["a", "b", "c"]), ([0, 1, 2], ["d", "e"])]
+    # 8 and 7 runs per worker (halving the inits would give 9 and 6); largest pieces first
+    assert study.plan_blocks(seeds, inits, 2) == [([0], inits), ([2], inits), ([1], ["a", "b", "c"]),
+                                                  ([1], ["d", "e"])]
+    assert study.plan_blocks(seeds, inits, 3) == [([s], inits) for s in seeds]
     assert study.plan_blocks(seeds, ["k"], 2) == [([0, 1], ["k"]), ([2], ["k"])]
     assert study.plan_blocks([0], ["k"], 4) == [([0], ["k"])]
-    blocks = study.plan_blocks(seeds, inits, 3, seeds_per_stack=1)
-    assert sorted((s, i) for bs, bi in blocks for s in bs for i in bi) == \
-        sorted((s, i) for s in seeds for i in inits)
+    assert study.plan_blocks(list(range(10)), inits, 2) == [(list(range(5)), inits),
+                                                            (list(range(5, 10)), inits)]
+    for S, I, W, per in itertools.product(range(1, 6), range(1, 7), range(1, 6), (0, 1, 2)):
+        blocks = study.plan_blocks(list(range(S)), list(range(I)), W, seeds_per_stack=per)
+        cells = [(s, i) for bs, bi in blocks for s in bs for i in bi]
+        assert sorted(cells) == sorted(itertools.product(range(S), range(I)))   # each run once
+        loads = [0] * W                       # workers take the next piece when free
+        for bs, bi in blocks:
+            loads[loads.index(min(loads))] += len(bs) * len(bi)
+        assert max(loads) == -(-S * I // W) or W == 1, (S, I, W, per, blocks)
 
 
 def test_worker_layout_does_not_change_the_results(mnist):
