@@ -57,9 +57,13 @@ def activation_stats(a: torch.Tensor, rectifier: bool, chunk: int = 8) -> Dict[s
 
     Computed ``chunk`` probe images at a time (so each pass stays in cache), with the sums taken
     around a per-model shift and accumulated in float64, so the std stays exact even where the mean
-    is far larger than the spread."""
-    a = a.detach().float().contiguous()
+    is far larger than the spread. A channels_last view (S, I, P, C, H, W) whose memory runs
+    (P, H, W, S, I, C) -- the LeNet kernel's layout -- is read in place, as rows of (S, I, C)."""
+    a = a.detach().float()
     S, I, P = a.shape[:3]
+    if a.dim() == 6 and a.permute(2, 4, 5, 0, 1, 3).is_contiguous():
+        return _channels_last_stats(a, rectifier, chunk)
+    a = a.contiguous()
     dims = tuple(range(2, a.dim()))
     shift = a[:, :, :chunk].mean(dims, keepdim=True)
     s1 = torch.zeros(S, I, dtype=torch.float64, device=a.device)
@@ -76,8 +80,38 @@ def activation_stats(a: torch.Tensor, rectifier: bool, chunk: int = 8) -> Dict[s
     mean = s1 / n
     out = {"act_mean": (shift.reshape(S, I) + mean).float(),
            "act_std": (s2 / n - mean * mean).clamp_min(0).sqrt().float()}
+    out["dead_frac"] = ((most <= 0).flatten(2).float().mean(-1) if rectifier
+                        else torch.full((S, I), math.nan, device=a.device))
+    return out
+
+
+def _channels_last_stats(a: torch.Tensor, rectifier: bool, chunk: int) -> Dict[str, torch.Tensor]:
+    """``activation_stats`` of a (S, I, P, C, H, W) view laid out (P, H, W, S, I, C): moments of
+    every (model, channel) column over the P*H*W rows, then each model's from its C columns
+    (Chan et al.'s pairwise combination: M2 = sum M2_c + N * sum (mean_c - mean)^2)."""
+    S, I, P, C, H, W = a.shape
+    rows = a.permute(2, 4, 5, 0, 1, 3).reshape(P * H * W, S * I * C)
+    step = chunk * H * W
+    shift = rows[:step].mean(0)
+    s1 = torch.zeros(S * I * C, dtype=torch.float64, device=a.device)
+    s2 = torch.zeros_like(s1)
+    for part in rows.split(step):
+        d = part - shift
+        s1 += d.sum(0, dtype=torch.float64)
+        s2 += d.square_().sum(0, dtype=torch.float64)
+    N = rows.shape[0]
+    col_mean = (shift.double() + s1 / N).view(S, I, C)
+    col_m2 = (s2 - s1 * s1 / N).clamp_min(0).view(S, I, C)
+    mean = col_mean.mean(-1)
+    m2 = col_m2.sum(-1) + N * (col_mean - mean[..., None]).square().sum(-1)
+    out = {"act_mean": mean.float(), "act_std": (m2 / (N * C)).sqrt().float()}
     if rectifier:
-        out["dead_frac"] = (most <= 0).flatten(2).float().mean(-1)
+        by_image = a.permute(2, 4, 5, 0, 1, 3).reshape(P, H * W * S * I * C)
+        most = None
+        for part in by_image.split(chunk):
+            m = part.amax(0)
+            most = m if most is None else torch.maximum(most, m)
+        out["dead_frac"] = (most <= 0).view(H * W, S, I, C).float().mean((0, 3))
     else:
         out["dead_frac"] = torch.full((S, I), math.nan, device=a.device)
     return out
