@@ -47,7 +47,7 @@ class TrainConfig:
     train_size: Optional[int] = None  # train on the first N images of a seeded shuffle (None = all)
     record_every: int = 100         # steps between record points; 4x denser over the first 2 intervals
     hist_every: int = 300           # steps between weight histograms (plus the first and last step)
-    heldout_size: int = 1000        # held-out images for the accuracy curve
+    heldout_size: int = 500         # held-out images for the accuracy curve (at every record point)
     probe_size: int = 256           # of those, images used for activation statistics
     record: bool = True             # False: only final metrics (used to measure recording overhead)
 
