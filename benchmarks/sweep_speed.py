@@ -1,6 +1,6 @@
 """How much faster a sweep runs with more local worker processes, end to end.
 
-    python benchmarks/sweep_speed.py                  # 30 runs (5 inits x 6 seeds, 2,000 images each)
+    python benchmarks/sweep_speed.py                  # 30 runs (5 inits x 6 seeds, 20,000 images each)
     python benchmarks/sweep_speed.py --repeats 3      # more repetitions: mean ± std of each layout
     python benchmarks/sweep_speed.py --quick          # 10 runs of 300 images, a smoke test
 
@@ -53,7 +53,8 @@ def run_once(grid: Path, out: Path, workers: int, threads: int) -> tuple:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, default=6, help="seeds (x 5 inits = runs; default 6 -> 30)")
-    p.add_argument("--train-size", type=int, default=2000, help="training images per run")
+    p.add_argument("--train-size", type=int, default=20000,
+                   help="training images per run (default 20000)")
     p.add_argument("--repeats", type=int, default=2, help="measurements of each layout")
     p.add_argument("--workers", type=int, nargs="+", default=None,
                    help="pool sizes to compare with one worker (default: 2 and the core count)")

@@ -309,8 +309,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "from the training images, with this many seeds (default 0: skip)")
     b.set_defaults(func=cmd_bonus)
 
-    r = sub.add_parser("report", help="rebuild the report of a study folder")
-    r.add_argument("dir", type=Path)
+    r = sub.add_parser("report", help="rebuild the report of a study folder",
+                       description="Rewrite report.md / report.html and the plots of a study or sweep "
+                                   "folder from its tables (e.g. after an upgrade of initlab).")
+    r.add_argument("dir", type=Path, help="the folder `initlab study` or `initlab sweep` wrote")
     r.set_defaults(func=cmd_report)
 
     d = sub.add_parser("data", help="fetch or inspect a dataset")

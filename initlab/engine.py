@@ -2,12 +2,13 @@
 
 Why: a LeNet-5 step at batch 32 is tiny, so the textbook loop spends its time in per-op overhead and a
 per-sample DataLoader. Here the data is one in-memory tensor, and a *stack* of S seeds x I members
-(e.g. 3 seeds x 5 inits) is trained at once with ``torch.func.vmap`` over stacked parameters: the inner
-vmap shares each seed's batch between its members (C1 becomes one wider convolution), the outer one
-gives every seed its own data order. The loss is the sum of the per-model mean losses, so each model's
-gradient is exactly its own, and Adam is element-wise, so one optimizer over the stacked tensors does
-exactly what M separate optimizers would. ``train_reference`` is the plain one-model loop the engine is
-tested against, step for step.
+(e.g. 3 seeds x 5 inits) is trained at once over stacked parameters; every member of a seed sees that
+seed's batches, every seed has its own data order. LeNet-5 stacks run through the hand-written forward
+and backward of ``lenet_kernel``; any other model through ``torch.func.vmap`` (the inner vmap shares a
+seed's batch between its members, the outer one gives every seed its own) and autograd. The loss is the
+sum of the per-model mean losses, so each model's gradient is exactly its own, and Adam is element-wise,
+so one (fused) optimizer over the stacked tensors does exactly what M separate optimizers would.
+``train_reference`` is the plain one-model loop the engine is tested against, step for step.
 
 A model whose loss turns non-finite is marked diverged at the next record point; its loss is masked
 out of the sum from then on and the others carry on untouched.

@@ -8,7 +8,7 @@ larger operations, which is what makes a batch-32 step cheap on a CPU:
   convolution is one grouped convolution (groups = M), so oneDNN's fast kernels see one call per layer;
 - an activation's derivative is taken from its output, so the pre-activation tensors are never kept;
   the 2x2 average pool's backward and the activation's backward are one fused pass
-  (``threshold_backward`` on a broadcast view, for ReLU);
+  (``threshold_backward`` on a broadcast view, for ReLU); the pool itself is two strided adds;
 - C5, F6 and the output layer are batched matrix products (``baddbmm``) over the models;
 - the loss gradient is written down directly: d(mean cross-entropy)/d logits = (softmax - target) / B.
 
@@ -24,6 +24,8 @@ from typing import Callable, Dict, Optional, Tuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from .models import LeNet5
 
 CL = torch.channels_last
 _conv_backward = torch.ops.aten.convolution_backward
@@ -48,7 +50,6 @@ ACTIVATION_GRADS: Dict[str, Callable[[Tensor, Tensor], Tensor]] = {
 
 def supports(model) -> bool:
     """True for a LeNet-5 this kernel computes exactly: average pooling, a known activation."""
-    from .models import LeNet5
     return (type(model) is LeNet5 and model.pool == "avg"
             and model.activation in ACTIVATION_GRADS)
 
@@ -70,9 +71,9 @@ class LeNetKernel:
     @staticmethod
     def _input(x: Tensor) -> Tensor:
         """(G, B, 1, 28, 28) -> zero-padded (B, G, 32, 32), channels_last."""
-        G, B = x.shape[:2]
         if x.dim() != 5 or x.shape[2:] != (1, 28, 28):
             raise ValueError(f"LeNet-5 takes (G, B, 1, 28, 28) images; got {tuple(x.shape)}")
+        G, B = x.shape[:2]
         xin = torch.zeros(B, 32, 32, G, dtype=x.dtype, device=x.device)
         xin[:, 2:30, 2:30].copy_(x[:, :, 0].permute(1, 2, 3, 0))
         return xin.permute(0, 3, 1, 2)

@@ -347,7 +347,7 @@ def plot_curves(f: StudyFiles, path: Path) -> Path:
     for ax in axes:
         ax.grid(alpha=0.3)
     axes[0].legend(title=f"init (line: mean, band: min–max of {n_seeds} seeds)", fontsize=8,
-                   title_fontsize=8, loc="lower right")
+                   title_fontsize=8, loc="center right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -923,7 +923,7 @@ def add_parsers(sub) -> None:
     s.set_defaults(func=cmd_sweep)
 
     r = sub.add_parser("runs", help="list the runs of a study or sweep folder and their status")
-    r.add_argument("dir", type=Path)
+    r.add_argument("dir", type=Path, help="the folder `initlab study` or `initlab sweep` wrote")
     r.add_argument("--all", action="store_true", help="also runs of earlier plans kept in the store")
     r.set_defaults(func=cmd_runs)
 
