@@ -342,6 +342,9 @@ def _run_blocks_in_processes(cfg, blocks, ds, device, workers: int, bump):
         while left:
             try:
                 kind, k, payload = q.get(timeout=0.5)
+                if kind == "steps":
+                    bump(k, payload)
+                    continue
             except queue_mod.Empty:
                 if not any(p.is_alive() for p in procs) and q.empty():
                     if interrupted:
@@ -351,9 +354,6 @@ def _run_blocks_in_processes(cfg, blocks, ds, device, workers: int, bump):
                 continue
             except KeyboardInterrupt:
                 interrupted = True      # the workers got Ctrl-C too: collect what they recorded
-                continue
-            if kind == "steps":
-                bump(k, payload)
                 continue
             left.discard(k)
             if kind == "error":

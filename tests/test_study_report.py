@@ -142,3 +142,45 @@ def test_worker_layout_does_not_change_the_results(mnist):
     for key in one:
         assert one[key]["test_loss"] == pytest.approx(two[key]["test_loss"], rel=1e-4), key
         assert abs(one[key]["test_acc"] - two[key]["test_acc"]) <= 0.0003, key
+
+
+INTERRUPTED_STUDY = """
+import json, sys
+from initlab import data, engine, study
+cfg = study.StudyConfig(inits=["zeros", "kaiming", "xavier"], seeds=2, workers=2,
+                        train=engine.TrainConfig(epochs=50, train_size=640, record_every=10))
+started = []
+def progress(n):
+    if not started:
+        started.append(n)
+        print("training", flush=True)
+result = study.run_study(cfg, dataset=data.load_dataset("mnist", quiet=True), progress=progress)
+print(json.dumps({"interrupted": result.interrupted,
+                  "runs": [(r["run"], r["steps"], r["interrupted"]) for r in result.runs],
+                  "curve_runs": sorted({c["run"] for c in result.curves})}))
+"""
+
+
+def test_ctrl_c_on_the_worker_pool_keeps_what_the_workers_recorded(mnist):
+    """SIGINT to the whole process group (what Ctrl-C does) while two workers train: the study
+    returns, marked interrupted, with the runs trained so far and their records."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", INTERRUPTED_STUDY], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True)
+    assert p.stdout.readline().strip() == "training", p.stderr.read()[-2000:]
+    os.killpg(p.pid, signal.SIGINT)
+    stdout, stderr = p.communicate(timeout=120)
+    assert p.returncode == 0, stderr[-2000:]
+    out = json.loads(stdout.strip().splitlines()[-1])
+    assert out["interrupted"] is True
+    total = 50 * 20                                     # 50 epochs of 640 images at batch 32
+    assert out["runs"], "the interrupted stacks' runs were lost"
+    # the worker that reported first had trained; the other may have been caught at its first step
+    assert all(0 <= steps < total and flagged for _, steps, flagged in out["runs"]), out["runs"]
+    assert max(steps for _, steps, _ in out["runs"]) >= 10, out["runs"]
+    trained = {run for run, steps, _ in out["runs"] if steps > 0}
+    assert trained <= set(out["curve_runs"]), out         # and what they recorded came back
