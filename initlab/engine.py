@@ -103,7 +103,8 @@ def keep_freed_memory() -> bool:
     """Ask glibc's malloc to keep freed blocks (up to 32 MiB each, 512 MiB in all) for reuse instead
     of returning them to the kernel. A training step allocates and frees the same few MB-sized
     tensors thousands of times; by default each is a fresh mmap, and touching fresh pages costs a
-    page fault per 4 KiB -- about a fifth of a CPU step. True where the setting took (glibc)."""
+    page fault per 4 KiB: a 5-model LeNet-5 step takes 9.0 ms with this, 15.0 ms without
+    (``benchmarks/engine_speed.py --profile``). True where the setting took (glibc)."""
     try:
         libc = ctypes.CDLL(None)
         return bool(libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20) and
@@ -239,9 +240,7 @@ class Stack:
                                     in_dims=(0, None))
 
     def forward(self, xb: torch.Tensor) -> torch.Tensor:
-        """xb (S, B, 1, 28, 28) -> logits (S, I, B, 10)."""
-        if self.kernel is not None:
-            return self.kernel.forward(xb)[0].view(self.S, self.I, *xb.shape[1:2], -1)
+        """xb (S, B, 1, 28, 28) -> logits (S, I, B, 10), through vmap (with autograd)."""
         return self._train_fn(self.params, xb)
 
     def loss_and_grad(self, xb: torch.Tensor, yb: torch.Tensor, alive: torch.Tensor,

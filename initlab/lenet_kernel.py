@@ -95,7 +95,8 @@ class LeNetKernel:
         a1 = f(F.conv2d(xin, p["c1.weight"].reshape(M * 6, 1, 5, 5), p["c1.bias"].reshape(-1),
                         groups=x.shape[0]))                                  # (B, 6M, 28, 28) CL
         s2 = _avg_pool(a1)                                                   # (B, 6M, 14, 14)
-        a3 = f(F.conv2d(s2, self._c3_weight(), p["c3.bias"].reshape(-1), groups=M))  # (B,16M,10,10)
+        w3 = self._c3_weight()
+        a3 = f(F.conv2d(s2, w3, p["c3.bias"].reshape(-1), groups=M))        # (B, 16M, 10, 10)
         s4 = _avg_pool(a3)                                                   # (B, 16M, 5, 5) CL
         # (B, 5, 5, M, 16) in memory -> (M, B, 16*5*5) in C5's weight order
         h = s4.permute(0, 2, 3, 1).reshape(B, 25, M, 16).permute(2, 0, 3, 1).reshape(M, B, 400)
@@ -103,7 +104,8 @@ class LeNetKernel:
         a6 = f(torch.baddbmm(p["f6.bias"][:, None], a5, p["f6.weight"].mT))
         logits = torch.baddbmm(p["output.bias"][:, None], a6, p["output.weight"].mT)
         if keep:
-            return logits, {"xin": xin, "a1": a1, "s2": s2, "a3": a3, "h": h, "a5": a5, "a6": a6}
+            return logits, {"xin": xin, "a1": a1, "s2": s2, "w3": w3, "a3": a3, "h": h, "a5": a5,
+                            "a6": a6}
         return logits, {"c1": a1, "c3": a3, "c5": a5, "f6": a6, "output": logits}
 
     @staticmethod
@@ -157,7 +159,7 @@ class LeNetKernel:
         # back to S4's channels_last layout: (M, B, 16, 25) -> memory (B, 5, 5, M, 16)
         ds4 = dh.view(M, B, 16, 25).permute(1, 3, 0, 2).reshape(B, 5, 5, M * 16).permute(0, 3, 1, 2)
         d3 = self._pool_act_grad(ds4, s["a3"]).contiguous(memory_format=CL)
-        ds2, dw3, db3 = _conv_backward(d3, s["s2"], self._c3_weight(), [M * 16], [1, 1], [0, 0],
+        ds2, dw3, db3 = _conv_backward(d3, s["s2"], s["w3"], [M * 16], [1, 1], [0, 0],
                                        [1, 1], False, [0, 0], M, [True, True, True])
         dw3 = dw3.view(M, 16, 6, 5, 5)
         if self.c3_mask is not None:

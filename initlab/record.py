@@ -55,66 +55,54 @@ def activation_stats(a: torch.Tensor, rectifier: bool, chunk: int = 8) -> Dict[s
     of units (every output feature: channel x position for a conv) that are <= 0 on *every* probe
     image — a dead ReLU gets no gradient from any of them.
 
-    Computed ``chunk`` probe images at a time (so each pass stays in cache), with the sums taken
-    around a per-model shift and accumulated in float64, so the std stays exact even where the mean
-    is far larger than the spread. A channels_last view (S, I, P, C, H, W) whose memory runs
-    (P, H, W, S, I, C) -- the LeNet kernel's layout -- is read in place, as rows of (S, I, C)."""
+    The tensor is read in place as rows x columns, each column one model's (or, for a channels_last
+    view (S, I, P, C, H, W) laid out (P, H, W, S, I, C) -- the LeNet kernel's -- one model-channel's)
+    values, ``chunk`` images' worth of rows at a time so each pass stays in cache."""
     a = a.detach().float()
     S, I, P = a.shape[:3]
     if a.dim() == 6 and a.permute(2, 4, 5, 0, 1, 3).is_contiguous():
-        return _channels_last_stats(a, rectifier, chunk)
-    a = a.contiguous()
-    dims = tuple(range(2, a.dim()))
-    shift = a[:, :, :chunk].mean(dims, keepdim=True)
-    s1 = torch.zeros(S, I, dtype=torch.float64, device=a.device)
-    s2 = torch.zeros_like(s1)
-    most = None                                              # per-feature max over the probe images
-    for part in a.split(chunk, dim=2):
-        d = part - shift
-        s1 += d.sum(dims, dtype=torch.float64)
-        s2 += d.square_().sum(dims, dtype=torch.float64)
-        if rectifier:
-            m = part.amax(2)
+        _, _, _, C, H, W = a.shape
+        rows = a.permute(2, 4, 5, 0, 1, 3).reshape(P * H * W, S * I * C)
+        by_image = rows.view(P, H * W * S * I * C)
+        mean, var = _column_moments(rows, chunk * H * W, C)
+        feature_layout = (H * W, S, I, C)
+    else:
+        a = a.contiguous()
+        rows = a.view(S * I, -1).t()                   # (P * F, S * I): each column contiguous
+        by_image = a.view(S, I, P, -1).permute(2, 0, 1, 3)
+        mean, var = _column_moments(rows, chunk * (rows.shape[0] // P), 1)
+        feature_layout = None
+    out = {"act_mean": mean.view(S, I).float(), "act_std": var.sqrt().view(S, I).float()}
+    if rectifier:
+        most = None                                    # per-feature max over the probe images
+        for part in by_image.split(chunk):
+            m = part.amax(0)
             most = m if most is None else torch.maximum(most, m)
-    n = a[0, 0].numel()
-    mean = s1 / n
-    out = {"act_mean": (shift.reshape(S, I) + mean).float(),
-           "act_std": (s2 / n - mean * mean).clamp_min(0).sqrt().float()}
-    out["dead_frac"] = ((most <= 0).flatten(2).float().mean(-1) if rectifier
-                        else torch.full((S, I), math.nan, device=a.device))
+        dead = (most <= 0).float()
+        out["dead_frac"] = (dead.view(feature_layout).mean((0, 3)) if feature_layout
+                            else dead.mean(-1))
+    else:
+        out["dead_frac"] = torch.full((S, I), math.nan, device=a.device)
     return out
 
 
-def _channels_last_stats(a: torch.Tensor, rectifier: bool, chunk: int) -> Dict[str, torch.Tensor]:
-    """``activation_stats`` of a (S, I, P, C, H, W) view laid out (P, H, W, S, I, C): moments of
-    every (model, channel) column over the P*H*W rows, then each model's from its C columns
-    (Chan et al.'s pairwise combination: M2 = sum M2_c + N * sum (mean_c - mean)^2)."""
-    S, I, P, C, H, W = a.shape
-    rows = a.permute(2, 4, 5, 0, 1, 3).reshape(P * H * W, S * I * C)
-    step = chunk * H * W
+def _column_moments(rows: torch.Tensor, step: int, group: int):
+    """Mean and population variance per group of ``group`` adjacent columns of ``rows`` (N, K):
+    per-column sums of (x - shift) and its square in float64, ``step`` rows at a time, then the
+    columns of a group combined (Chan et al.: M2 = sum M2_c + N * sum (mean_c - mean)^2)."""
+    N = rows.shape[0]
     shift = rows[:step].mean(0)
-    s1 = torch.zeros(S * I * C, dtype=torch.float64, device=a.device)
+    s1 = torch.zeros(rows.shape[1], dtype=torch.float64, device=rows.device)
     s2 = torch.zeros_like(s1)
     for part in rows.split(step):
         d = part - shift
         s1 += d.sum(0, dtype=torch.float64)
         s2 += d.square_().sum(0, dtype=torch.float64)
-    N = rows.shape[0]
-    col_mean = (shift.double() + s1 / N).view(S, I, C)
-    col_m2 = (s2 - s1 * s1 / N).clamp_min(0).view(S, I, C)
+    col_mean = (shift.double() + s1 / N).view(-1, group)
+    col_m2 = (s2 - s1 * s1 / N).clamp_min(0).view(-1, group)
     mean = col_mean.mean(-1)
-    m2 = col_m2.sum(-1) + N * (col_mean - mean[..., None]).square().sum(-1)
-    out = {"act_mean": mean.float(), "act_std": (m2 / (N * C)).sqrt().float()}
-    if rectifier:
-        by_image = a.permute(2, 4, 5, 0, 1, 3).reshape(P, H * W * S * I * C)
-        most = None
-        for part in by_image.split(chunk):
-            m = part.amax(0)
-            most = m if most is None else torch.maximum(most, m)
-        out["dead_frac"] = (most <= 0).view(H * W, S, I, C).float().mean((0, 3))
-    else:
-        out["dead_frac"] = torch.full((S, I), math.nan, device=a.device)
-    return out
+    m2 = col_m2.sum(-1) + N * (col_mean - mean[:, None]).square().sum(-1)
+    return mean, m2 / (N * group)
 
 
 def histogram_range(w0: torch.Tensor) -> float:
