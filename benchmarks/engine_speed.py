@@ -94,7 +94,8 @@ def engine_run(seeds, inits, n_images: int, record: bool, device: str, workers: 
     model building, training, recording and the final test evaluation."""
     import torch
 
-    from initlab import data, engine, study
+    from initlab import data, engine
+    from initlab.experiments import study
 
     if threads:
         torch.set_num_threads(threads)

@@ -12,7 +12,7 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 
-from .registry import Registry
+from initlab.registry import Registry
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import activations
-from .activations import Activation
-from .models import MODELS
+from initlab import activations
+from initlab.activations import Activation
+from initlab.models import MODELS
 
 # CS231n assignment 2 (PyTorch notebook) defaults: a 4000-unit hidden layer for the two-layer net;
 # 32 5x5 filters then 16 3x3 filters for the ConvNet ("channel_1 = 32, channel_2 = 16").

@@ -14,8 +14,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import activations
-from .registry import Registry
+from initlab import activations
+from initlab.registry import Registry
 
 MODELS: Registry = Registry("model")
 
@@ -187,4 +187,4 @@ def mlp(activation="relu", width: int = 500, depth: int = 2, conv: bool = False,
                image_size=image_size, num_classes=num_classes)
 
 
-from . import convnets  # noqa: E402,F401  (registers more models)
+from initlab import convnets  # noqa: E402,F401  (registers more models)

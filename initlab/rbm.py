@@ -40,7 +40,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from . import init
+from initlab import init
 
 # Hinton (2010), "A practical guide to training RBMs" — the defaults below, with the section they come from.
 INIT_STD = 0.01        # sec. 8: W ~ N(0, 0.01^2)

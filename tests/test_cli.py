@@ -3,7 +3,8 @@ import sys
 
 import pytest
 
-from initlab import cli, study
+from initlab import cli, files
+from initlab.commands import common
 
 
 def run_cli(*args, cwd=None):
@@ -65,7 +66,7 @@ def test_config_file_then_flags(tmp_path):
     toml = tmp_path / "c.toml"
     toml.write_text('inits = ["zeros", "kaiming"]\nseeds = 4\nlr = 0.002\ntrain_size = 500\n')
     args = cli.build_parser().parse_args(["study", "--config", str(toml), "--seeds", "2"])
-    cfg = cli.study_config(args)
+    cfg = common.study_config(args)
     assert cfg.inits == ["zeros", "kaiming"] and cfg.seeds == 2          # the flag wins
     assert cfg.train.lr == 0.002 and cfg.train.train_size == 500
 
@@ -111,7 +112,7 @@ def test_ctrl_c_keeps_what_was_recorded_and_writes_the_report(tmp_path):
     stdout, stderr = p.communicate(timeout=120)
     assert p.returncode == 130, stderr[-2000:]
     assert "interrupted" in stderr
-    runs = study.read_csv(out / "runs.csv")
+    runs = files.read_csv(out / "runs.csv")
     assert {r["init"] for r in runs} == {"zeros", "kaiming"}
     assert all(r["interrupted"] and 0 < r["steps"] < 5 * 1875 for r in runs)
     assert "(interrupted" in (out / "report.md").read_text()

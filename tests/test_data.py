@@ -3,7 +3,6 @@ import gzip
 import hashlib
 import io
 import json
-import os
 import tarfile
 import time
 import urllib.error
@@ -14,8 +13,16 @@ import pytest
 import torch
 
 from initlab import data
-from initlab.data import (DATASETS, DataError, DatasetSpec, IdxFile, fetch, info,
-                          load_dataset, read_idx)
+from initlab.data import (
+    DATASETS,
+    DataError,
+    DatasetSpec,
+    IdxFile,
+    fetch,
+    info,
+    load_dataset,
+    read_idx,
+)
 
 FILENAMES = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-labels-idx1-ubyte",
              "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte"}

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from initlab import engine, init, models
-from initlab.study import LAB_INITS
+from initlab.experiments.study import LAB_INITS
 
 
 def _data(n=640, seed=0):

@@ -2,12 +2,11 @@
 import math
 
 import pytest
-import torch
 
-from initlab import grid
 from initlab.cli import main
-from initlab.study import read_csv
-
+from initlab.data import load_dataset
+from initlab.experiments import grid, study
+from initlab.files import read_csv
 
 # --------------------------------------------------------------------------------------------------
 # The n/c rule on fabricated rows
@@ -84,8 +83,6 @@ def test_grid_bad_input_is_one_line_exit_2(args, message, tmp_path, capsys):
 
 
 def test_preflight_turns_an_init_failure_into_one_line_before_training(monkeypatch, tmp_path, capsys):
-    from initlab import study
-
     real = study.build_and_initialize
 
     def fail_on_tanh(cfg, spec, seed, x_train=None):
@@ -102,8 +99,5 @@ def test_preflight_turns_an_init_failure_into_one_line_before_training(monkeypat
 
 
 def test_preflight_runs_dbn_cheaply_on_an_mlp():
-    from initlab import study
-    from initlab.data import load_dataset
-
     cfg = study.StudyConfig(inits=["dbn:images=5000", "kaiming"], model="mlp")
     grid.preflight(cfg, ["sigmoid", "relu"], load_dataset("mnist", quiet=True))   # no error, seconds

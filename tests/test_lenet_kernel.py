@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from initlab import engine, init, lenet_kernel, models, record
+from initlab import engine, init, models
+from initlab.engine import lenet_kernel, record
 
 
 def _stack(M, activation="relu", c3_table=False, spec="kaiming"):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from initlab import activations, models
+from initlab import activations, cli, init, models
 
 
 def test_lenet5_shapes_and_parameter_count():
@@ -64,8 +64,6 @@ def test_unknown_model_lists_choices():
 
 @pytest.mark.parametrize("name", activations.ACTIVATIONS.names())
 def test_every_activation_has_a_gain_and_orthogonal_init_works_with_it(name):
-    from initlab import init
-
     act = activations.get(name)
     assert init.calculate_gain(name) == pytest.approx(init.calculate_gain(act.gain_key, act.gain_param))
     m = models.build("lenet5", activation=name)
@@ -75,7 +73,5 @@ def test_every_activation_has_a_gain_and_orthogonal_init_works_with_it(name):
 
 
 def test_inits_command_lists_the_dbn(capsys):
-    from initlab import cli
-
     assert cli.main(["inits"]) == 0
     assert "dbn" in capsys.readouterr().out

@@ -4,10 +4,11 @@ import math
 import pytest
 import torch
 
-from initlab import activations, init, models, probe
+from initlab import activations, init, models
 from initlab.cli import main
 from initlab.data import load_dataset
-from initlab.study import read_csv
+from initlab.experiments import probe
+from initlab.files import read_csv
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,9 @@ import math
 import pytest
 import torch
 
-from initlab import init, models, rbm, study
+from initlab import init, models, rbm
 from initlab.data import load_dataset
+from initlab.experiments import study
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from initlab import store as st
+from initlab.runs import store as st
 
 
 def cell(k: int, grp: str = "g") -> dict:
@@ -127,7 +127,7 @@ def test_kill_9_inside_a_transaction_leaves_no_trace(tmp_path):
         s.plan([cell(k) for k in range(50)])
     code = textwrap.dedent(f"""
         import sys, time
-        from initlab import store as st
+        from initlab.runs import store as st
         s = st.Store({str(tmp_path)!r})
         s.db.execute("BEGIN IMMEDIATE")
         s.db.execute("UPDATE runs SET status = 'done', row = '{{}}'")

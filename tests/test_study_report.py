@@ -2,12 +2,13 @@
 import dataclasses
 import itertools
 import json
-
 import re
 
 import pytest
 
-from initlab import data, engine, report, study
+from initlab import data, engine, files
+from initlab.experiments import study
+from initlab.experiments import study_report as report
 
 
 @pytest.fixture(scope="module")
@@ -28,18 +29,18 @@ def small_study(mnist, tmp_path_factory):
 
 def test_study_writes_tidy_tables(small_study):
     out, result = small_study
-    runs = study.read_csv(out / "runs.csv")
+    runs = files.read_csv(out / "runs.csv")
     assert len(runs) == 6
     for col in ("init", "seed", "test_acc", "steps", "train_seconds", "diverged"):
         assert col in runs[0]
     assert {(r["init"], r["seed"]) for r in runs} == {(i, s) for i in ("zeros", "uniform", "kaiming")
                                                       for s in (0, 1)}
     assert all(0 <= r["test_acc"] <= 1 and r["steps"] == 50 for r in runs)
-    curves = study.read_csv(out / "curves.csv")
+    curves = files.read_csv(out / "curves.csv")
     assert {"init", "seed", "step", "heldout_acc", "train_loss"} <= set(curves[0])
-    layers = study.read_csv(out / "layers.csv")
+    layers = files.read_csv(out / "layers.csv")
     assert {"layer", "w_std", "grad_norm", "act_std", "dead_frac", "distinct_units"} <= set(layers[0])
-    hists = study.read_csv(out / "histograms.csv")
+    hists = files.read_csv(out / "histograms.csv")
     assert {"bin_left", "bin_right", "count"} <= set(hists[0])
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["train"]["train_size"] == 1600 and cfg["inits"] == ["zeros", "uniform", "kaiming"]
@@ -63,7 +64,7 @@ def test_report_is_self_contained_and_its_observations_quote_the_data(small_stud
     md = (out / "report.md").read_text()
     assert "11.35 %" in md and "share of the most common test digit" in md
     assert "still exactly 0" in md
-    runs = study.read_csv(out / "runs.csv")
+    runs = files.read_csv(out / "runs.csv")
     uniform_loss = sum(r["initial_loss"] for r in runs if r["init"] == "uniform") / 2
     assert f"{uniform_loss:.3g}" in md or f"{uniform_loss:.2g}" in md
 
@@ -146,7 +147,8 @@ def test_worker_layout_does_not_change_the_results(mnist):
 
 INTERRUPTED_STUDY = """
 import json, sys
-from initlab import data, engine, study
+from initlab import data, engine
+from initlab.experiments import study
 cfg = study.StudyConfig(inits=["zeros", "kaiming", "xavier"], seeds=2, workers=2,
                         train=engine.TrainConfig(epochs=50, train_size=640, record_every=10))
 started = []

@@ -13,8 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from initlab import cli, store as st, sweep
-from initlab.study import StudyConfig, read_csv
+from initlab import cli, data
+from initlab.experiments import study
+from initlab.experiments import study_report as report
+from initlab.experiments.study import StudyConfig
+from initlab.files import read_csv
+from initlab.runs import store as st
+from initlab.runs import sweep
 
 TINY = ["--train-size", "96", "--record-every", "4", "--quiet"]     # 3 steps per run
 TEST_IMAGES = 2000   # in-process tests evaluate on the first 2,000 test images (the held-out 1,000 too)
@@ -26,7 +31,6 @@ def small_mnist(monkeypatch):
     (``initlab.data.load_dataset`` patched; spawned workers would load the whole split)."""
     import dataclasses
 
-    from initlab import data
 
     full = data.load_dataset("mnist")
     small = dataclasses.replace(full, test_images=full.test_images[:TEST_IMAGES],
@@ -185,8 +189,6 @@ TIMING = ("train_seconds", "stack_seconds", "init_seconds")
 
 @pytest.mark.slow
 def test_study_through_the_store_writes_the_tables_run_study_writes(tmp_path, small_mnist):
-    from initlab import study
-
     ds = small_mnist
     cfg = tiny_config()
     study.write_tables(tmp_path / "old", cfg, study.run_study(cfg, dataset=ds, progress=False))
@@ -212,8 +214,6 @@ def digest(out: Path, run: dict) -> tuple:
 
 @pytest.mark.slow
 def test_study_resume_trains_only_what_is_missing(tmp_path, capsys, small_mnist, monkeypatch):
-    from initlab import report
-
     monkeypatch.setattr(report, "make_plots", lambda f: [])     # (plots are the report's tests' job)
     out = tmp_path / "s"
     argv = ["study", "--out", out, "--inits", "zeros", "kaiming", "--seeds", "2", "--seeds-per-stack",

@@ -8,7 +8,11 @@ import torch
 pytest.importorskip("tensorboard")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 
-from initlab import tensorboard as tb  # noqa: E402
+from initlab import cli, data
+from initlab.engine import tensorboard as tb  # noqa: E402
+from initlab.experiments import study_report as report
+from initlab.files import read_csv
+from initlab.runs import sweep
 
 SIZE = {"scalars": 0, "histograms": 0}   # 0 = keep every event
 
@@ -101,8 +105,6 @@ def test_study_writes_events_equal_to_its_records(tmp_path, monkeypatch, one_thr
     curves.csv / histograms.csv, and gradient histograms at initialization."""
     import dataclasses
 
-    from initlab import cli, data, report, sweep
-    from initlab.study import read_csv
 
     full = data.load_dataset("mnist")
     small = dataclasses.replace(full, test_images=full.test_images[:2000],

@@ -8,9 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from initlab import cli, engine, init, models, transfer
-from initlab.study import atomic_write_text, init_generator, rows_to_csv
-from initlab.transfer import TransferConfig, TransferError
+from initlab import cli, engine, init, models
+from initlab.experiments import transfer
+from initlab.experiments.study import init_generator
+from initlab.experiments.transfer import TransferConfig, TransferError
+from initlab.files import atomic_write_text, rows_to_csv
 
 
 def _tiny_data(n=128, seed=0):
@@ -173,7 +175,7 @@ def _fake_results(out, gap_small, gap_large):
 @pytest.mark.parametrize("gap_small, gap_large", [(0.05, 0.001), (0.0, 0.03), (-0.03, 0.0)])
 def test_report_sentences_follow_the_numbers(tmp_path, gap_small, gap_large):
     _fake_results(tmp_path, gap_small, gap_large)
-    obs = transfer.observations(transfer._load(tmp_path))
+    obs = transfer.observations(transfer.load_tables(tmp_path))
     text = " ".join(obs)
     assert f"{100 * gap_small:+.2f} pts at 100, {100 * gap_large:+.2f} pts at 10,000 images" in text
     gaps = ((100, gap_small), (10000, gap_large))

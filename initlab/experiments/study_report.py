@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .study import atomic_write_text, read_csv
+from initlab.files import atomic_write_text, read_csv
 
 LN10 = math.log(10)  # cross-entropy of a uniform guess over 10 classes
 

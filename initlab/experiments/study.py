@@ -7,23 +7,26 @@ made from those files alone (``initlab.report``), so it can be rebuilt at any ti
 """
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
-import platform
 import sys
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from . import data as data_mod
-from . import engine, init, models
-from . import rbm  # noqa: F401  registers the model-level init 'dbn'
-from .activations import ACTIVATIONS
+from initlab import data as data_mod
+from initlab import (
+    engine,
+    init,
+    models,
+    rbm,  # noqa: F401  registers the model-level init 'dbn'
+)
+from initlab.activations import ACTIVATIONS
+from initlab.files import atomic_write_text, environment, rows_to_csv
+from initlab.options import UsageError
 
 LAB_INITS = ("zeros", "uniform", "normal", "xavier", "kaiming")
 
@@ -51,8 +54,7 @@ class StudyConfig:
         return list(range(self.first_seed, self.first_seed + self.seeds))
 
 
-class ConfigError(ValueError):
-    """A bad setting, found before any training starts."""
+ConfigError = UsageError   # a bad setting, found before any training starts: one line, exit code 2
 
 
 def validate(cfg: StudyConfig) -> None:
@@ -476,79 +478,6 @@ def _collect(result: StudyResult, cfg: StudyConfig, chunk: List[int], res: engin
 # --------------------------------------------------------------------------------------------------
 # Files
 # --------------------------------------------------------------------------------------------------
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temp file in the same folder and rename: a reader never sees half a file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def rows_to_csv(rows: List[dict]) -> str:
-    import io
-
-    if not rows:
-        return ""
-    cols: List[str] = []
-    for row in rows:
-        for k in row:
-            if k not in cols:
-                cols.append(k)
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
-    w.writeheader()
-    for row in rows:
-        w.writerow({k: _fmt(row.get(k)) for k in cols})
-    return buf.getvalue()
-
-
-def _fmt(v):
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return "nan" if math.isnan(v) else repr(round(v, 7))
-    return v
-
-
-def read_csv(path: Path) -> List[dict]:
-    """Read one of initlab's CSV tables back with numbers as numbers ('' -> None)."""
-    with open(path, newline="") as f:
-        return [{k: _parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
-
-
-def _parse(v: str):
-    if v == "":
-        return None
-    if v in ("True", "False"):
-        return v == "True"
-    try:
-        return int(v)
-    except ValueError:
-        pass
-    try:
-        return float(v)
-    except ValueError:
-        return v
-
-
-def environment() -> dict:
-    """Hardware and library versions, stored with every result."""
-    import numpy
-
-    return {
-        "torch": torch.__version__, "numpy": numpy.__version__,
-        "python": platform.python_version(), "platform": platform.platform(),
-        "cpu_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
-
 
 def config_dict(cfg: StudyConfig) -> dict:
     d = asdict(cfg)

@@ -30,12 +30,9 @@ The output folder gets ``runs.csv`` (one row per run: ``init``, ``target_images`
 ``pretrain.csv``, ``config.json``, ``meta.json``, the checkpoints and ``report.md`` / ``report.html``
 (``write_report``, from those files alone).
 
-torch and the rest of initlab are imported inside the functions that use them, so that building the
-command line (``initlab --help``) stays as fast as it is without this module.
 """
 from __future__ import annotations
 
-import argparse
 import html
 import json
 import math
@@ -46,10 +43,29 @@ import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
-if TYPE_CHECKING:  # annotations only: torch is imported where it is used
-    from . import engine
+import torch
+
+from initlab import data, engine, init, models
+from initlab import data as data_mod
+from initlab.activations import ACTIVATIONS
+from initlab.engine import TrainConfig
+from initlab.experiments.study import init_generator, resolve_device, steps_to
+from initlab.experiments.study_report import (
+    PAGE_STYLE,
+    _colors,
+    _html_table,
+    _md_table,
+    _mean,
+    _pct,
+    _std,
+    html_image,
+    html_page,
+)
+from initlab.files import atomic_write_text, environment, read_csv, rows_to_csv
+from initlab.models import weight_layers
+from initlab.options import UsageError
 
 MODES = ("finetune", "freeze", "reinit_head")
 SCRATCH_INITS = ("kaiming", "xavier")
@@ -61,13 +77,10 @@ HEAD_INIT = "kaiming"      # reinit_head redraws the output layer with this
 PRETRAIN_SEED_OFFSET = 20_000  # pretraining draws from its own generator, not the scratch runs'
 
 
-class TransferError(ValueError):
-    """A one-line problem with a transfer setting or checkpoint (exit code 2 at the command line)."""
+TransferError = UsageError   # a bad transfer setting or checkpoint: one line, exit code 2
 
 
 def _default_train():
-    from .engine import TrainConfig
-
     return TrainConfig(record_every=RECORD_EVERY)
 
 
@@ -102,9 +115,6 @@ class TransferConfig:
 
 def validate(cfg: TransferConfig) -> None:
     """Raise TransferError with a one-line message for the first bad setting."""
-    from . import data, init, models
-    from .activations import ACTIVATIONS
-
     t = cfg.train
     names = data.dataset_names()
     checks = [
@@ -145,6 +155,8 @@ def validate(cfg: TransferConfig) -> None:
     if "freeze" in cfg.modes and not conv_layers(models.build(cfg.model, **cfg.model_options())):
         raise TransferError(f"freeze freezes the convolutions, and {cfg.model} has none; "
                             f"use --modes finetune reinit_head")
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise TransferError("--device cuda asked for, but torch sees no CUDA device; use --device cpu")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -160,8 +172,6 @@ def conv_layers(model) -> List[str]:
 
 def head_layer(model) -> str:
     """Name of the output layer (the last Conv/Linear): what ``reinit_head`` redraws."""
-    from .models import weight_layers
-
     return weight_layers(model)[-1][0]
 
 
@@ -192,7 +202,6 @@ def load_checkpoint(path, model_name: str, model_options: Dict) -> Tuple[Dict, D
     options, another shape -- is a one-line ``TransferError``."""
     import torch
 
-    from . import models
 
     path = Path(path)
     if not path.is_file():
@@ -256,7 +265,6 @@ def pretrain(cfg: TransferConfig, ds, out: Optional[Path], device, progress=None
     checkpoint in ``out``. Returns ({seed: state_dict}, [one row per seed])."""
     import torch
 
-    from . import engine, init, models
 
     src = engine.prepare(ds.train_images, ds.train_labels, ds.test_images, ds.test_labels,
                          cfg.train, device)
@@ -297,8 +305,6 @@ def _member(cfg: TransferConfig, name: str, seed: int, state: Optional[Dict], da
     """One target model: a transfer mode (from ``state``) or a scratch init spec."""
     import torch
 
-    from . import init, models
-    from .study import init_generator
 
     model = models.build(cfg.model, **cfg.model_options())
     if name not in MODES:
@@ -323,9 +329,6 @@ def run_transfer(cfg: TransferConfig, out: Optional[Path] = None, progress: bool
     import torch
     from tqdm import tqdm
 
-    from . import data as data_mod
-    from . import engine, models
-    from .study import resolve_device
 
     validate(cfg)
     t0 = time.perf_counter()
@@ -395,8 +398,6 @@ def run_transfer(cfg: TransferConfig, out: Optional[Path] = None, progress: bool
 
 def _collect(result: TransferResult, cfg: TransferConfig, plan: dict, members: List[str],
              seeds: List[int], res, source: str, pre_acc: Dict) -> None:
-    from .study import steps_to
-
     I = len(members)
     for s_idx, seed in enumerate(seeds):
         for i_idx, name in enumerate(members):
@@ -422,8 +423,6 @@ def _collect(result: TransferResult, cfg: TransferConfig, plan: dict, members: L
 
 def write_tables(out: Path, cfg: TransferConfig, result: TransferResult) -> None:
     """config.json, meta.json, runs.csv, curves.csv, pretrain.csv -- each atomically."""
-    from .study import atomic_write_text, environment, rows_to_csv
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     config = {**asdict(cfg), "seed_list": cfg.seed_list, "plan": result.plan,
@@ -440,9 +439,7 @@ def write_tables(out: Path, cfg: TransferConfig, result: TransferResult) -> None
 # Report: from the files alone
 # --------------------------------------------------------------------------------------------------
 
-def _load(out: Path) -> Dict:
-    from .study import read_csv
-
+def load_tables(out: Path) -> Dict:
     out = Path(out)
 
     def table(name):
@@ -465,7 +462,6 @@ def _inits(f: Dict) -> List[str]:
 def summary_rows(f: Dict) -> List[dict]:
     """One row per (target size, init): test accuracy mean/std/min over seeds, early held-out
     accuracy, steps to 90/97 % (mean; None unless every seed got there)."""
-    from .report import _mean, _std
 
     groups: Dict[Tuple[int, str], List[dict]] = defaultdict(list)
     for r in f["runs"]:
@@ -488,8 +484,6 @@ def summary_rows(f: Dict) -> List[dict]:
 
 
 def summary_table(f: Dict) -> Tuple[List[str], List[List[str]]]:
-    from .report import _pct
-
     head = ["target images", "init", "test acc (mean ± std)", "min"] + \
         [f"acc @ step {s}" for s in EARLY_STEPS] + ["steps to 90 %", "steps to 97 %"]
 
@@ -582,8 +576,6 @@ def observations(f: Dict) -> List[str]:
 
 
 def _bands(f: Dict, n: int):
-    from .report import _mean
-
     out = {}
     for name in _inits(f):
         per_step: Dict[int, List[float]] = defaultdict(list)
@@ -603,7 +595,6 @@ def plot_curves(f: Dict, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .report import _colors
 
     sizes = sorted({r["target_images"] for r in f["runs"]})
     colors = _colors(_inits(f))
@@ -630,7 +621,6 @@ def plot_sizes(f: Dict, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .report import _colors
 
     rows = summary_rows(f)
     colors = _colors(_inits(f))
@@ -677,10 +667,7 @@ def settings_line(f: Dict) -> str:
 
 def write_report(out: Path, title: Optional[str] = None) -> Path:
     """report.md and a self-contained report.html in ``out``, from its files; returns the HTML path."""
-    from .report import PAGE_STYLE, _html_table, _md_table, html_image, html_page
-    from .study import atomic_write_text
-
-    f = _load(out)
+    f = load_tables(out)
     c = f["config"]
     title = title or f"initlab transfer: {c.get('source')} -> {c.get('target')} as an initialization"
     note = " (interrupted: only the runs recorded so far)" if f["meta"].get("interrupted") else ""
@@ -712,95 +699,3 @@ def write_report(out: Path, title: Optional[str] = None) -> Path:
     page = html_page(title, parts, style)
     atomic_write_text(f["out"] / "report.html", page)
     return f["out"] / "report.html"
-
-
-# --------------------------------------------------------------------------------------------------
-# Command line: ``initlab transfer``
-# --------------------------------------------------------------------------------------------------
-
-def add_parser(sub) -> argparse.ArgumentParser:
-    """Add the ``transfer`` subcommand to ``initlab``'s subparsers."""
-    p = sub.add_parser(
-        "transfer", help="pretrain on one dataset, use the weights as an initialization on another",
-        description="Pretrain on --from (kaiming init), initialize models for --to from the weights "
-                    "(finetune / freeze / reinit_head) and compare them with scratch inits at several "
-                    "amounts of target data, with a report.")
-    a = p.add_argument
-    a("--from", dest="source", default="fashion_mnist", metavar="DATASET",
-      help="source (pretraining) dataset (default fashion_mnist)")
-    a("--to", dest="target", default="mnist", metavar="DATASET", help="target dataset (default mnist)")
-    a("--model", default="lenet5", help="model (default lenet5)")
-    a("--activation", default="relu", help="activation (default relu)")
-    a("--pretrain-epochs", type=int, default=1, help="epochs of pretraining on the source (default 1)")
-    a("--pretrain-size", type=int, metavar="N",
-      help="pretrain on the first N source images of a fixed shuffle (default: all)")
-    a("--from-checkpoint", type=Path, metavar="PATH",
-      help="start every seed from this checkpoint instead of pretraining")
-    a("--modes", nargs="+", default=list(MODES), metavar="MODE",
-      help=f"transfer modes (default: {' '.join(MODES)}); none: --modes ''")
-    a("--inits", nargs="+", default=list(SCRATCH_INITS), metavar="SPEC",
-      help=f"scratch inits to compare with (default: {' '.join(SCRATCH_INITS)}); none: --inits ''")
-    a("--target-sizes", nargs="+", type=int, default=list(TARGET_SIZES), metavar="N",
-      help="numbers of target training images (default: 100 1000 10000; 60000 = all of MNIST)")
-    a("--min-steps", type=int, default=MIN_STEPS,
-      help=f"each target size trains at least this many steps (default {MIN_STEPS}) ...")
-    a("--target-epochs", type=int, default=1, help="... and at least this many epochs (default 1)")
-    a("--seeds", type=int, default=2, help="number of seeds (default 2)")
-    a("--first-seed", type=int, default=0, help="first seed (default 0)")
-    a("--lr", type=float, default=1e-3, help="Adam learning rate, pretraining and target (default 1e-3)")
-    a("--batch-size", type=int, default=32, help="images per step (default 32)")
-    a("--record-every", type=int, default=RECORD_EVERY,
-      help=f"steps between curve points, 4x denser over the first two (default {RECORD_EVERY})")
-    a("--device", default="auto", help="auto | cpu | cuda (default auto)")
-    a("--out", type=Path, help="output folder (default runs/<timestamp>-transfer)")
-    a("--force", action="store_true", help="write into an --out folder that already holds results")
-    a("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_transfer)
-    return p
-
-
-def config_from_args(args) -> TransferConfig:
-    t = replace(_default_train(), lr=args.lr, batch_size=args.batch_size, record_every=args.record_every)
-    return TransferConfig(
-        source=args.source, target=args.target, model=args.model, activation=args.activation,
-        pretrain_epochs=args.pretrain_epochs, pretrain_size=args.pretrain_size,
-        modes=[m for m in args.modes if m.strip()],
-        inits=[i for i in args.inits if i.strip()], target_sizes=list(args.target_sizes),
-        min_steps=args.min_steps, target_epochs=args.target_epochs, seeds=args.seeds,
-        first_seed=args.first_seed,
-        from_checkpoint=str(args.from_checkpoint) if args.from_checkpoint else None,
-        device=args.device, train=t)
-
-
-def cmd_transfer(args) -> int:
-    from .cli import UsageError, prepare_out
-    from .data import DataError
-    from .report import text_table
-
-    cfg = config_from_args(args)
-    try:
-        validate(cfg)
-        if cfg.from_checkpoint:  # a bad checkpoint is found before anything is written or trained
-            _, info = load_checkpoint(cfg.from_checkpoint, cfg.model, cfg.model_options())
-            cfg.source = str(info["dataset"])   # the resolved config names the real source
-    except TransferError as e:
-        raise UsageError(str(e)) from None
-    if cfg.device.startswith("cuda"):
-        import torch
-        if not torch.cuda.is_available():
-            raise UsageError("--device cuda asked for, but torch sees no CUDA device; use --device cpu")
-    out = prepare_out(args.out, "transfer", args.force)
-    try:
-        result = run_transfer(cfg, out=out, progress=not args.quiet)
-    except (TransferError, DataError) as e:
-        raise UsageError(str(e)) from None
-    write_tables(out, cfg, result)
-    if not result.runs:
-        print(f"interrupted before any target run finished; tables in {out}", file=sys.stderr)
-        return 130
-    path = write_report(out)
-    print(text_table(*summary_table(_load(out))))
-    if result.interrupted:
-        print("interrupted: the report covers the runs finished before Ctrl-C", file=sys.stderr)
-    print(f"\nreport: {path}\n        {out / 'report.md'}")
-    return 130 if result.interrupted else 0

@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Sequence, Tuple
+from initlab.files import rows_to_csv
+from initlab.files import read_csv
 
 STORE_NAME = "store.sqlite"
 RECORDS_DIR = "records"
@@ -80,7 +82,6 @@ def exists(out: Path) -> bool:
 
 class Store:
     """A connection to ``DIR/store.sqlite``. One per process (sqlite3 connections are not fork-safe)."""
-
     def __init__(self, out: Path) -> None:
         self.out = Path(out)
         self.path = store_path(self.out)
@@ -265,8 +266,6 @@ def _fsync_dir(folder: Path) -> None:
 
 def write_records(out: Path, run_hash: str, tables: Dict[str, List[dict]]) -> str:
     """Write one run's record tables; returns their folder relative to ``out``."""
-    from .study import rows_to_csv
-
     rel = f"{RECORDS_DIR}/{run_hash}"
     folder = Path(out) / rel
     folder.mkdir(parents=True, exist_ok=True)
@@ -276,8 +275,6 @@ def write_records(out: Path, run_hash: str, tables: Dict[str, List[dict]]) -> st
 
 
 def read_records(out: Path, rel: str) -> Dict[str, List[dict]]:
-    from .study import read_csv
-
     folder = Path(out) / rel
     tables = {}
     for name in RECORD_TABLES:

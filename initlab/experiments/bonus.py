@@ -17,8 +17,15 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from . import data as data_mod
-from . import engine, study
+from initlab import data as data_mod
+from initlab import engine, files
+from initlab.experiments import study
+from initlab.experiments.study_report import (
+    _html_table,
+    _md_table,
+    html_image,
+    html_page,
+)
 
 TARGET = 0.985
 VALIDATION_IMAGES = 5_000     # carved from the 60,000 training images for recipe choices
@@ -120,7 +127,6 @@ def write_bonus_report(out: Path, cfg: study.StudyConfig, result: study.StudyRes
     """runs.csv etc. (as the study writes them), bonus.png, report.md and a self-contained report.html."""
     import html
 
-    from .report import _html_table, _md_table, html_image, html_page
 
     study.write_tables(out, cfg, result)
     accs = [r["test_acc"] for r in result.runs]
@@ -145,9 +151,9 @@ def write_bonus_report(out: Path, cfg: study.StudyConfig, result: study.StudyRes
         md += ["## Ablation (validation split)", "", _md_table(ahead, abody), ""]
         parts += ["<h2>Ablation (validation split)</h2>", _html_table(ahead, abody)]
     parts.append(html_image("Accuracy of every seed", png))
-    study.atomic_write_text(out / "report.md", "\n".join(md))
+    files.atomic_write_text(out / "report.md", "\n".join(md))
     page = html_page("initlab bonus", parts)
-    study.atomic_write_text(out / "report.html", page)
+    files.atomic_write_text(out / "report.html", page)
     return out / "report.html"
 
 

@@ -39,7 +39,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
-from . import store as st
+from initlab.runs import store as st
+from initlab.options import STUDY_FLAGS, UsageError, configure, read_toml
+from initlab.engine import TrainConfig
+from initlab.experiments.study import StudyConfig
+from initlab.experiments.study import balance
+from initlab.engine import steps_for
+from initlab import data
+from initlab.experiments import study
+from initlab import engine
+from initlab.engine.tensorboard import gradient_histograms
+from initlab.engine import tensorboard as tb
+from initlab import files
+from initlab.files import atomic_write_text, rows_to_csv
+from initlab.experiments import study_report as report
+from initlab.files import atomic_write_text
 
 # settings that say how or where runs are trained, not what a run is: not part of a cell's hash
 NOT_IN_CELL = ("inits", "seeds", "first_seed", "data_dir", "device", "seeds_per_stack", "workers")
@@ -126,11 +140,10 @@ def tb_name(config: dict, varied: Dict[str, list]) -> str:
 def read_grid(path: Path, args: Optional[argparse.Namespace] = None) -> list:
     """The validated StudyConfigs of a grid file, one per combination of its list-valued settings;
     study flags in ``args`` override the file (as for ``initlab study --config``)."""
-    from .cli import STUDY_FLAGS, UsageError, read_toml, study_config
 
     doc = dict(read_toml(path))
     entries = doc.pop("cell", None)
-    known = {dest.split(".")[-1]: dest for _, dest, _, _ in STUDY_FLAGS}
+    known = {f.key: f.dest for f in STUDY_FLAGS}
 
     def norm(table: dict, where: str) -> dict:
         out = {}
@@ -147,7 +160,7 @@ def read_grid(path: Path, args: Optional[argparse.Namespace] = None) -> list:
     if entries is not None and not (isinstance(entries, list) and all(isinstance(e, dict) for e in entries)):
         raise UsageError(f"'cell' in {path} must be a list of tables ([[cell]])")
     base = norm(doc, str(path))
-    flags = {dest: vars(args)[dest] for _, dest, _, _ in STUDY_FLAGS if args and dest in vars(args)}
+    flags = {f.dest: vars(args)[f.dest] for f in STUDY_FLAGS if args and f.dest in vars(args)}
     combos = []
     for k, entry in enumerate(entries or [{}]):
         e = norm(entry, f"{path} [[cell]] #{k + 1}")
@@ -168,7 +181,7 @@ def read_grid(path: Path, args: Optional[argparse.Namespace] = None) -> list:
         ns = argparse.Namespace(config=None, **{known[k]: v for k, v in combo.items()})
         for dest, value in flags.items():
             setattr(ns, dest, value)
-        configs.append(study_config(ns))
+        configs.append(configure(ns, StudyConfig(), STUDY_FLAGS, study.validate))
     return configs
 
 
@@ -197,8 +210,6 @@ def config_for(settings: dict, inits: Sequence[str], seeds: Sequence[int], optio
     """The StudyConfig that trains ``inits`` x ``seeds`` (contiguous) with ``settings``."""
     import dataclasses
 
-    from .engine import TrainConfig
-    from .study import StudyConfig
 
     s = dict(settings)
     train = s.pop("train", {})
@@ -219,7 +230,6 @@ def split_tasks(tasks: List[Task], workers: int) -> List[Task]:
     when it is free, finish close together; largest first, renumbered."""
     import copy
 
-    from .study import balance
 
     out = []
     for k, rows, cols in balance([(len(t.hashes), len(t.hashes[0])) for t in tasks], workers):
@@ -242,7 +252,6 @@ def plan_tasks(pending: Sequence[dict], options: dict, per_stack: int,
     """Group pending cells (store rows: hash, config, init, seed, grp) into stacks: cells of one group
     whose seeds are consecutive and pending for the same inits, at most ``per_stack`` seeds each
     (0 = no limit). ``train_sizes[(dataset, data_dir)]`` is the number of training images."""
-    from .engine import steps_for
 
     by_group: Dict[str, Dict[int, List[dict]]] = {}
     for c in pending:
@@ -280,8 +289,6 @@ _DATASETS: Dict[tuple, object] = {}   # per process: a worker loads each dataset
 
 
 def dataset(name: str, data_dir: Optional[str]):
-    from . import data
-
     key = (name, data_dir)
     if key not in _DATASETS:
         _DATASETS[key] = data.load_dataset(name, data_dir, quiet=True)
@@ -309,8 +316,6 @@ class TaskResult:
 def run_task(task: Task, progress: Optional[Callable[[int], None]] = None,
              tensorboard: bool = False) -> TaskResult:
     """Train one task's stack with ``study.run_study`` and split its rows per cell."""
-    from . import study
-
     cfg = task.cfg
     ds = dataset(cfg.dataset, cfg.data_dir)
     res = study.run_study(cfg, dataset=ds, progress=progress if progress is not None else False)
@@ -334,8 +339,6 @@ def run_task(task: Task, progress: Optional[Callable[[int], None]] = None,
 def initial_gradients(task: Task) -> Dict[str, Dict[str, dict]]:
     """{hash: {layer: histogram}} of each run's weight gradients at initialization on its first
     training batch (the batch and weights of the engine's step 0; rebuilt from the seed)."""
-    from . import engine, study
-    from .tensorboard import gradient_histograms
 
     cfg = task.cfg
     ds = dataset(cfg.dataset, cfg.data_dir)
@@ -364,7 +367,6 @@ def commit(out: Path, store: st.Store, task: Task, result: TaskResult, token: st
     for cell in result.cells:
         rel = st.write_records(out, cell.hash, cell.tables)
         if task.tb_names is not None:
-            from . import tensorboard as tb
 
             tb.write_run(Path(out) / tb.TB_DIR / task.tb_names[cell.hash], cell.tables["curves"],
                          cell.tables["layers"], cell.tables["histograms"], cell.row, cell.grads)
@@ -647,7 +649,6 @@ def group_config(runs: Sequence[dict], options: dict) -> dict:
 def _write_folder(folder: Path, config: dict, meta: dict, tables: Dict[str, List[dict]]) -> None:
     import json
 
-    from .study import atomic_write_text, rows_to_csv
 
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / "config.json", json.dumps(config, indent=2) + "\n")
@@ -720,8 +721,6 @@ def write_reports(out: Path, info: dict, title: str = "initlab sweep") -> Path:
     group plus an index with every group's summary. Returns the top HTML path."""
     import html
 
-    from . import report
-    from .study import atomic_write_text
 
     out = Path(out)
     if not info["varied"]:
@@ -759,7 +758,6 @@ def new_session() -> str:
 def open_out(out: Path, resume: bool, force: bool) -> None:
     """Refuse to mix runs into a folder by accident: a store there needs --resume (continue) or --force
     (start over: the store, records and TensorBoard files are deleted)."""
-    from .cli import UsageError
 
     out = Path(out)
     if resume:
@@ -779,8 +777,6 @@ def open_out(out: Path, resume: bool, force: bool) -> None:
 def train_sizes(cells: Sequence[dict], options: dict, required: bool = True) -> Dict[tuple, int]:
     """{(dataset, data_dir): number of training images}; loading is cheap once cached. Missing data is
     a usage error unless not ``required`` (a Ray cluster's nodes may have data this machine lacks)."""
-    from . import data
-    from .cli import UsageError
 
     sizes = {}
     where = options.get("data_dir")
@@ -805,7 +801,6 @@ def run_study_stored(cfg, out: Path, dataset=None, progress: bool = True, resume
     Returns an object with ``interrupted`` (Ctrl-C) and ``info`` (see ``rebuild``)."""
     from tqdm import tqdm
 
-    from . import study
 
     out = Path(out)
     open_out(out, resume, force)
@@ -821,7 +816,7 @@ def run_study_stored(cfg, out: Path, dataset=None, progress: bool = True, resume
                                 "options": options,
                                 "execution": {"backend": "inline" if workers == 1 else "local",
                                               "workers": workers}},
-                   environment={**study.environment(), **({"cpu_threads": threads} if workers > 1 else {})})
+                   environment={**files.environment(), **({"cpu_threads": threads} if workers > 1 else {})})
         pending = _pending(store)
         sizes = train_sizes(pending, options)
         tasks = split_tasks(plan_tasks(pending, options, cfg.seeds_per_stack or len(cfg.seed_list),
@@ -855,10 +850,6 @@ class _Outcome:
     info: dict
 
 
-# --------------------------------------------------------------------------------------------------
-# Command line: initlab sweep, initlab runs, and --resume / --tensorboard for initlab study
-# --------------------------------------------------------------------------------------------------
-
 def cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -866,269 +857,7 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-SWEEP_HELP = """\
-Train a grid of runs: every combination of the list-valued settings in a TOML file
-(study flag names with _), each with every init and seed. For example:
-
-    inits = ["xavier", "kaiming"]
-    seeds = 3
-    train_size = 2000
-    lr = [0.001, 0.003]          # a list: try each (2 lr x 2 inits x 3 seeds = 12 runs)
-
-or list combinations as [[cell]] tables, each merged over the settings at the top:
-
-    [[cell]]
-    init = "kaiming"
-    lr = 0.01
-
-Every finished run is kept in OUT/store.sqlite with its records under OUT/records/; after a crash
-(or Ctrl-C) --resume trains only what is missing. The tables and the report are rebuilt from the
-store (one report per combination under OUT/groups/ when more than init and seed varies)."""
-
-
-def add_parsers(sub) -> None:
-    """Add ``sweep`` and ``runs``, and ``--resume`` / ``--tensorboard`` to ``study``."""
-    from .cli import STUDY_FLAGS, _bool
-
-    if "study" in sub.choices:
-        _add_store_flags(sub.choices["study"])
-    s = sub.add_parser("sweep", help="a grid of runs from a TOML file, by local worker processes or "
-                       "on a Ray cluster; resumable", description=SWEEP_HELP,
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       epilog="Any study flag overrides the grid file (one value for every cell).")
-    s.add_argument("grid", nargs="?", type=Path, help="TOML grid (optional with --resume: the stored "
-                   "plan is used)")
-    for flag, dest, typ, help_ in STUDY_FLAGS:
-        if typ == "list":
-            s.add_argument(flag, dest=dest, nargs="+", default=argparse.SUPPRESS, help=help_, metavar="NAME")
-        elif typ == "bool":
-            s.add_argument(flag, dest=dest, nargs="?", const=True, type=_bool, default=argparse.SUPPRESS,
-                           help=help_)
-        else:
-            s.add_argument(flag, dest=dest, type=typ, default=argparse.SUPPRESS, help=help_)
-    s.add_argument("--out", type=Path, help="output folder (default runs/<timestamp>-sweep)")
-    s.add_argument("--force", action="store_true", help="start over in an --out folder that holds runs")
-    s.add_argument("--quiet", action="store_true", help="no progress bar")
-    s.add_argument("--workers", type=int, default=None,
-                   help=f"local worker processes (default: the core count, here {cores()})")
-    s.add_argument("--threads", type=int, default=None,
-                   help="torch threads per worker (default: cores // workers)")
-    s.add_argument("--backend", default="local", help="local (worker processes) | ray "
-                   "(pip install 'initlab[ray]')")
-    s.add_argument("--address", help="Ray cluster to join, e.g. HEAD:6379 or auto (default: "
-                   "$RAY_ADDRESS, else a local Ray instance)")
-    s.add_argument("--no-report", action="store_true", help="write the tables only (a big sweep's "
-                   "plots take a while); initlab report OUT makes the report later")
-    _add_store_flags(s)
-    s.set_defaults(func=cmd_sweep)
-
-    r = sub.add_parser("runs", help="list the runs of a study or sweep folder and their status")
-    r.add_argument("dir", type=Path, help="the folder `initlab study` or `initlab sweep` wrote")
-    r.add_argument("--all", action="store_true", help="also runs of earlier plans kept in the store")
-    r.set_defaults(func=cmd_runs)
-
-
-def _add_store_flags(p) -> None:
-    p.add_argument("--resume", action="store_true", help="continue the runs in --out: skip every run "
-                   "already done with the same settings, rerun the unfinished ones (flags left out "
-                   "keep the stored values)")
-    p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files "
-                   "(scalars, weight and gradient histograms) to OUT/tb (pip install "
-                   "'initlab[tensorboard]')")
-
-
-def stored_study_config(args):
-    """The StudyConfig a ``study --resume`` starts from (flags on the command line still win)."""
-    from .cli import UsageError
-
-    if not getattr(args, "resume", False):
-        return None
-    if args.out is None:
-        raise UsageError("--resume needs --out DIR, the folder to continue")
-    if not st.exists(args.out):
-        raise UsageError(f"--out {args.out} holds no run store to resume (no {st.STORE_NAME})")
-    with st.Store(args.out) as store:
-        plan = store.meta("plan", {})
-    if plan.get("kind") != "study":
-        raise UsageError(f"--out {args.out} holds a sweep; resume it with initlab sweep --resume")
-    d = {k: v for k, v in plan["study"].items() if k != "seed_list"}
-    cfg = config_for({k: v for k, v in d.items() if k not in NOT_IN_CELL}, d["inits"],
-                     list(range(d["first_seed"], d["first_seed"] + d["seeds"])), d)
-    cfg.seeds_per_stack = d.get("seeds_per_stack", 0)
-    if "workers" in d:
-        cfg.workers = d["workers"]
-    return cfg
-
-
-def check_options(args) -> None:
-    from .cli import UsageError
-
-    if getattr(args, "tensorboard", False):
-        from .tensorboard import TensorBoardMissing, require
-
-        try:
-            require()
-        except TensorBoardMissing as e:
-            raise UsageError(str(e)) from None
-
-
-def cmd_sweep(args) -> int:
-    import datetime as _dt
-
-    from .cli import UsageError, prepare_out
-    from .study import environment
-
-    check_options(args)
-    if args.backend not in BACKENDS:
-        raise UsageError(f"unknown backend {args.backend!r}; choose from: {', '.join(BACKENDS)}")
-    if args.backend == "ray":
-        try:
-            import ray  # noqa: F401
-        except ImportError:
-            raise UsageError("--backend ray needs Ray: pip install 'initlab[ray]'") from None
-    elif args.address:
-        raise UsageError("--address is for --backend ray")
-    workers = args.workers if args.workers is not None else cores()
-    if workers < 1:
-        raise UsageError(f"--workers must be >= 1, got {workers}")
-    threads = args.threads if args.threads is not None else max(1, cores() // workers)
-    if threads < 1:
-        raise UsageError(f"--threads must be >= 1, got {threads}")
-    if args.resume and args.out is None:
-        raise UsageError("--resume needs --out DIR, the folder to continue")
-    if args.grid is None and not args.resume:
-        raise UsageError("give a grid file (initlab sweep GRID.toml), or --resume --out DIR")
-    out = args.out or Path("runs") / f"{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-sweep"
-    configs = read_grid(args.grid, args) if args.grid is not None else None   # (errors before any write)
-    if st.exists(out):
-        with st.Store(out) as store:
-            if store.meta("plan", {}).get("kind") == "study":
-                raise UsageError(f"--out {out} holds a study; resume it with initlab study --resume")
-    open_out(out, args.resume, args.force)
-    prepare_out(out, "sweep", force=True)      # (only proves the folder is writable here)
-
-    env = {**environment(), "cpu_threads": threads}
-    execution = {"backend": args.backend, "workers": workers if args.backend == "local" else None,
-                 "threads_per_worker": threads, "address": args.address}
-    with st.Store(out) as store:
-        if configs is not None:
-            first = configs[0]
-            options = {"data_dir": first.data_dir, "device": first.device,
-                       "seeds_per_stack": first.seeds_per_stack}
-            cells = list({c["hash"]: c for cfg in configs for c in cells_of(cfg)}.values())
-            store.plan(cells, environment=env, plan={"kind": "sweep", "source": str(args.grid),
-                                                     "options": options, "execution": execution})
-        else:
-            plan = store.meta("plan", {})
-            if not plan:
-                raise UsageError(f"--out {out} holds no plan yet (stopped while starting): give the "
-                                 "grid file too, initlab sweep GRID.toml --out DIR --resume")
-            options = plan["options"]
-            store.plan([{**r, "config": st.canonical_json(r["config"])} for r in store.runs()],
-                       environment=env, plan={**plan, "execution": execution})
-        everything = store.runs()
-        varied = varied_settings([r["config"] for r in everything])
-        pending = [r for r in everything if r["status"] not in st.FINAL]
-        sizes = train_sizes(pending, options, required=args.backend == "local")
-        tasks = plan_tasks(pending, options, options.get("seeds_per_stack") or 1, sizes,
-                           args.tensorboard, varied)
-        if args.backend == "local":
-            tasks = split_tasks(tasks, workers)
-        summary = _run_tasks(out, store, tasks, args, workers, threads, len(everything))
-    info = rebuild(out)
-    if info["finished"]:
-        from . import report
-
-        print(report.text_table(*report.summary_table(report.load(out))))
-        if args.no_report:
-            print(f"\ntables: {out}/runs.csv ...; the report: initlab report {out}")
-        else:
-            print(f"\nreport: {write_reports(out, info, title=f'initlab sweep: {out.name}')}")
-    print(f"runs: {_counts_line(info['counts'])}  (initlab runs {out})")
-    for error in summary["errors"][:5]:
-        print(f"initlab: failed: {error}", file=sys.stderr)
-    if summary["interrupted"]:
-        print(f"interrupted: resume with initlab sweep --resume --out {out}", file=sys.stderr)
-        return 130
-    return 1 if summary["errors"] else 0
-
-
-def _run_tasks(out, store, tasks, args, workers, threads, n_cells) -> dict:
-    from tqdm import tqdm
-
-    where = (f"{min(workers, max(1, len(tasks)))} workers x {threads} threads" if args.backend == "local"
-             else f"ray ({args.address or 'local'})")
-    bar = tqdm(total=sum(t.steps * t.size for t in tasks), unit=" model-steps", unit_scale=True,
-               dynamic_ncols=True, disable=args.quiet,
-               desc=f"sweep {sum(t.size for t in tasks)}/{n_cells} runs, {len(tasks)} stacks, {where}",
-               mininterval=0.2 if sys.stderr.isatty() else 15.0)
-    summary = {"errors": [], "interrupted": False, "done": 0}
-
-    def on_done(task, counts, error):
-        if error:
-            summary["errors"].append(f"{', '.join(task.cfg.inits)} seeds {task.cfg.seed_list}: {error}")
-        else:
-            summary["done"] += task.size
-        bar.set_postfix(runs=summary["done"], failed=len(summary["errors"]), refresh=False)
-
-    session = new_session()
-    try:
-        if not tasks:
-            pass
-        elif args.backend == "local":
-            run_local(out, store, tasks, session, bar.update, on_done, workers, threads, args.tensorboard)
-        else:
-            run_ray(out, store, tasks, session, bar.update, on_done, threads, args.address,
-                    args.tensorboard)
-    except KeyboardInterrupt:
-        summary["interrupted"] = True
-    bar.close()
-    return summary
-
-
-def _counts_line(counts: Dict[str, int]) -> str:
+def counts_line(counts: Dict[str, int]) -> str:
     total = sum(counts.values())
     parts = [f"{counts[s]} {s}" for s in st.STATUSES if counts.get(s)]
     return f"{total} in the plan: " + (", ".join(parts) or "none")
-
-
-def cmd_runs(args) -> int:
-    from .cli import UsageError
-    from .report import text_table
-
-    if not st.exists(args.dir):
-        raise UsageError(f"{args.dir} holds no run store ({st.STORE_NAME})")
-    with st.Store(args.dir) as store:
-        runs = store.runs(plan_only=not args.all)
-        counts = store.counts()
-    varied = varied_settings([r["config"] for r in runs])
-    head = ["#", "status", "init", "seed", "test_acc"] + list(varied) + ["attempts", "hash"]
-    body = []
-    for r in runs:
-        acc = (r["row"] or {}).get("test_acc")
-        flat = flatten(settings_of(r["config"]))
-        body.append(["-" if r["position"] is None else r["position"], r["status"], r["init"], r["seed"],
-                     "" if acc is None else f"{100 * acc:.2f} %"] + [flat.get(k) for k in varied]
-                    + [r["attempts"], r["hash"][:12]])
-    print(text_table(head, body))
-    print(f"\n{_counts_line(counts)}")
-    for r in runs:
-        if r["status"] == "failed" and r["error"]:
-            print(f"failed {r['init']} seed {r['seed']}: {r['error']}")
-    return 0
-
-
-def cmd_report(args) -> int:
-    """``initlab report DIR`` for a folder with a store: rebuild the tables first, then the report."""
-    from . import report
-
-    info = rebuild(args.dir)
-    if not info["finished"]:
-        from .cli import UsageError
-
-        raise UsageError(f"{args.dir} holds no finished runs yet ({_counts_line(info['counts'])})")
-    path = write_reports(args.dir, info, title="initlab study" if info["kind"] == "study"
-                         else f"initlab sweep: {Path(args.dir).name}")
-    print(report.text_table(*report.summary_table(report.load(args.dir))))
-    print(f"\nreport: {path}")
-    return 0

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .models import LeNet5
+from initlab.models import LeNet5
 
 CL = torch.channels_last
 _conv_backward = torch.ops.aten.convolution_backward

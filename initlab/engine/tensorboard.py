@@ -27,6 +27,8 @@ import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from initlab.models import weight_layers
+
 TB_DIR = "tb"
 CURVE_TAGS = {"heldout_acc": "accuracy/heldout", "heldout_loss": "loss/heldout",
               "train_acc": "accuracy/train", "train_loss": "loss/train"}
@@ -36,7 +38,6 @@ LAYER_TAGS = {"grad_norm": "grad_norm", "w_std": "weight_std", "act_std": "act_s
 
 class TensorBoardMissing(RuntimeError):
     """The tensorboard package is not installed."""
-
 
 def require() -> None:
     """Raise TensorBoardMissing (one line, with the fix) unless SummaryWriter can be imported."""
@@ -120,7 +121,6 @@ def gradient_histograms(model, x, y, label_smoothing: float = 0.0, bins: int = 4
     import torch
     import torch.nn.functional as F
 
-    from .models import weight_layers
 
     model.zero_grad(set_to_none=True)
     F.cross_entropy(model(x), y, label_smoothing=label_smoothing).backward()

@@ -71,10 +71,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import activations as acts_mod
-from . import data as data_mod
-from . import engine, init, models, study
-from .activations import Activation
+from initlab import activations as acts_mod
+from initlab import data as data_mod
+from initlab import engine, files, init, models
+from initlab.activations import Activation
+from initlab.experiments import study
+from initlab.experiments.study_report import (
+    _html_table,
+    _md_table,
+    html_image,
+    html_page,
+)
 
 # The identity, for the probe only: the one activation where the formula has no approximation at all.
 LINEAR = Activation("linear", lambda x: x, "linear")
@@ -584,7 +591,7 @@ def plot(rows: List[dict], inits: List[str], activations: List[str], path: Path)
 
 
 def settings_line(cfg: ProbeConfig) -> str:
-    env = study.environment()
+    env = files.environment()
     kind = (f"{cfg.depth} 3x3 conv layers of {cfg.resolved_width} channels (padding 1)" if cfg.conv
             else f"{cfg.depth} fully connected layers of {cfg.resolved_width} units")
     return (f"mlp with {kind}, then a linear output layer, no training; {cfg.resolved_images} {cfg.dataset} "
@@ -595,16 +602,14 @@ def settings_line(cfg: ProbeConfig) -> str:
 
 def write_probe(out: Path, cfg: ProbeConfig, rows: List[dict], seconds: float = math.nan) -> Path:
     """probe.csv, probe.png, config.json, meta.json, report.md, report.html — each atomically."""
-    from .report import _html_table, _md_table, html_image, html_page
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     d = asdict(cfg)
     d.update(width=cfg.resolved_width, images=cfg.resolved_images)
-    study.atomic_write_text(out / "config.json", json.dumps(d, indent=2) + "\n")
-    study.atomic_write_text(out / "meta.json", json.dumps({"environment": study.environment(),
+    files.atomic_write_text(out / "config.json", json.dumps(d, indent=2) + "\n")
+    files.atomic_write_text(out / "meta.json", json.dumps({"environment": files.environment(),
                                                            "seconds": seconds}, indent=2) + "\n")
-    study.atomic_write_text(out / "probe.csv", study.rows_to_csv(rows))
+    files.atomic_write_text(out / "probe.csv", files.rows_to_csv(rows))
     png = plot(rows, cfg.inits, cfg.activations, out / "probe.png")
     head, body = ratio_table(rows, cfg.inits, cfg.activations)
     sentences = observations(rows, cfg.inits, cfg.activations)
@@ -622,12 +627,12 @@ def write_probe(out: Path, cfg: ProbeConfig, rows: List[dict], seconds: float = 
            "(tanh, sigmoid, SELU). Zero stds are not drawn on the log axis.", "",
            "## Files", "", "`probe.csv` (one row per init x activation x seed x layer), `config.json`, "
            "`meta.json`.", ""]
-    study.atomic_write_text(out / "report.md", "\n".join(md))
+    files.atomic_write_text(out / "report.md", "\n".join(md))
     parts = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(settings_line(cfg))}.</p>",
              "<h2>Which inits keep the forward signal?</h2>", f"<p>{html.escape(table_note)}</p>",
              _html_table(head, body), "<h2>From the measurement</h2><ul>"
              + "".join(f"<li>{html.escape(s)}</li>" for s in sentences) + "</ul>",
              html_image("Plot", png)]
     page = html_page(title, parts)
-    study.atomic_write_text(out / "report.html", page)
+    files.atomic_write_text(out / "report.html", page)
     return out / "report.html"

@@ -27,8 +27,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call, vmap
 
-from . import lenet_kernel
-from . import record as rec
+from initlab.engine import lenet_kernel
+from initlab.engine import record as rec
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # pixel mean/std of the MNIST training set, in [0, 1] units
 

@@ -1,0 +1,25 @@
+"""The commands of the ``initlab`` command line, one module each, in ``--help`` order.
+
+A command module has ``NAME``, ``add_parser(subparsers)`` (its flags) and ``run(args) -> int`` (the
+exit code: 0 done, 1 some run failed, 2 bad input, 130 interrupted); :data:`COMMANDS` is the
+registry the parser and the tests are built from.
+"""
+from initlab.commands import (
+                              bonus,
+                              data,
+                              grid,
+                              inits,
+                              probe,
+                              report,
+                              runs,
+                              study,
+                              summary,
+                              sweep,
+                              transfer,
+)
+
+COMMANDS = {m.NAME: m for m in (study, bonus, report, data, summary, inits, grid, probe, transfer,
+                                sweep, runs)}
+
+# commands that train and write a result folder (config.json, meta.json, a table, report.html)
+EXPERIMENT_COMMANDS = ("study", "bonus", "grid", "probe", "transfer", "sweep")

@@ -1,0 +1,67 @@
+"""``initlab study``: the LAB03-1 study, every init x seed, through the run store, with a report."""
+from __future__ import annotations
+
+import sys
+
+from initlab.commands.common import (
+    check_options,
+    load_data,
+    stored_study_config,
+    study_config,
+)
+from initlab.experiments import study_report as report
+from initlab.experiments.study import StudyConfig
+from initlab.options import (
+    EXIT_CODES_HELP,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    STUDY_FLAGS,
+    add_config_flag,
+    add_flags,
+    add_output_flags,
+    add_workers_flag,
+    prepare_out,
+)
+from initlab.runs import sweep
+
+NAME = "study"
+
+
+def add_store_flags(p) -> None:
+    """``--resume`` and ``--tensorboard``: study and sweep both keep their runs in a run store."""
+    p.add_argument("--resume", action="store_true", help="continue the runs in --out: skip every run "
+                   "already done with the same settings, rerun the unfinished ones (flags left out "
+                   "keep the stored values)")
+    p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files "
+                   "(scalars, weight and gradient histograms) to OUT/tb (pip install "
+                   "'initlab[tensorboard]')")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(NAME, help="the LAB03-1 study: LeNet-5 on MNIST under several inits, "
+                       "several seeds, with a report",
+                       description="Train every init x seed (all inits of a seed see the same data "
+                       "order), record curves and per-layer statistics, and write a report.",
+                       epilog=EXIT_CODES_HELP)
+    add_flags(p, STUDY_FLAGS, StudyConfig())
+    add_config_flag(p)
+    add_output_flags(p, NAME)
+    add_workers_flag(p)
+    add_store_flags(p)
+
+
+def run(args) -> int:
+    cfg = study_config(args, base=stored_study_config(args))  # --resume reuses the stored config
+    check_options(args)
+    out = prepare_out(args.out, NAME, args.force or args.resume)
+    ds = load_data(cfg.dataset, cfg.data_dir, args.quiet)
+    # train what the run store (OUT/store.sqlite) lacks, then rebuild the tables from it
+    result = sweep.run_study_stored(cfg, out, dataset=ds, progress=not args.quiet, resume=args.resume,
+                                    force=args.force, tensorboard=args.tensorboard)
+    html_path = report.write_report(out, title="initlab study: initialization of "
+                                    f"{cfg.model} on {cfg.dataset}")
+    print(report.text_table(*report.summary_table(report.load(out))))
+    if result.interrupted:
+        print("interrupted: the report covers the runs recorded before Ctrl-C", file=sys.stderr)
+    print(f"\nreport: {html_path}\n        {out / 'report.md'}")
+    return EXIT_INTERRUPTED if result.interrupted else EXIT_OK

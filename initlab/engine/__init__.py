@@ -1,0 +1,31 @@
+"""The training engine: many models of one architecture trained at once as one batched stack.
+
+``training`` holds the loop (data order, optimizers, schedules, the stack's step, final evaluation),
+``lenet_kernel`` the hand-written LeNet-5 forward/backward, ``record`` what is measured during
+training, ``tensorboard`` the optional TensorBoard writer.
+"""
+from initlab.engine.training import (
+    MNIST_MEAN,
+    MNIST_STD,
+    OPTIMIZERS,
+    SCHEDULES,
+    Stack,
+    StackResult,
+    TrainConfig,
+    TrainData,
+    data_order,
+    keep_freed_memory,
+    make_optimizer,
+    prepare,
+    record_schedule,
+    steps_for,
+    to_float_images,
+    train_reference,
+    train_stack,
+)
+
+__all__ = [
+    "MNIST_MEAN", "MNIST_STD", "OPTIMIZERS", "SCHEDULES", "Stack", "StackResult", "TrainConfig",
+    "TrainData", "data_order", "keep_freed_memory", "make_optimizer", "prepare", "record_schedule",
+    "steps_for", "to_float_images", "train_reference", "train_stack",
+]

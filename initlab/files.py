@@ -1,0 +1,89 @@
+"""The result-folder layer: atomic writes, CSV tables, JSON files and the environment stamp.
+
+Every file an experiment writes goes through here: written to a temporary file in the same folder,
+flushed, and renamed over the target, so a reader (or a crash) never sees half a file.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import List
+
+import numpy
+import torch
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temp file in the same folder and rename: a reader never sees half a file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def rows_to_csv(rows: List[dict]) -> str:
+    if not rows:
+        return ""
+    cols: List[str] = []
+    for row in rows:
+        for k in row:
+            if k not in cols:
+                cols.append(k)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    w.writeheader()
+    for row in rows:
+        w.writerow({k: _fmt(row.get(k)) for k in cols})
+    return buf.getvalue()
+
+
+def _fmt(v):
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else repr(round(v, 7))
+    return v
+
+
+def read_csv(path: Path) -> List[dict]:
+    """Read one of initlab's CSV tables back with numbers as numbers ('' -> None)."""
+    with open(path, newline="") as f:
+        return [{k: _parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def _parse(v: str):
+    if v == "":
+        return None
+    if v in ("True", "False"):
+        return v == "True"
+    try:
+        return int(v)
+    except ValueError:
+        pass
+    try:
+        return float(v)
+    except ValueError:
+        return v
+
+
+def environment() -> dict:
+    """Hardware and library versions, stored with every result."""
+    return {
+        "torch": torch.__version__, "numpy": numpy.__version__,
+        "python": platform.python_version(), "platform": platform.platform(),
+        "cpu_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
