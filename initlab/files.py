@@ -6,13 +6,15 @@ flushed, and renamed over the target, so a reader (or a crash) never sees half a
 from __future__ import annotations
 
 import csv
+import importlib.metadata
 import io
+import json
 import math
 import os
 import platform
 import tempfile
 from pathlib import Path
-from typing import List
+from typing import Dict, List, Optional
 
 import numpy
 import torch
@@ -87,3 +89,57 @@ def environment() -> dict:
     }
 
 
+
+
+# --------------------------------------------------------------------------------------------------
+# Result folders
+# --------------------------------------------------------------------------------------------------
+
+def initlab_version() -> str:
+    try:
+        return importlib.metadata.version("initlab")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def write_json(path: Path, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def read_json(path: Path) -> dict:
+    path = Path(path)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def write_result(out: Path, experiment: str, config: dict, tables: Dict[str, List[dict]],
+                 meta: Optional[dict] = None) -> None:
+    """A result folder: ``config.json`` (the resolved configuration), ``meta.json`` (which experiment
+    wrote it, the initlab version, the environment, and ``meta``), then each table as ``NAME.csv``,
+    in the given order -- put ``runs`` last: its presence marks a folder that holds results."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "config.json", config)
+    write_json(out / "meta.json", {"experiment": experiment, "initlab": initlab_version(),
+                                   "environment": environment(), **(meta or {})})
+    for name, rows in tables.items():
+        atomic_write_text(out / f"{name}.csv", rows_to_csv(rows))
+
+
+def read_table(out: Path, name: str) -> List[dict]:
+    """``NAME.csv`` of a result folder ([] when missing or empty)."""
+    path = Path(out) / f"{name}.csv"
+    return read_csv(path) if path.exists() and path.stat().st_size else []
+
+
+# Folders written before meta.json named the experiment: the file that only that experiment writes.
+_MARKERS = (("pretrain.csv", "transfer"), ("probe.csv", "probe"), ("grid.csv", "grid"),
+            ("bonus.png", "bonus"), ("runs.csv", "study"))
+
+
+def experiment_of(out: Path) -> Optional[str]:
+    """Which experiment wrote the result folder ``out`` (None: not a result folder)."""
+    out = Path(out)
+    name = read_json(out / "meta.json").get("experiment")
+    if name:
+        return name
+    return next((exp for marker, exp in _MARKERS if (out / marker).exists()), None)

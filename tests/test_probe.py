@@ -7,7 +7,7 @@ import torch
 from initlab import activations, init, models
 from initlab.cli import main
 from initlab.data import load_dataset
-from initlab.experiments import probe
+from initlab.experiments import probe, probe_report
 from initlab.files import read_csv
 
 
@@ -27,7 +27,7 @@ def relu_rows(mnist):
 
 
 def _spread(rows, init_name, act):
-    (v,) = [v for (i, a, _), v in probe.spread(rows).items() if i == init_name and a == act]
+    (v,) = [v for (i, a, _), v in probe_report.spread(rows).items() if i == init_name and a == act]
     return v
 
 
@@ -61,7 +61,7 @@ def test_linear_xavier_and_orthogonal_keep_the_signal(relu_rows):
 
 
 def test_prediction_matches_measurement_for_relu_and_linear(relu_rows):
-    errors = probe.prediction_error(relu_rows)
+    errors = probe_report.prediction_error(relu_rows)
     for (i, a), factor in errors.items():
         assert factor < 1.6, (i, a, factor)
     assert all(r["prediction"] == "exact" for r in relu_rows)
@@ -83,13 +83,13 @@ def test_rows_have_the_columns_and_the_variance_source(relu_rows):
 
 
 def test_report_sentences_come_from_the_rows(relu_rows):
-    text = " ".join(probe.observations(relu_rows, ["kaiming", "xavier", "uniform"], ["relu"]))
+    text = " ".join(probe_report.observations(relu_rows, ["kaiming", "xavier", "uniform"], ["relu"]))
     kept = text.split("within x2")[1].split(";")[0]
     assert "kaiming" in kept and "xavier" not in kept
     assert "shrinks: xavier" in text and "grows: uniform" in text
     # change the data, the sentence changes
     flipped = [dict(r, forward_std=1.0) if r["init"] == "xavier" else r for r in relu_rows]
-    kept = " ".join(probe.observations(flipped, ["xavier"], ["relu"])).split("within x2")[1]
+    kept = " ".join(probe_report.observations(flipped, ["xavier"], ["relu"])).split("within x2")[1]
     assert kept.split(";")[0].strip().startswith("over all 20 hidden layers on every seed: xavier")
 
 

@@ -3,13 +3,14 @@ report's sentences, and ``initlab transfer`` end to end on real data (small)."""
 import copy
 import csv
 import dataclasses
+import json
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from initlab import cli, engine, init, models
-from initlab.experiments import transfer
+from initlab.experiments import transfer, transfer_report
 from initlab.experiments.study import init_generator
 from initlab.experiments.transfer import TransferConfig, TransferError
 from initlab.files import atomic_write_text, rows_to_csv
@@ -167,15 +168,15 @@ def _fake_results(out, gap_small, gap_large):
     atomic_write_text(out / "runs.csv", rows_to_csv(runs))
     atomic_write_text(out / "curves.csv", rows_to_csv(curves))
     atomic_write_text(out / "pretrain.csv", rows_to_csv([{"seed": 0, "source": "fashion_mnist", "test_acc": 0.85}]))
-    cfg = {**transfer.asdict(TransferConfig()), "seed_list": [0, 1], "head_init": "kaiming",
+    cfg = {**dataclasses.asdict(TransferConfig()), "seed_list": [0, 1], "head_init": "kaiming",
            "plan": [{"target_images": 100, "epochs": 75, "steps": 300}, {"target_images": 10000, "epochs": 1, "steps": 313}]}
-    atomic_write_text(out / "config.json", transfer.json.dumps(cfg))
+    atomic_write_text(out / "config.json", json.dumps(cfg))
 
 
 @pytest.mark.parametrize("gap_small, gap_large", [(0.05, 0.001), (0.0, 0.03), (-0.03, 0.0)])
 def test_report_sentences_follow_the_numbers(tmp_path, gap_small, gap_large):
     _fake_results(tmp_path, gap_small, gap_large)
-    obs = transfer.observations(transfer.load_tables(tmp_path))
+    obs = transfer_report.observations(transfer_report.load_tables(tmp_path))
     text = " ".join(obs)
     assert f"{100 * gap_small:+.2f} pts at 100, {100 * gap_large:+.2f} pts at 10,000 images" in text
     gaps = ((100, gap_small), (10000, gap_large))
@@ -193,7 +194,7 @@ def test_report_sentences_follow_the_numbers(tmp_path, gap_small, gap_large):
     assert f"at {settled[0]:,} images the difference is within" in text
     assert "Frozen convolutions minus fine-tuned ones, final accuracy: " \
            f"{100 * (-0.1 - gap_small):+.2f} pts at 100 images" in text
-    html_path = transfer.write_report(tmp_path)
+    html_path = transfer_report.write_report(tmp_path)
     md = (tmp_path / "report.md").read_text()
     assert "| 100 | finetune |" in md and html_path.read_text().count("data:image/png;base64") == 2
 

@@ -7,8 +7,8 @@ import time
 
 from initlab.activations import ACTIVATIONS
 from initlab.commands.common import load_data, study_config
+from initlab.document import text_table
 from initlab.experiments import grid, study
-from initlab.experiments.study_report import text_table
 from initlab.options import (
     EXIT_CODES_HELP,
     EXIT_OK,

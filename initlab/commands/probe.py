@@ -4,8 +4,8 @@ from __future__ import annotations
 import time
 
 from initlab.commands.common import load_data
-from initlab.experiments import probe
-from initlab.experiments.study_report import text_table
+from initlab.document import text_table
+from initlab.experiments import probe, probe_report
 from initlab.options import (
     EXIT_CODES_HELP,
     EXIT_OK,
@@ -56,9 +56,9 @@ def run(args) -> int:
     t0 = time.perf_counter()
     rows = probe.run_probe(cfg, dataset=ds, progress=not args.quiet)
     path = probe.write_probe(out, cfg, rows, time.perf_counter() - t0)
-    print(text_table(*probe.ratio_table(rows, cfg.inits, cfg.activations)))
+    print(text_table(*probe_report.ratio_table(rows, cfg.inits, cfg.activations)))
     print()
-    for s in probe.observations(rows, cfg.inits, cfg.activations):
+    for s in probe_report.observations(rows, cfg.inits, cfg.activations):
         print("- " + s)
     print(f"\nreport: {path}\n        {out / 'report.md'}")
     return EXIT_OK

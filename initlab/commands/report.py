@@ -1,9 +1,12 @@
-"""``initlab report DIR``: rebuild the report of a result folder from its files."""
+"""``initlab report DIR``: rebuild the report of any result folder from its files."""
 from __future__ import annotations
 
 from pathlib import Path
 
+from initlab import files
+from initlab.document import text_table
 from initlab.experiments import study_report
+from initlab.experiments.catalog import EXPERIMENTS
 from initlab.options import EXIT_OK, UsageError
 from initlab.runs import store as st
 from initlab.runs import sweep
@@ -12,23 +15,29 @@ NAME = "report"
 
 
 def add_parser(sub) -> None:
-    r = sub.add_parser(NAME, help="rebuild the report of a study folder",
-                       description="Rewrite report.md / report.html and the plots of a study or sweep "
-                                   "folder from its tables (e.g. after an upgrade of initlab).")
-    r.add_argument("dir", type=Path, help="the folder `initlab study` or `initlab sweep` wrote")
+    r = sub.add_parser(NAME, help="rebuild the report of a result folder",
+                       description="Rewrite report.md / report.html and the plots of any folder an "
+                                   "initlab command wrote (study, bonus, grid, probe, transfer, sweep), "
+                                   "from its tables (e.g. after an upgrade of initlab).")
+    r.add_argument("dir", type=Path, help="the folder an initlab command wrote")
 
 
 def run(args) -> int:
-    if st.exists(args.dir):   # a folder with a run store: rebuild its tables first
+    if not args.dir.is_dir():
+        raise UsageError(f"{args.dir} is not a folder")
+    if st.exists(args.dir):   # a folder with a run store (study, sweep): rebuild its tables first
         info = sweep.rebuild(args.dir)
         if not info["finished"]:
             raise UsageError(f"{args.dir} holds no finished runs yet ({sweep.counts_line(info['counts'])})")
         path = sweep.write_reports(args.dir, info, title="initlab study" if info["kind"] == "study"
                                    else f"initlab sweep: {Path(args.dir).name}")
+        table = study_report.summary_table(study_report.load(args.dir))
     else:
-        if not (args.dir / "runs.csv").exists() or not (args.dir / "config.json").exists():
-            raise UsageError(f"{args.dir} holds no study results (runs.csv and config.json)")
-        path = study_report.write_report(args.dir)
-    print(study_report.text_table(*study_report.summary_table(study_report.load(args.dir))))
+        name = files.experiment_of(args.dir)
+        if name not in EXPERIMENTS or not (args.dir / "config.json").exists():
+            raise UsageError(f"{args.dir} holds no initlab results (no config.json and runs.csv)")
+        path = EXPERIMENTS[name].write_report(args.dir)
+        table = EXPERIMENTS[name].summary(args.dir)
+    print(text_table(*table))
     print(f"\nreport: {path}")
     return EXIT_OK

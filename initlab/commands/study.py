@@ -9,6 +9,7 @@ from initlab.commands.common import (
     stored_study_config,
     study_config,
 )
+from initlab.document import text_table
 from initlab.experiments import study_report as report
 from initlab.experiments.study import StudyConfig
 from initlab.options import (
@@ -60,7 +61,7 @@ def run(args) -> int:
                                     force=args.force, tensorboard=args.tensorboard)
     html_path = report.write_report(out, title="initlab study: initialization of "
                                     f"{cfg.model} on {cfg.dataset}")
-    print(report.text_table(*report.summary_table(report.load(out))))
+    print(text_table(*report.summary_table(report.load(out))))
     if result.interrupted:
         print("interrupted: the report covers the runs recorded before Ctrl-C", file=sys.stderr)
     print(f"\nreport: {html_path}\n        {out / 'report.md'}")

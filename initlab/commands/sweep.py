@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from initlab.commands.common import check_options
 from initlab.commands.study import add_store_flags
+from initlab.document import text_table
 from initlab.experiments import study_report as report
 from initlab.experiments.study import StudyConfig
 from initlab.files import environment
@@ -133,7 +134,7 @@ def run(args) -> int:
         summary = _run_tasks(out, store, tasks, args, workers, threads, len(everything))
     info = sweep.rebuild(out)
     if info["finished"]:
-        print(report.text_table(*report.summary_table(report.load(out))))
+        print(text_table(*report.summary_table(report.load(out))))
         if args.no_report:
             print(f"\ntables: {out}/runs.csv ...; the report: initlab report {out}")
         else:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import sys
 
 from initlab.data import DataError
-from initlab.experiments import transfer
-from initlab.experiments.study_report import text_table
+from initlab.document import text_table
+from initlab.experiments import transfer, transfer_report
 from initlab.options import (
     EXIT_CODES_HELP,
     EXIT_INTERRUPTED,
@@ -75,8 +75,8 @@ def run(args) -> int:
     if not result.runs:
         print(f"interrupted before any target run finished; tables in {out}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    path = transfer.write_report(out)
-    print(text_table(*transfer.summary_table(transfer.load_tables(out))))
+    path = transfer_report.write_report(out)
+    print(text_table(*transfer_report.summary_table(transfer_report.load_tables(out))))
     if result.interrupted:
         print("interrupted: the report covers the runs finished before Ctrl-C", file=sys.stderr)
     print(f"\nreport: {path}\n        {out / 'report.md'}")

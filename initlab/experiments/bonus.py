@@ -19,13 +19,8 @@ import torch
 
 from initlab import data as data_mod
 from initlab import engine, files
+from initlab.document import Document, settings_line
 from initlab.experiments import study
-from initlab.experiments.study_report import (
-    _html_table,
-    _md_table,
-    html_image,
-    html_page,
-)
 
 TARGET = 0.985
 VALIDATION_IMAGES = 5_000     # carved from the 60,000 training images for recipe choices
@@ -96,16 +91,16 @@ def run_bonus(cfg: study.StudyConfig, ds: data_mod.Dataset, progress=True) -> st
     return study.run_study(cfg, dataset=ds, progress=progress)
 
 
-def plot_seed_curves(result: study.StudyResult, path: Path) -> Path:
+def plot_seed_curves(curves: List[dict], path: Path) -> Path:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.4))
-    seeds = sorted({r["seed"] for r in result.runs})
+    seeds = sorted({r["seed"] for r in curves})
     cmap = matplotlib.colormaps["viridis"]
     for k, seed in enumerate(seeds):
-        rows = [c for c in result.curves if c["seed"] == seed]
+        rows = [c for c in curves if c["seed"] == seed]
         steps = [c["step"] for c in rows]
         acc = [c["heldout_acc"] for c in rows]
         for ax in axes:
@@ -124,37 +119,37 @@ def plot_seed_curves(result: study.StudyResult, path: Path) -> Path:
 
 def write_bonus_report(out: Path, cfg: study.StudyConfig, result: study.StudyResult,
                        ablation: Optional[List[dict]] = None) -> Path:
-    """runs.csv etc. (as the study writes them), bonus.png, report.md and a self-contained report.html."""
-    import html
-
-
-    study.write_tables(out, cfg, result)
-    accs = [r["test_acc"] for r in result.runs]
-    png = plot_seed_curves(result, out / "bonus.png")
-    t = cfg.train
-    settings = (f"LeNet-5 ({cfg.activation}, {cfg.pool} pooling), init {', '.join(cfg.inits)}, "
-                f"{t.optimizer} {t.schedule} peak lr {t.lr}, batch {t.batch_size}, {t.epochs} epoch, "
-                f"normalized inputs: {t.normalize}, label smoothing {t.label_smoothing}; "
-                f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
-    head = ["seed", "test acc", ">= 98.5 %", "steps", "s / model"]
-    body = [[r["seed"], f"{100 * r['test_acc']:.2f} %", "yes" if r["test_acc"] >= TARGET else "NO",
-             r["steps"], f"{r['train_seconds']:.1f}"] for r in result.runs]
-    v = verdict(accs)
-    md = ["# initlab bonus: LeNet-5, MNIST, one epoch", "", settings + ".", "", f"**Verdict: {v}.**", "",
-          _md_table(head, body), "", "![accuracy of every seed](bonus.png)", ""]
-    parts = ["<h1>initlab bonus: LeNet-5, MNIST, one epoch</h1>", f"<p>{html.escape(settings)}.</p>",
-             f"<p><b>Verdict: {html.escape(v)}.</b></p>", _html_table(head, body)]
+    """The study's tables (meta.json names the experiment ``bonus``), ``ablation.csv`` when an
+    ablation ran, then the report (:func:`write_report`)."""
+    study.write_tables(out, cfg, result, experiment="bonus")
     if ablation:
-        ahead = ["recipe", "validation acc (mean ± std)", "min", "seeds"]
-        abody = [[a["name"], f"{100 * a['mean']:.2f} ± {100 * a['std']:.2f} %", f"{100 * a['min']:.2f} %",
-                  a["n"]] for a in ablation]
-        md += ["## Ablation (validation split)", "", _md_table(ahead, abody), ""]
-        parts += ["<h2>Ablation (validation split)</h2>", _html_table(ahead, abody)]
-    parts.append(html_image("Accuracy of every seed", png))
-    files.atomic_write_text(out / "report.md", "\n".join(md))
-    page = html_page("initlab bonus", parts)
-    files.atomic_write_text(out / "report.html", page)
-    return out / "report.html"
+        files.atomic_write_text(Path(out) / "ablation.csv", files.rows_to_csv(ablation))
+    return write_report(out)
+
+
+def write_report(out: Path) -> Path:
+    """bonus.png, report.md and a self-contained report.html, from the folder's files alone."""
+    out = Path(out)
+    cfg, meta = files.read_json(out / "config.json"), files.read_json(out / "meta.json")
+    runs, t = files.read_table(out, "runs"), cfg.get("train", {})
+    png = plot_seed_curves(files.read_table(out, "curves"), out / "bonus.png")
+    description = (f"LeNet-5 ({cfg.get('activation')}, {cfg.get('pool')} pooling), init "
+                   f"{', '.join(cfg.get('inits', []))}, {t.get('optimizer')} {t.get('schedule')} peak lr "
+                   f"{t.get('lr')}, batch {t.get('batch_size')}, {t.get('epochs')} epoch, normalized inputs: "
+                   f"{t.get('normalize')}, label smoothing {t.get('label_smoothing')}")
+    doc = Document("initlab bonus: LeNet-5, MNIST, one epoch", settings_line(description, meta))
+    doc.paragraph(f"Verdict: {verdict([r['test_acc'] for r in runs])}.", bold=True)
+    doc.table(["seed", "test acc", ">= 98.5 %", "steps", "s / model"],
+              [[r["seed"], f"{100 * r['test_acc']:.2f} %", "yes" if r["test_acc"] >= TARGET else "NO",
+                r["steps"], f"{r['train_seconds']:.1f}"] for r in runs])
+    ablation = files.read_table(out, "ablation")
+    if ablation:
+        doc.heading("Ablation (validation split)").table(
+            ["recipe", "validation acc (mean ± std)", "min", "seeds"],
+            [[a["name"], f"{100 * a['mean']:.2f} ± {100 * a['std']:.2f} %", f"{100 * a['min']:.2f} %",
+              a["n"]] for a in ablation])
+    doc.image("Accuracy of every seed", png)
+    return doc.write(out)
 
 
 def ablation(base: study.StudyConfig, ds: data_mod.Dataset, seeds: int, progress=True) -> List[dict]:

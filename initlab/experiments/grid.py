@@ -9,15 +9,10 @@ A run that diverged (non-finite loss) counts as not converged.
 Every activation is one ``study.run_study`` (all inits x seeds of it train as one batched stack). The
 grid keeps only the final metrics (``TrainConfig.record = False``: no curves or per-layer records),
 which makes it several times faster; ``initlab study`` gives the full record of any one column.
-
-This module also holds the command-line glue of ``initlab probe`` (the science is in ``initlab.probe``):
-it imports only the standard library at the top, so building the CLI parser does not import torch.
 """
 from __future__ import annotations
 
 import dataclasses
-import html
-import json
 import math
 import statistics
 from pathlib import Path
@@ -25,8 +20,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from initlab import data as data_mod
 from initlab import engine, files, init
+from initlab.document import Document, settings_line
 from initlab.experiments import study
-from initlab.experiments.study_report import _html_table, _md_table
 
 GRID_INITS = ("zeros", "uniform", "normal", "xavier", "kaiming", "orthogonal", "lsuv")
 GRID_ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "selu")
@@ -140,48 +135,47 @@ def run_grid(cfg, activations: Sequence[str], dataset=None, progress: bool = Tru
     return rows
 
 
-def settings_line(cfg) -> str:
-    t = cfg.train
-    env = files.environment()
-    return (f"{cfg.model} on {cfg.dataset}, {t.optimizer} lr {t.lr} ({t.schedule}), batch {t.batch_size}, "
-            f"{t.epochs} epoch(s) over {t.train_size or 'all'} training images, "
-            f"test accuracy on the full test split; {cfg.seeds} seeds ({cfg.first_seed}.."
-            f"{cfg.first_seed + cfg.seeds - 1}); bias init {cfg.bias_init}; torch {env['torch']}, "
-            f"{env['cpu_threads']} CPU threads" + (f", GPU {env['cuda']}" if env.get("cuda") else ""))
+def describe(cfg: dict) -> str:
+    """What a grid trained, from its config.json."""
+    t = cfg.get("train", {})
+    first, n = cfg.get("first_seed", 0), cfg.get("seeds", 0)
+    return (f"{cfg.get('model')} on {cfg.get('dataset')}, {t.get('optimizer')} lr {t.get('lr')} "
+            f"({t.get('schedule')}), batch {t.get('batch_size')}, {t.get('epochs')} epoch(s) over "
+            f"{t.get('train_size') or 'all'} training images, test accuracy on the full test split; "
+            f"{n} seeds ({first}..{first + n - 1}); bias init {cfg.get('bias_init')}")
 
 
 def write_grid(out: Path, cfg, activations: Sequence[str], rows: List[dict],
                command: Optional[str] = None, seconds: float = math.nan) -> Path:
-    """grid.csv, grid.md, report.html, config.json, meta.json in ``out`` (each atomically)."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    """config.json, meta.json, runs.csv (one row per run; grid.csv holds the same rows, the name
+    earlier versions wrote), then the report (:func:`write_report`); returns the markdown path."""
     conf = {**study.config_dict(cfg), "activations": list(activations)}
     conf.pop("activation", None)
-    files.atomic_write_text(out / "config.json", json.dumps(conf, indent=2) + "\n")
-    files.atomic_write_text(out / "meta.json", json.dumps(
-        {"environment": files.environment(), "command": command, "seconds": seconds}, indent=2) + "\n")
-    files.atomic_write_text(out / "grid.csv", files.rows_to_csv(rows))
-    head, body = grid_table(rows, cfg.inits, activations)
-    sentences = observations(rows, cfg.inits, activations)
-    title = "initlab grid: final test accuracy (%) by init and activation"
-    note = (f"Cells: mean ± std over {cfg.seeds} seeds of the final test accuracy, in %; 'n/c' = not "
-            f"converged: mean test accuracy < {100 * NC_ACCURACY:.0f} % (chance is 10 %); '(k/n n/c)' = "
-            f"k of n seeds below {100 * NC_ACCURACY:.0f} % or diverged.")
-    md = [f"# {title}", "", settings_line(cfg) + ".", "", note, "", _md_table(head, body), ""]
-    md += [f"- {s}" for s in sentences] + [""]
-    if command:
-        md += ["Command:", "", f"    {command}", ""]
-    md += [f"Time: {seconds:.0f} s." if math.isfinite(seconds) else "", "",
-           "Files: `grid.csv` (one row per run), `config.json`, `meta.json`.", ""]
-    files.atomic_write_text(out / "grid.md", "\n".join(md))
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>"
-            "body{font-family:system-ui,sans-serif;max-width:1400px;margin:2em auto;padding:0 1em}"
-            "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
-            "td:first-child{text-align:left}</style></head><body>"
-            f"<h1>{html.escape(title)}</h1><p>{html.escape(settings_line(cfg))}.</p>"
-            f"<p>{html.escape(note)}</p>" + _html_table(head, body)
-            + "<ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in sentences) + "</ul>"
-            + (f"<p>Command: <code>{html.escape(command)}</code></p>" if command else "")
-            + "</body></html>")
-    files.atomic_write_text(out / "report.html", page)
-    return out / "grid.md"
+    files.write_result(out, "grid", conf, {"grid": rows, "runs": rows},
+                       {"command": command, "seconds": seconds})
+    write_report(out)
+    return Path(out) / "grid.md"
+
+
+def write_report(out: Path) -> Path:
+    """report.md (also as grid.md) and a self-contained report.html, from the folder's files alone."""
+    out = Path(out)
+    cfg, meta = files.read_json(out / "config.json"), files.read_json(out / "meta.json")
+    rows = files.read_table(out, "runs") or files.read_table(out, "grid")
+    inits, activations = cfg.get("inits", []), cfg.get("activations", [])
+    doc = Document("initlab grid: final test accuracy (%) by init and activation",
+                   settings_line(describe(cfg), meta))
+    doc.paragraph(f"Cells: mean ± std over {cfg.get('seeds')} seeds of the final test accuracy, in %; "
+                  f"'n/c' = not converged: mean test accuracy < {100 * NC_ACCURACY:.0f} % (chance is "
+                  f"10 %); '(k/n n/c)' = k of n seeds below {100 * NC_ACCURACY:.0f} % or diverged.")
+    doc.table(*grid_table(rows, inits, activations))
+    doc.bullets(observations(rows, inits, activations))
+    if meta.get("command"):
+        doc.paragraph("Command:").code(meta["command"])
+    seconds = meta.get("seconds")
+    if seconds is not None and math.isfinite(seconds):
+        doc.paragraph(f"Time: {seconds:.0f} s.")
+    doc.paragraph("Files: `runs.csv` (one row per run), `config.json`, `meta.json`.")
+    path = doc.write(out)
+    files.atomic_write_text(out / "grid.md", doc.markdown())
+    return path

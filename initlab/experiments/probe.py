@@ -52,17 +52,13 @@ to start training: the effect of initialization and architecture"), while the me
 Measured with ReLU + kaiming, 20 conv layers, 4 seeds: last/first forward std 0.16, 0.44, 0.87 at 16,
 32, 64 channels; 0.99 for 20 fully connected layers of 256 units.
 
-``run_probe(cfg)`` returns the rows of ``probe.csv``; ``write_probe`` writes them with ``probe.png`` and
-a report whose sentences are computed from the rows. The command line (``initlab probe``) is in
-``initlab.grid``, which imports no torch, so building the CLI parser stays fast.
+``run_probe(cfg)`` returns the rows of ``probe.csv``; ``write_probe`` writes them, and
+``initlab.experiments.probe_report`` makes ``probe.png`` and a report whose sentences are computed from
+the rows.
 """
 from __future__ import annotations
 
-import html
-import json
 import math
-import statistics
-from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -75,13 +71,7 @@ from initlab import activations as acts_mod
 from initlab import data as data_mod
 from initlab import engine, files, init, models
 from initlab.activations import Activation
-from initlab.experiments import study
-from initlab.experiments.study_report import (
-    _html_table,
-    _md_table,
-    html_image,
-    html_page,
-)
+from initlab.experiments import probe_report, study
 
 # The identity, for the probe only: the one activation where the formula has no approximation at all.
 LINEAR = Activation("linear", lambda x: x, "linear")
@@ -89,7 +79,6 @@ LINEAR = Activation("linear", lambda x: x, "linear")
 PROBE_INITS = ("uniform", "normal", "xavier", "kaiming", "lecun_normal", "orthogonal", "lsuv")
 PROBE_ACTIVATIONS = ("linear", "relu", "leaky_relu", "very_leaky_relu", "tanh", "scaled_tanh",
                      "sigmoid", "selu")
-KEEP_FACTOR = 2.0      # "kept": max/min of the forward std over the hidden layers <= 2
 LSUV_IMAGES = 256      # images a data-dependent init sees (a separate batch from the probe's)
 PROBE_SUBSET_SEED = 0  # the probe images are the first N of a shuffle with this seed, for every seed
 
@@ -404,235 +393,13 @@ def run_probe(cfg: ProbeConfig, dataset=None, progress: bool = True) -> List[dic
 
 
 # --------------------------------------------------------------------------------------------------
-# Reading the rows: the statements of the report
-# --------------------------------------------------------------------------------------------------
-
-def _finite_pos(v) -> bool:
-    return v is not None and isinstance(v, (int, float)) and math.isfinite(v) and v > 0
-
-
-def spread(rows: List[dict]) -> Dict[Tuple[str, str, int], dict]:
-    """Per (init, activation, seed), over the hidden layers: ``first``, ``last`` forward std,
-    ``ratio`` = last/first, ``maxmin`` = max/min (inf when a std is 0 or not finite), ``kept`` = maxmin <= 2."""
-    per: Dict[Tuple[str, str, int], List[dict]] = defaultdict(list)
-    for r in rows:
-        if r["hidden"]:
-            per[(r["init"], r["activation"], r["seed"])].append(r)
-    out = {}
-    for key, rs in per.items():
-        rs.sort(key=lambda r: r["layer"])
-        stds = [r["forward_std"] for r in rs]
-        ok = all(_finite_pos(s) for s in stds)
-        first, last = stds[0], stds[-1]
-        ratio = last / first if _finite_pos(first) and _finite_pos(last) else (0.0 if _finite_pos(first) else math.nan)
-        maxmin = max(stds) / min(stds) if ok else math.inf
-        out[key] = {"first": first, "last": last, "ratio": ratio, "maxmin": maxmin,
-                    "kept": maxmin <= KEEP_FACTOR, "layers": len(rs)}
-    return out
-
-
-def prediction_error(rows: List[dict]) -> Dict[Tuple[str, str], float]:
-    """Per (init, activation): the largest factor between measured and predicted forward std over all
-    layers and seeds (1 = perfect; inf where one of them is 0 or not finite)."""
-    worst: Dict[Tuple[str, str], float] = defaultdict(lambda: 1.0)
-    for r in rows:
-        key = (r["init"], r["activation"])
-        m, p = r["forward_std"], r["predicted_std"]
-        factor = max(m / p, p / m) if _finite_pos(m) and _finite_pos(p) else math.inf
-        worst[key] = max(worst[key], factor)
-    return dict(worst)
-
-
-def _geo(xs: Sequence[float]) -> float:
-    xs = [x for x in xs if _finite_pos(x)]
-    return math.exp(statistics.fmean(math.log(x) for x in xs)) if xs else math.nan
-
-
-def _num(x: float) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "n/a"
-    if math.isinf(x):
-        return "inf"
-    if x == 0:
-        return "0"
-    return f"{x:.3g}" if 1e-3 <= abs(x) < 1e4 else f"{x:.1e}"
-
-
-def ratio_table(rows: List[dict], inits: List[str], activations: List[str]) -> Tuple[List[str], List[List[str]]]:
-    """Rows: inits; columns: activations; cell: last/first forward std (geometric mean over seeds), with
-    a check mark when max/min over the hidden layers is <= 2 on every seed."""
-    sp = spread(rows)
-    body = []
-    for i in inits:
-        cells = [i]
-        for a in activations:
-            vals = [v for (ii, aa, _), v in sp.items() if ii == i and aa == a]
-            if not vals:
-                cells.append("")
-                continue
-            mark = " ✓" if all(v["kept"] for v in vals) else ""
-            cells.append(_num(_geo([v["ratio"] for v in vals]) if any(_finite_pos(v["ratio"]) for v in vals)
-                              else vals[0]["ratio"]) + mark)
-        body.append(cells)
-    return ["init \\ activation"] + activations, body
-
-
-def observations(rows: List[dict], inits: List[str], activations: List[str]) -> List[str]:
-    """One sentence per activation, from the measured stds: which inits keep the forward signal within
-    a factor of 2 over all hidden layers (on every seed), which shrink, which grow; and how close the
-    prediction came where it is exact."""
-    sp = spread(rows)
-    err = prediction_error(rows)
-    kind = {r["activation"]: r["prediction"] for r in rows}
-    seeds = sorted({r["seed"] for r in rows})
-    depth = max((v["layers"] for v in sp.values()), default=0)
-    out = []
-    for a in activations:
-        kept, shrink, grow, vary = [], [], [], []
-        for i in inits:
-            vals = [v for (ii, aa, _), v in sp.items() if ii == i and aa == a]
-            if not vals:
-                continue
-            r = _geo([v["ratio"] for v in vals])
-            mm = max(v["maxmin"] for v in vals)
-            if all(v["kept"] for v in vals):
-                kept.append(f"{i} (max/min {_num(mm)})")
-            elif all(_finite_pos(v["ratio"]) and v["ratio"] < 1 / KEEP_FACTOR for v in vals) or \
-                    all(v["ratio"] == 0 for v in vals):
-                shrink.append(f"{i} (last/first {_num(r if _finite_pos(r) else 0.0)})")
-            elif all(_finite_pos(v["ratio"]) and v["ratio"] > KEEP_FACTOR for v in vals):
-                grow.append(f"{i} (last/first {_num(r)})")
-            else:
-                vary.append(f"{i} (max/min {_num(mm)})")
-        parts = [f"{a}: within x{KEEP_FACTOR:g} over all {depth} hidden layers on every seed: "
-                 + (", ".join(kept) or "none")]
-        if shrink:
-            parts.append("shrinks: " + ", ".join(shrink))
-        if grow:
-            parts.append("grows: " + ", ".join(grow))
-        if vary:
-            parts.append("varies by more than x2 but ends near its start: " + ", ".join(vary))
-        e = [err[(i, a)] for i in inits if (i, a) in err]
-        if e:
-            finite = [x for x in e if math.isfinite(x)]
-            what = "the exact prediction" if kind.get(a) == "exact" else "the mean-field approximation"
-            parts.append(f"{what} is within x{_num(max(finite))} of the measurement at every layer for "
-                         f"{len(finite)} of {len(e)} inits" if finite else
-                         f"{what} could not be compared (zero or non-finite stds)")
-        out.append("; ".join(parts) + f" ({len(seeds)} seed{'s' if len(seeds) != 1 else ''}).")
-    return out
-
-
-# --------------------------------------------------------------------------------------------------
 # Files
 # --------------------------------------------------------------------------------------------------
 
-def _colors(names: List[str]) -> Dict[str, str]:
-    palette = ["#d62728", "#ff7f0e", "#9467bd", "#1f77b4", "#2ca02c", "#8c564b", "#e377c2",
-               "#7f7f7f", "#bcbd22", "#17becf"]
-    return {n: palette[k % len(palette)] for k, n in enumerate(names)}
-
-
-def plot(rows: List[dict], inits: List[str], activations: List[str], path: Path) -> Path:
-    """Per activation two panels, forward std per layer above the gradient std, up to 4 activations
-    side by side; one colour per init; solid = measured (geometric mean over seeds, band = min-max),
-    dashed = predicted (dash-dotted where the prediction is the mean-field approximation)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    colors = _colors(inits)
-    cols = min(4, len(activations))
-    blocks = math.ceil(len(activations) / cols)
-    fig, axes = plt.subplots(2 * blocks, cols, figsize=(4.2 * cols, 3.3 * 2 * blocks + 0.6), squeeze=False)
-    index: Dict[Tuple[str, str], Dict[int, List[dict]]] = defaultdict(lambda: defaultdict(list))
-    for r in rows:
-        index[(r["init"], r["activation"])][r["layer"]].append(r)
-    for k, a in enumerate(activations):
-        block, col = divmod(k, cols)
-        for row, (key, pkey, title) in enumerate((("forward_std", "predicted_std", "forward: std of y_l"),
-                                                  ("backward_std", "predicted_backward_std",
-                                                   "backward: std of dL/dy_l"))):
-            ax = axes[2 * block + row][col]
-            ax.set_ylabel("std (log scale)", fontsize=8)
-            for i in inits:
-                per_layer = index.get((i, a))
-                if not per_layer:
-                    continue
-                layers = sorted(per_layer)
-                def series(k, f):
-                    return [f([r[k] for r in per_layer[l]]) for l in layers]
-                mean = series(key, _geo)
-                lo = series(key, lambda v: min([x for x in v if _finite_pos(x)], default=math.nan))
-                hi = series(key, lambda v: max([x for x in v if _finite_pos(x)], default=math.nan))
-                ax.plot(layers, mean, "-", color=colors[i], lw=1.6, label=i)
-                ax.fill_between(layers, lo, hi, color=colors[i], alpha=0.15, lw=0)
-                style = "--" if per_layer[layers[0]][0]["prediction"] == "exact" else "-."
-                ax.plot(layers, series(pkey, _geo), style, color=colors[i], lw=1.0, alpha=0.9)
-            ax.set_yscale("log")
-            ax.grid(alpha=0.3)
-            ax.set_title(f"{a} — {title}", fontsize=9)
-            ax.set_xlabel("layer (last = logits)", fontsize=8)
-            ax.tick_params(labelsize=7)
-    for k in range(len(activations), blocks * cols):     # empty slots of the last block
-        block, col = divmod(k, cols)
-        axes[2 * block][col].axis("off")
-        axes[2 * block + 1][col].axis("off")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    from matplotlib.lines import Line2D
-    handles += [Line2D([], [], color="k", ls="-"), Line2D([], [], color="k", ls="--"),
-                Line2D([], [], color="k", ls="-.")]
-    labels += ["measured (band: seeds)", "predicted (exact formula)", "predicted (mean-field approx.)"]
-    fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 7), fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / (6.6 * blocks + 0.6)))
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
-
-
-def settings_line(cfg: ProbeConfig) -> str:
-    env = files.environment()
-    kind = (f"{cfg.depth} 3x3 conv layers of {cfg.resolved_width} channels (padding 1)" if cfg.conv
-            else f"{cfg.depth} fully connected layers of {cfg.resolved_width} units")
-    return (f"mlp with {kind}, then a linear output layer, no training; {cfg.resolved_images} {cfg.dataset} "
-            f"training images in [0, 1]; loss = cross-entropy summed over the batch; biases {cfg.bias_init:g}; "
-            f"{cfg.seeds} weight draw(s) (seeds {cfg.first_seed}..{cfg.first_seed + cfg.seeds - 1}); "
-            f"torch {env['torch']}, {env['cpu_threads']} CPU threads")
-
-
 def write_probe(out: Path, cfg: ProbeConfig, rows: List[dict], seconds: float = math.nan) -> Path:
-    """probe.csv, probe.png, config.json, meta.json, report.md, report.html — each atomically."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    """config.json, meta.json, probe.csv (one row per layer), runs.csv, then the report."""
     d = asdict(cfg)
     d.update(width=cfg.resolved_width, images=cfg.resolved_images)
-    files.atomic_write_text(out / "config.json", json.dumps(d, indent=2) + "\n")
-    files.atomic_write_text(out / "meta.json", json.dumps({"environment": files.environment(),
-                                                           "seconds": seconds}, indent=2) + "\n")
-    files.atomic_write_text(out / "probe.csv", files.rows_to_csv(rows))
-    png = plot(rows, cfg.inits, cfg.activations, out / "probe.png")
-    head, body = ratio_table(rows, cfg.inits, cfg.activations)
-    sentences = observations(rows, cfg.inits, cfg.activations)
-    title = "initlab probe: signal propagation at initialization"
-    table_note = (f"Cells: last/first forward std over the {cfg.depth} hidden layers (geometric mean over "
-                  f"seeds); ✓ = max/min over those layers <= {KEEP_FACTOR:g} on every seed. With ReLU and "
-                  f"fan_in = fan_out = n, xavier's Var(w) = 1/n halves the variance per layer: "
-                  f"(1/√2)^{cfg.depth - 1} = {_num(2 ** (-(cfg.depth - 1) / 2))}.")
-    md = [f"# {title}", "", settings_line(cfg) + ".", "", "## Which inits keep the forward signal?", "",
-          table_note, "", _md_table(head, body), "", "## From the measurement", ""]
-    md += [f"- {s}" for s in sentences]
-    md += ["", "## Plot", "", "![probe](probe.png)", "",
-           "Solid: measured (band: min-max over seeds); dashed: the variance formula's prediction "
-           "(exact for linear and (leaky) ReLU forward); dash-dotted: mean-field approximation "
-           "(tanh, sigmoid, SELU). Zero stds are not drawn on the log axis.", "",
-           "## Files", "", "`probe.csv` (one row per init x activation x seed x layer), `config.json`, "
-           "`meta.json`.", ""]
-    files.atomic_write_text(out / "report.md", "\n".join(md))
-    parts = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(settings_line(cfg))}.</p>",
-             "<h2>Which inits keep the forward signal?</h2>", f"<p>{html.escape(table_note)}</p>",
-             _html_table(head, body), "<h2>From the measurement</h2><ul>"
-             + "".join(f"<li>{html.escape(s)}</li>" for s in sentences) + "</ul>",
-             html_image("Plot", png)]
-    page = html_page(title, parts)
-    files.atomic_write_text(out / "report.html", page)
-    return out / "report.html"
+    files.write_result(out, "probe", d, {"probe": rows, "runs": probe_report.run_rows(rows)},
+                       {"seconds": seconds})
+    return probe_report.write_report(out)

@@ -20,12 +20,12 @@ import torch
 from initlab import data as data_mod
 from initlab import (
     engine,
+    files,
     init,
     models,
     rbm,  # noqa: F401  registers the model-level init 'dbn'
 )
 from initlab.activations import ACTIVATIONS
-from initlab.files import atomic_write_text, environment, rows_to_csv
 from initlab.options import UsageError
 
 LAB_INITS = ("zeros", "uniform", "normal", "xavier", "kaiming")
@@ -485,15 +485,11 @@ def config_dict(cfg: StudyConfig) -> dict:
     return d
 
 
-def write_tables(out: Path, cfg: StudyConfig, result: StudyResult, extra: Optional[dict] = None) -> None:
-    """config.json, runs.csv, curves.csv, layers.csv, histograms.csv, meta.json — each atomically."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.json", json.dumps(config_dict(cfg), indent=2) + "\n")
-    meta = {"environment": environment(), "interrupted": result.interrupted,
-            "majority_share": result.majority_share, "majority_label": result.majority_label,
-            **(extra or {})}
-    atomic_write_text(out / "meta.json", json.dumps(meta, indent=2) + "\n")
-    for name, rows in (("curves", result.curves), ("layers", result.layers),
-                       ("histograms", result.hists), ("runs", result.runs)):
-        atomic_write_text(out / f"{name}.csv", rows_to_csv(rows))
+def write_tables(out: Path, cfg: StudyConfig, result: StudyResult, extra: Optional[dict] = None,
+                 experiment: str = "study") -> None:
+    """config.json, meta.json, curves.csv, layers.csv, histograms.csv, runs.csv -- each atomically."""
+    meta = {"interrupted": result.interrupted, "majority_share": result.majority_share,
+            "majority_label": result.majority_label, **(extra or {})}
+    files.write_result(out, experiment, config_dict(cfg),
+                       {"curves": result.curves, "layers": result.layers, "histograms": result.hists,
+                        "runs": result.runs}, meta)

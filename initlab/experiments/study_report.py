@@ -6,17 +6,15 @@ sentences change (tests check that).
 """
 from __future__ import annotations
 
-import base64
-import html
-import json
 import math
-import statistics
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
-from initlab.files import atomic_write_text, read_csv
+from initlab.document import Document, colours, mean, pct, std
+from initlab.document import settings_line as settings_line_of
+from initlab.files import read_json, read_table
 
 LN10 = math.log(10)  # cross-entropy of a uniform guess over 10 classes
 
@@ -40,27 +38,14 @@ class StudyFiles:
 
 def load(out: Path) -> StudyFiles:
     out = Path(out)
-    def table(name):
-        p = out / f"{name}.csv"
-        return read_csv(p) if p.exists() and p.stat().st_size else []
-    return StudyFiles(out, json.loads((out / "config.json").read_text()),
-                      json.loads((out / "meta.json").read_text()) if (out / "meta.json").exists() else {},
-                      table("runs"), table("curves"), table("layers"), table("histograms"))
+    return StudyFiles(out, read_json(out / "config.json"), read_json(out / "meta.json"),
+                      read_table(out, "runs"), read_table(out, "curves"), read_table(out, "layers"),
+                      read_table(out, "histograms"))
 
 
 # --------------------------------------------------------------------------------------------------
 # Numbers
 # --------------------------------------------------------------------------------------------------
-
-def _mean(xs: Sequence[float]) -> float:
-    xs = [x for x in xs if x is not None and not (isinstance(x, float) and math.isnan(x))]
-    return statistics.fmean(xs) if xs else math.nan
-
-
-def _std(xs: Sequence[float]) -> float:
-    xs = [x for x in xs if x is not None and not (isinstance(x, float) and math.isnan(x))]
-    return statistics.stdev(xs) if len(xs) > 1 else 0.0
-
 
 def by_init(rows: List[dict]) -> Dict[str, List[dict]]:
     out: Dict[str, List[dict]] = defaultdict(list)
@@ -91,7 +76,7 @@ def layer_at(f: StudyFiles, init: str, step: str, key: str) -> Dict[str, float]:
         picked += [r for r in run_rows if r["step"] == target]
     out = {}
     for layer in layer_names(f):
-        out[layer] = _mean([r[key] for r in picked if r["layer"] == layer])
+        out[layer] = mean([r[key] for r in picked if r["layer"] == layer])
     return out
 
 
@@ -111,23 +96,19 @@ def summary_rows(f: StudyFiles) -> List[dict]:
         accs = [r["test_acc"] for r in runs]
         def steps(key):
             vals = [r[key] for r in runs]
-            return None if any(v is None for v in vals) else _mean(vals)
+            return None if any(v is None for v in vals) else mean(vals)
         rows.append({
             "init": init, "n": len(runs),
-            "acc_mean": _mean(accs), "acc_std": _std(accs), "acc_min": min(accs), "acc_max": max(accs),
+            "acc_mean": mean(accs), "acc_std": std(accs), "acc_min": min(accs), "acc_max": max(accs),
             "steps_to_90": steps("steps_to_90"), "steps_to_97": steps("steps_to_97"),
             "reached_90": sum(r["steps_to_90"] is not None for r in runs),
             "reached_97": sum(r["steps_to_97"] is not None for r in runs),
-            "initial_loss": _mean([r["initial_loss"] for r in runs]),
-            "seconds": _mean([r["train_seconds"] for r in runs]),
+            "initial_loss": mean([r["initial_loss"] for r in runs]),
+            "seconds": mean([r["train_seconds"] for r in runs]),
             "diverged": sum(bool(r["diverged"]) for r in runs),
         })
     order = {name: k for k, name in enumerate(f.inits)}
     return sorted(rows, key=lambda r: order.get(r["init"], 99))
-
-
-def _pct(x: float, digits: int = 2) -> str:
-    return "n/a" if x is None or math.isnan(x) else f"{100 * x:.{digits}f} %"
 
 
 def _steps(row: dict, key: str) -> str:
@@ -142,16 +123,10 @@ def summary_table(f: StudyFiles) -> Tuple[List[str], List[List[str]]]:
             "initial loss", "s / model", "diverged"]
     body = []
     for r in summary_rows(f):
-        body.append([r["init"], f"{_pct(r['acc_mean'])} ± {100 * r['acc_std']:.2f}",
-                     _pct(r["acc_min"]), _steps(r, "steps_to_90"), _steps(r, "steps_to_97"),
+        body.append([r["init"], f"{pct(r['acc_mean'])} ± {100 * r['acc_std']:.2f}",
+                     pct(r["acc_min"]), _steps(r, "steps_to_90"), _steps(r, "steps_to_97"),
                      f"{r['initial_loss']:.3g}", f"{r['seconds']:.1f}", f"{r['diverged']}/{r['n']}"])
     return head, body
-
-
-def text_table(head: List[str], body: List[List[str]]) -> str:
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
-    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))
-    return "\n".join([line(head), line(["-" * w for w in widths])] + [line(b) for b in body])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -179,9 +154,9 @@ def _final_train_loss(f: StudyFiles, init: str) -> str:
         ends[name].append(r["train_loss"])
     if init not in ends:
         return ""
-    best = min(ends, key=lambda n: _mean(ends[n]))
-    return (f"; its running training loss was still {_fmt(_mean(ends[init]))} at the end of training "
-            f"(best: {best}, {_fmt(_mean(ends[best]))})")
+    best = min(ends, key=lambda n: mean(ends[n]))
+    return (f"; its running training loss was still {_fmt(mean(ends[init]))} at the end of training "
+            f"(best: {best}, {_fmt(mean(ends[best]))})")
 
 
 def observations(f: StudyFiles) -> Dict[str, List[str]]:
@@ -206,9 +181,9 @@ def observations(f: StudyFiles) -> Dict[str, List[str]]:
         speed.append(sentence + ".")
     best = max(summary.values(), key=lambda r: r["acc_mean"])
     worst = min(summary.values(), key=lambda r: r["acc_mean"])
-    speed.append(f"Final test accuracy ranges from {_pct(worst['acc_mean'])} ({worst['init']}) to "
-                 f"{_pct(best['acc_mean'])} ({best['init']}, min over {best['n']} seeds "
-                 f"{_pct(best['acc_min'])}).")
+    speed.append(f"Final test accuracy ranges from {pct(worst['acc_mean'])} ({worst['init']}) to "
+                 f"{pct(best['acc_mean'])} ({best['init']}, min over {best['n']} seeds "
+                 f"{pct(best['acc_min'])}).")
 
     # -- signal scale at init: activation std from the first to the last hidden layer
     scale = {}
@@ -261,14 +236,14 @@ def observations(f: StudyFiles) -> Dict[str, List[str]]:
         share = f.meta.get("majority_share", math.nan)
         label = f.meta.get("majority_label", -1)
         pinned = not math.isnan(share) and abs(r["acc_mean"] - share) < 0.005
-        spread = (f"{_pct(r['acc_min'])} test accuracy on all {r['n']} seeds" if r["acc_min"] == r["acc_max"]
-                  else f"{_pct(r['acc_min'])}–{_pct(r['acc_max'])} test accuracy over {r['n']} seeds")
+        spread = (f"{pct(r['acc_min'])} test accuracy on all {r['n']} seeds" if r["acc_min"] == r["acc_max"]
+                  else f"{pct(r['acc_min'])}–{pct(r['acc_max'])} test accuracy over {r['n']} seeds")
         s = f"{name} ended at {spread}"
         if pinned:
-            s += (f", which is the share of the most common test digit ({label}: {_pct(share)}): "
+            s += (f", which is the share of the most common test digit ({label}: {pct(share)}): "
                   f"it predicts that one class for every image")
         elif not math.isnan(share):
-            s += f" (the most common test digit, {label}, is {_pct(share)} of the test set)"
+            s += f" (the most common test digit, {label}, is {pct(share)} of the test set)"
         zeros.append(s + ".")
         wmax = {l: max(abs(v) for v in (layer_at(f, name, "last", "w_min")[l],
                                          layer_at(f, name, "last", "w_max")[l])) for l in layers}
@@ -300,12 +275,6 @@ def observations(f: StudyFiles) -> Dict[str, List[str]]:
 # Plots
 # --------------------------------------------------------------------------------------------------
 
-def _colors(inits: List[str]) -> Dict[str, str]:
-    palette = ["#d62728", "#ff7f0e", "#9467bd", "#1f77b4", "#2ca02c", "#8c564b", "#e377c2",
-               "#7f7f7f", "#bcbd22", "#17becf"]
-    return {name: palette[k % len(palette)] for k, name in enumerate(inits)}
-
-
 def _band(f: StudyFiles, key: str):
     """{init: (steps, mean, lo, hi)} over seeds for a curves.csv column."""
     out = {}
@@ -315,7 +284,7 @@ def _band(f: StudyFiles, key: str):
             if r[key] is not None and not math.isnan(r[key]):
                 per_step[r["step"]].append(r[key])
         steps = sorted(per_step)
-        out[init] = (steps, [_mean(per_step[s]) for s in steps], [min(per_step[s]) for s in steps],
+        out[init] = (steps, [mean(per_step[s]) for s in steps], [min(per_step[s]) for s in steps],
                      [max(per_step[s]) for s in steps])
     return out
 
@@ -325,7 +294,7 @@ def plot_curves(f: StudyFiles, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colors = _colors(f.inits)
+    colors = colours(f.inits)
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
     acc = _band(f, "heldout_acc")
     loss = _band(f, "train_loss")
@@ -417,7 +386,7 @@ def plot_layer_scales(f: StudyFiles, path: Path) -> Optional[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colors = _colors(f.inits)
+    colors = colours(f.inits)
     layers = layer_names(f)
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.4))
     for init in f.inits:
@@ -453,53 +422,22 @@ def _dead_curve(f: StudyFiles, init: str):
                 and not math.isnan(r["dead_frac"]):
             per_step[r["step"]].append(r["dead_frac"])
     steps = sorted(per_step)
-    return steps, [_mean(per_step[s]) for s in steps]
+    return steps, [mean(per_step[s]) for s in steps]
 
 
 # --------------------------------------------------------------------------------------------------
 # Documents
 # --------------------------------------------------------------------------------------------------
 
-def _md_table(head, body) -> str:
-    return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-                     + ["| " + " | ".join(str(c) for c in row) + " |" for row in body])
-
-
-PAGE_STYLE = ("body{font-family:system-ui,sans-serif;max-width:1400px;margin:2em auto;padding:0 1em;"
-              "color:#222}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;"
-              "text-align:right}td:first-child,th:first-child{text-align:left}img{max-width:100%}"
-              "li{margin:.4em 0}")
-
-
-def html_image(caption: str, path: Path) -> str:
-    """A heading and the PNG at ``path`` embedded as base64, so the page needs no other file."""
-    b64 = base64.b64encode(Path(path).read_bytes()).decode()
-    return (f"<h3>{html.escape(caption)}</h3><img alt='{html.escape(caption)}' "
-            f"src='data:image/png;base64,{b64}'>")
-
-
-def html_page(title: str, parts: List[str], style: str = PAGE_STYLE) -> str:
-    """A self-contained HTML document from body fragments."""
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")
-
-
-def _html_table(head, body) -> str:
-    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
-    trs = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in body)
-    return f"<table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>"
-
-
 def settings_line(f: StudyFiles) -> str:
     c, t = f.config, f.config.get("train", {})
-    env = f.meta.get("environment", {})
     seeds = sorted({r["seed"] for r in f.runs})
     size = t.get("train_size") or 60000
-    return (f"{c.get('model')} on {c.get('dataset')}, activation {c.get('activation')}, "
-            f"{t.get('optimizer')} lr {t.get('lr')} ({t.get('schedule')}), batch {t.get('batch_size')}, "
-            f"{t.get('epochs')} epoch(s) over {size:,} images; {len(seeds)} seeds ({', '.join(map(str, seeds))}); "
-            f"bias init {c.get('bias_init')}; torch {env.get('torch')}, {env.get('cpu_threads')} CPU threads"
-            + (f", GPU {env['cuda']}" if env.get("cuda") else ""))
+    return settings_line_of(
+        f"{c.get('model')} on {c.get('dataset')}, activation {c.get('activation')}, "
+        f"{t.get('optimizer')} lr {t.get('lr')} ({t.get('schedule')}), batch {t.get('batch_size')}, "
+        f"{t.get('epochs')} epoch(s) over {size:,} images; {len(seeds)} seeds ({', '.join(map(str, seeds))}); "
+        f"bias init {c.get('bias_init')}", f.meta)
 
 
 def make_plots(f: StudyFiles) -> List[Tuple[str, Path]]:
@@ -516,34 +454,21 @@ def make_plots(f: StudyFiles) -> List[Tuple[str, Path]]:
 def write_report(out: Path, title: str = "initlab study") -> Path:
     """Write report.md and a self-contained report.html into ``out``; returns the HTML path."""
     f = load(out)
-    head, body = summary_table(f)
     obs = observations(f)
-    plots = make_plots(f)
     note = " (interrupted: only the runs recorded so far)" if f.meta.get("interrupted") else ""
-    md = [f"# {title}{note}", "", settings_line(f) + ".", "", "## Results", "", _md_table(head, body), ""]
-    md += ["Steps to 90/97 % use the held-out curve (first record point at or above the threshold; "
-           "mean over seeds, 'never' when a seed never got there). 's / model' is each model's share of "
-           "the batched training time.", ""]
-    sections = [("Why do better-scaled initializations train faster?", obs["speed"]),
-                ("Why do all-zero weights stop learning?", obs["zeros"])]
-    for heading, sentences in sections:
+    doc = Document(title + note, settings_line(f))
+    doc.heading("Results").table(*summary_table(f))
+    doc.paragraph("Steps to 90/97 % use the held-out curve (first record point at or above the "
+                  "threshold; mean over seeds, 'never' when a seed never got there). 's / model' is each "
+                  "model's share of the batched training time.")
+    for heading, sentences in (("Why do better-scaled initializations train faster?", obs["speed"]),
+                               ("Why do all-zero weights stop learning?", obs["zeros"])):
         if sentences:
-            md += [f"## {heading}", ""] + [f"- {s}" for s in sentences] + [""]
-    md += ["## Plots", ""]
-    for caption, p in plots:
-        md += [f"### {caption}", "", f"![{caption}]({p.name})", ""]
-    md += ["## Files", "", "`runs.csv` (one row per run), `curves.csv`, `layers.csv`, `histograms.csv` "
-           "(tidy tables), `config.json` (the resolved configuration), `meta.json` (environment).", ""]
-    atomic_write_text(f.out / "report.md", "\n".join(md))
-
-    parts = [f"<h1>{html.escape(title + note)}</h1>", f"<p>{html.escape(settings_line(f))}.</p>",
-             "<h2>Results</h2>", _html_table(head, body)]
-    for heading, sentences in sections:
-        if sentences:
-            parts.append(f"<h2>{html.escape(heading)}</h2><ul>"
-                         + "".join(f"<li>{html.escape(s)}</li>" for s in sentences) + "</ul>")
-    parts.append("<h2>Plots</h2>")
-    parts += [html_image(caption, p) for caption, p in plots]
-    page = html_page(title, parts)
-    atomic_write_text(f.out / "report.html", page)
-    return f.out / "report.html"
+            doc.heading(heading).bullets(sentences)
+    doc.heading("Plots")
+    for caption, path in make_plots(f):
+        doc.image(caption, path)
+    doc.heading("Files").paragraph(
+        "`runs.csv` (one row per run), `curves.csv`, `layers.csv`, `histograms.csv` (tidy tables), "
+        "`config.json` (the resolved configuration), `meta.json` (environment).")
+    return doc.write(f.out)

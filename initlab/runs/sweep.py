@@ -51,6 +51,7 @@ from initlab import engine
 from initlab.engine.tensorboard import gradient_histograms
 from initlab.engine import tensorboard as tb
 from initlab import files
+from initlab.document import html_table, md_table
 from initlab.files import atomic_write_text, rows_to_csv
 from initlab.experiments import study_report as report
 from initlab.files import atomic_write_text
@@ -734,11 +735,11 @@ def write_reports(out: Path, info: dict, title: str = "initlab sweep") -> Path:
     varied = ", ".join(f"{k} in {v}" for k, v in info["varied"].items())
     note = " (incomplete: only the finished runs)" if info["interrupted"] else ""
     md = [f"# {title}{note}", "", f"Varied: {varied}. {info['finished']} finished runs; counts by status: "
-          f"{info['counts']}.", "", "## Results", "", report._md_table(head, body), "", "## Groups", ""]
+          f"{info['counts']}.", "", "## Results", "", md_table(head, body), "", "## Groups", ""]
     md += [f"- [{name}]({rel / 'report.md'})" for name, rel in links] + [""]
     atomic_write_text(out / "report.md", "\n".join(md))
     parts = [f"<h1>{html.escape(title + note)}</h1>", f"<p>Varied: {html.escape(varied)}.</p>",
-             "<h2>Results</h2>", report._html_table(head, body), "<h2>Groups</h2><ul>"]
+             "<h2>Results</h2>", html_table(head, body), "<h2>Groups</h2><ul>"]
     parts += [f"<li><a href='{html.escape(str(rel / 'report.html'))}'>{html.escape(name)}</a></li>"
               for name, rel in links]
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"

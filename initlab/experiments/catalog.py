@@ -1,0 +1,54 @@
+"""Every experiment by name: the function that rebuilds its report from a result folder, and the
+table that sums it up in the terminal. ``meta.json`` names the experiment that wrote a folder."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Tuple
+
+from initlab import files
+from initlab.experiments import bonus, grid, probe_report, study_report, transfer_report
+
+Table = Tuple[List[str], List[List[str]]]
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    write_report: Callable[[Path], Path]     # result folder -> report.html, from the files alone
+    summary: Callable[[Path], Table]          # result folder -> (head, body) for the terminal
+
+
+def _study_summary(out: Path) -> Table:
+    return study_report.summary_table(study_report.load(out))
+
+
+def _bonus_summary(out: Path) -> Table:
+    runs = files.read_table(out, "runs")
+    return (["seed", "test acc", f">= {100 * bonus.TARGET:.1f} %"],
+            [[r["seed"], f"{100 * r['test_acc']:.2f} %", "yes" if r["test_acc"] >= bonus.TARGET else "NO"]
+             for r in runs])
+
+
+def _grid_summary(out: Path) -> Table:
+    cfg = files.read_json(Path(out) / "config.json")
+    rows = files.read_table(out, "runs") or files.read_table(out, "grid")
+    return grid.grid_table(rows, cfg.get("inits", []), cfg.get("activations", []))
+
+
+def _probe_summary(out: Path) -> Table:
+    cfg = files.read_json(Path(out) / "config.json")
+    return probe_report.ratio_table(files.read_table(out, "probe"), cfg["inits"], cfg["activations"])
+
+
+def _transfer_summary(out: Path) -> Table:
+    return transfer_report.summary_table(transfer_report.load_tables(out))
+
+
+EXPERIMENTS: Dict[str, Experiment] = {e.name: e for e in (
+    Experiment("study", study_report.write_report, _study_summary),
+    Experiment("bonus", bonus.write_report, _bonus_summary),
+    Experiment("grid", grid.write_report, _grid_summary),
+    Experiment("probe", probe_report.write_report, _probe_summary),
+    Experiment("transfer", transfer_report.write_report, _transfer_summary),
+)}
