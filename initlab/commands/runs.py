@@ -61,6 +61,5 @@ def list_folder(folder: Path) -> int:
             + [f"{100 * r[c]:.2f} %" if c == "test_acc" and r[c] is not None else r[c] for c in cols]
             for k, r in enumerate(runs)]
     print(text_table(head, body))
-    print(f"
-{len(runs)} runs of a {name} folder" + (" (interrupted)" if interrupted else ""))
+    print(f"\n{len(runs)} runs of a {name} folder" + (" (interrupted)" if interrupted else ""))
     return EXIT_OK
