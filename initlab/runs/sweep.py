@@ -648,14 +648,8 @@ def group_config(runs: Sequence[dict], options: dict) -> dict:
 
 
 def _write_folder(folder: Path, config: dict, meta: dict, tables: Dict[str, List[dict]]) -> None:
-    import json
-
-
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(folder / "config.json", json.dumps(config, indent=2) + "\n")
-    atomic_write_text(folder / "meta.json", json.dumps(meta, indent=2) + "\n")
-    for name in ("curves", "layers", "histograms", "runs"):
-        atomic_write_text(folder / f"{name}.csv", rows_to_csv(tables[name]))
+    files.write_result(folder, "study", config,
+                       {name: tables[name] for name in ("curves", "layers", "histograms", "runs")}, meta)
 
 
 def rebuild(out: Path) -> dict:
