@@ -64,8 +64,9 @@ def textbook(seed: int, init_name: str, n_images: int, device: str) -> dict:
     train = MNIST(ds.train_images[:n_images], ds.train_labels[:n_images])
     loader = DataLoader(train, batch_size=32, shuffle=True,
                         generator=torch.Generator().manual_seed(seed))
-    model = LeNet5().to(device)
+    model = LeNet5()       # drawn on the CPU (the generator's device), so every device starts alike
     init.initialize(model, init_name, generator=torch.Generator().manual_seed(10_000 + seed))
+    model = model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     t0 = time.perf_counter()
     for x, y in loader:
