@@ -40,7 +40,6 @@ import argparse
 import csv
 import datetime as dt
 import json
-import math
 import os
 import platform
 import resource

@@ -15,11 +15,12 @@ import math
 
 import pytest
 import torch
-
-from initlab import engine, lenet_kernel
-from initlab.study import LAB_INITS
 from test_engine import _data, _model
 from test_lenet_kernel import _autograd, _stack
+
+from initlab import engine
+from initlab.engine import lenet_kernel
+from initlab.experiments.study import LAB_INITS
 
 NO_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="torch sees no CUDA device")
 
