@@ -1,18 +1,13 @@
 """``initlab bonus``: the >= 98.5 %-in-one-epoch recipe once per seed, its verdict and an ablation."""
 from __future__ import annotations
 
-from initlab.commands.common import load_data, study_config
+from initlab.commands.common import add_study_options, load_data, study_config
 from initlab.experiments import bonus
 from initlab.options import (
     EXIT_CODES_HELP,
     EXIT_INTERRUPTED,
     EXIT_OK,
-    STUDY_FLAGS,
     UsageError,
-    add_config_flag,
-    add_flags,
-    add_output_flags,
-    add_workers_flag,
     prepare_out,
 )
 
@@ -24,10 +19,7 @@ def add_parser(sub) -> None:
                        "every seed", description="Train the bonus recipe once per seed and report "
                        "per-seed test accuracy, min/mean/max and the verdict. Every study flag "
                        "overrides a part of the recipe.", epilog=EXIT_CODES_HELP)
-    add_flags(p, STUDY_FLAGS, bonus.recipe())
-    add_config_flag(p)
-    add_output_flags(p, NAME)
-    add_workers_flag(p)
+    add_study_options(p, NAME, bonus.recipe())
     p.add_argument("--ablation", type=int, default=0, metavar="SEEDS",
                    help="also run the recipe minus each ingredient on a validation split carved "
                         "from the training images, with this many seeds (default 0: skip)")

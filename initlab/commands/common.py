@@ -6,9 +6,25 @@ import argparse
 from initlab import data
 from initlab.engine.tensorboard import TensorBoardMissing, require
 from initlab.experiments import study
-from initlab.options import STUDY_FLAGS, UsageError, configure
+from initlab.options import (
+    STUDY_FLAGS,
+    UsageError,
+    add_config_flag,
+    add_flags,
+    add_output_flags,
+    add_workers_flag,
+    configure,
+)
 from initlab.runs import store as st
 from initlab.runs.sweep import NOT_IN_CELL, config_for
+
+
+def add_study_options(p: argparse.ArgumentParser, name: str, base: study.StudyConfig) -> None:
+    """The study's flags (defaults shown from ``base``), ``--config``, the output flags, ``--workers``."""
+    add_flags(p, STUDY_FLAGS, base)
+    add_config_flag(p)
+    add_output_flags(p, name)
+    add_workers_flag(p)
 
 
 def study_config(args: argparse.Namespace, base=None) -> study.StudyConfig:

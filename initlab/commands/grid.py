@@ -6,18 +6,13 @@ import sys
 import time
 
 from initlab.activations import ACTIVATIONS
-from initlab.commands.common import load_data, study_config
+from initlab.commands.common import add_study_options, load_data, study_config
 from initlab.document import text_table
 from initlab.experiments import grid, study
 from initlab.options import (
     EXIT_CODES_HELP,
     EXIT_OK,
-    STUDY_FLAGS,
     UsageError,
-    add_config_flag,
-    add_flags,
-    add_output_flags,
-    add_workers_flag,
     prepare_out,
     split_list,
 )
@@ -31,10 +26,7 @@ def add_parser(sub) -> None:
                        description="Train every init x seed once per activation (one batched study per "
                        "activation) and write grid.csv and a table (grid.md, report.html). Takes the "
                        "study flags; --activations replaces --activation.", epilog=EXIT_CODES_HELP)
-    add_flags(p, STUDY_FLAGS, study.StudyConfig(inits=list(grid.GRID_INITS)))
-    add_config_flag(p)
-    add_output_flags(p, NAME)
-    add_workers_flag(p)
+    add_study_options(p, NAME, study.StudyConfig(inits=list(grid.GRID_INITS)))
     p.add_argument("--activations", nargs="+", metavar="NAME", default=argparse.SUPPRESS,
                    help=f"activations, the columns (default: {' '.join(grid.GRID_ACTIVATIONS)})")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 
 from initlab.commands.common import (
+    add_study_options,
     check_options,
     load_data,
     stored_study_config,
@@ -16,11 +17,6 @@ from initlab.options import (
     EXIT_CODES_HELP,
     EXIT_INTERRUPTED,
     EXIT_OK,
-    STUDY_FLAGS,
-    add_config_flag,
-    add_flags,
-    add_output_flags,
-    add_workers_flag,
     prepare_out,
 )
 from initlab.runs import sweep
@@ -44,10 +40,7 @@ def add_parser(sub) -> None:
                        description="Train every init x seed (all inits of a seed see the same data "
                        "order), record curves and per-layer statistics, and write a report.",
                        epilog=EXIT_CODES_HELP)
-    add_flags(p, STUDY_FLAGS, StudyConfig())
-    add_config_flag(p)
-    add_output_flags(p, NAME)
-    add_workers_flag(p)
+    add_study_options(p, NAME, StudyConfig())
     add_store_flags(p)
 
 
