@@ -65,6 +65,8 @@ STUDY_FLAGS = [
     Flag("--activation", "activation", str, "activation after each hidden layer"),
     Flag("--pool", "pool", str, "LeNet-5 subsampling: avg (the paper's) or max"),
     Flag("--c3-table", "c3_table", "bool", "use LeNet-5's partial C3 connection table (Table I)"),
+    Flag("--width", "width", int, "--model mlp: units per hidden layer (none: 500)", "N"),
+    Flag("--depth", "depth", int, "--model mlp: hidden layers (none: 2)", "N"),
     Flag("--bias-init", "bias_init", float, "constant every bias starts at"),
     Flag("--dataset", "dataset", str, "dataset name"),
     Flag("--data-dir", "data_dir", str, "folder holding the dataset's files (the four IDX files, raw "

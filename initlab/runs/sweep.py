@@ -58,6 +58,9 @@ from initlab.files import atomic_write_text
 
 # settings that say how or where runs are trained, not what a run is: not part of a cell's hash
 NOT_IN_CELL = ("inits", "seeds", "first_seed", "data_dir", "device", "seeds_per_stack", "workers")
+# fields added to StudyConfig after run stores were first written, with their defaults: left out of a
+# cell's hash while at the default, so the hashes of earlier stores (and their resumes) stay valid
+ADDED_LATER = {"width": None, "depth": None}
 SWEEP_WIDE = ("seeds", "first_seed", "seeds_per_stack", "data_dir", "device")
 BACKENDS = ("local", "ray")
 
@@ -74,6 +77,9 @@ def cell_settings(cfg) -> dict:
     d = asdict(cfg)
     for key in NOT_IN_CELL:
         d.pop(key, None)
+    for key, default in ADDED_LATER.items():     # at its default, a newer field leaves the hash alone
+        if d.get(key, default) == default:
+            d.pop(key, None)
     return d
 
 
