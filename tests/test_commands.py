@@ -23,6 +23,8 @@ SMALL_RUNS = {
     "transfer": ["--from", "fashion_mnist", "--to", "mnist", "--pretrain-size", "256", "--target-sizes", "64",
                  "--min-steps", "4", "--seeds", "1", "--modes", "finetune", "--inits", "kaiming",
                  "--record-every", "4"],
+    "depth": ["--depths", "2", "4", "--inits", "kaiming", "xavier", "--lrs", "0.01", "--width", "32",
+              "--seeds", "1", "--train-size", "96", "--workers", "1"],
     "sweep": ["GRID", "--workers", "1"],
 }
 

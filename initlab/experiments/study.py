@@ -43,6 +43,7 @@ class StudyConfig:
     c3_table: bool = False          # LeNet-5's partial C3 connections (Table I)
     width: Optional[int] = None     # mlp: units per hidden layer (None: the model's own, 500)
     depth: Optional[int] = None     # mlp: hidden layers (None: the model's own, 2)
+    conv: bool = False              # mlp: 3x3 convolutions (padding 1) instead of linear layers
     bias_init: float = 0.0          # every bias starts at this constant, for every init
     dataset: str = "mnist"
     data_dir: Optional[str] = None
@@ -83,8 +84,8 @@ def validate(cfg: StudyConfig) -> None:
         (cfg.seeds >= 1, f"--seeds must be >= 1, got {cfg.seeds}"),
         (cfg.width is None or cfg.width >= 1, f"--width must be >= 1, got {cfg.width}"),
         (cfg.depth is None or cfg.depth >= 1, f"--depth must be >= 1, got {cfg.depth}"),
-        (cfg.model == "mlp" or (cfg.width is None and cfg.depth is None),
-         f"--width and --depth shape the mlp; --model {cfg.model} has its own layers"),
+        (cfg.model == "mlp" or (cfg.width is None and cfg.depth is None and not cfg.conv),
+         f"--width, --depth and --conv shape the mlp; --model {cfg.model} has its own layers"),
         (cfg.seeds_per_stack >= 0, f"--seeds-per-stack must be >= 0, got {cfg.seeds_per_stack}"),
         (cfg.workers >= 0, f"--workers must be >= 0, got {cfg.workers}"),
         (math.isfinite(cfg.bias_init), f"--bias-init must be a finite number, got {cfg.bias_init}"),
@@ -192,6 +193,8 @@ def model_options(cfg: StudyConfig) -> Dict:
     if cfg.dataset in COLOUR_DATASETS:
         options.update(in_channels=3, image_size=32)
     options.update({k: v for k, v in (("width", cfg.width), ("depth", cfg.depth)) if v is not None})
+    if cfg.conv:
+        options["conv"] = True
     return options
 
 

@@ -60,7 +60,7 @@ from initlab.files import atomic_write_text
 NOT_IN_CELL = ("inits", "seeds", "first_seed", "data_dir", "device", "seeds_per_stack", "workers")
 # fields added to StudyConfig after run stores were first written, with their defaults: left out of a
 # cell's hash while at the default, so the hashes of earlier stores (and their resumes) stay valid
-ADDED_LATER = {"width": None, "depth": None}
+ADDED_LATER = {"width": None, "depth": None, "conv": False}
 SWEEP_WIDE = ("seeds", "first_seed", "seeds_per_stack", "data_dir", "device")
 BACKENDS = ("local", "ray")
 
