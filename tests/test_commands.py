@@ -100,3 +100,15 @@ def test_report_and_runs_refuse_a_folder_without_results(name, tmp_path, capsys)
     assert cli.main([name, str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(tmp_path) in err
+
+
+def test_result_files_get_the_users_umask(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        files.write_result(tmp_path, "study", {"a": 1}, {"runs": [{"seed": 0}]})
+    finally:
+        os.umask(old)
+    for name in ("config.json", "meta.json", "runs.csv"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
