@@ -273,7 +273,7 @@ def cmd_summary(args) -> int:
 
 
 def cmd_inits(args) -> int:
-    from . import init, rbm  # noqa: F401  (rbm registers the model-level init 'dbn')
+    from . import init
 
     for name in init.init_names():
         print(f"{name:18s} {init.describe(name)}")

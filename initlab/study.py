@@ -22,7 +22,6 @@ import torch
 
 from . import data as data_mod
 from . import engine, init, models
-from . import rbm  # noqa: F401  registers the model-level init 'dbn'
 from .activations import ACTIVATIONS
 
 LAB_INITS = ("zeros", "uniform", "normal", "xavier", "kaiming")

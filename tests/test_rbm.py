@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from initlab import init, models, rbm, study
+from initlab import init, models, study
+from initlab.init import rbm
 from initlab.data import load_dataset
 
 
