@@ -55,7 +55,7 @@ STUDY_FLAGS = [
     ("--schedule", "train.schedule", str, "constant | onecycle (default constant)"),
     ("--weight-decay", "train.weight_decay", float, "weight decay (default 0)"),
     ("--label-smoothing", "train.label_smoothing", float, "cross-entropy label smoothing (default 0)"),
-    ("--normalize", "train.normalize", "bool", "standardize pixels with the MNIST mean/std"),
+    ("--normalize", "train.normalize", "bool", "standardize pixels with the dataset's mean/std"),
     ("--train-size", "train.train_size", int, "train on the first N images of a seeded shuffle"),
     ("--record-every", "train.record_every", int, "steps between record points, 4x denser over the first two (default 100)"),
 ]

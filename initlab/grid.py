@@ -103,7 +103,7 @@ def preflight(cfg, activations: Sequence[str], dataset) -> None:
     be called as a module)."""
     from . import engine, init, study
 
-    x = engine.to_float_images(dataset.train_images[:64], cfg.train.normalize, "cpu")
+    x = engine.to_float_images(dataset.train_images[:64], cfg.train.normalize, "cpu", dataset.mean, dataset.std)
     for a in activations:
         c = dataclasses.replace(cfg, activation=a)
         study.validate(c)

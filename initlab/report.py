@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from initlab.data import DATASETS
+
 from .study import atomic_write_text, read_csv
 
 LN10 = math.log(10)  # cross-entropy of a uniform guess over 10 classes
@@ -494,7 +496,7 @@ def settings_line(f: StudyFiles) -> str:
     c, t = f.config, f.config.get("train", {})
     env = f.meta.get("environment", {})
     seeds = sorted({r["seed"] for r in f.runs})
-    size = t.get("train_size") or 60000
+    size = t.get("train_size") or DATASETS.get(c.get("dataset", "mnist")).train_size
     return (f"{c.get('model')} on {c.get('dataset')}, activation {c.get('activation')}, "
             f"{t.get('optimizer')} lr {t.get('lr')} ({t.get('schedule')}), batch {t.get('batch_size')}, "
             f"{t.get('epochs')} epoch(s) over {size:,} images; {len(seeds)} seeds ({', '.join(map(str, seeds))}); "
