@@ -7,7 +7,9 @@ registered initializer must have an oracle (test_every_initializer_has_an_oracle
 from __future__ import annotations
 
 import doctest
+import importlib
 import math
+import pkgutil
 
 import pytest
 import torch
@@ -182,7 +184,12 @@ def test_docstring_has_summary_paper_formula_example(name):
 
 
 def test_doctests_run():
-    result = doctest.testmod(init_module, optionflags=doctest.ELLIPSIS)
+    # every module of the package, with the names a reader has after `from initlab import init` and
+    # `from initlab.init import *` (an example may call `initialize` or `init.initialize`)
+    names = {**{n: getattr(init_module, n) for n in init_module.__all__}, "init": init_module}
+    runs = [doctest.testmod(importlib.import_module(m.name), extraglobs=names, optionflags=doctest.ELLIPSIS)
+            for m in pkgutil.iter_modules(init_module.__path__, prefix="initlab.init.")]
+    result = doctest.TestResults(*map(sum, zip(*runs)))
     assert result.attempted > 20 and result.failed == 0
 
 

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
+from initlab.data import DATASETS
 from initlab.runs import store as st
 from initlab.options import STUDY_FLAGS, UsageError, configure, read_toml
 from initlab.engine import TrainConfig
@@ -279,7 +280,8 @@ def plan_tasks(pending: Sequence[dict], options: dict, per_stack: int,
             config = chunk[0][0]["config"]
             cfg = config_for(settings_of(config), [c["init"] for c in chunk[0]],
                              [row[0]["seed"] for row in chunk], options)
-            n = cfg.train.train_size or train_sizes.get((cfg.dataset, cfg.data_dir), 60000)
+            n = cfg.train.train_size or train_sizes.get((cfg.dataset, cfg.data_dir),
+                                                        DATASETS.get(cfg.dataset).train_size)
             n = min(n, train_sizes.get((cfg.dataset, cfg.data_dir), n))
             tasks.append(Task(tid=len(tasks), cfg=cfg, hashes=[[c["hash"] for c in row] for row in chunk],
                               steps=steps_for(n, cfg.train),
@@ -349,7 +351,7 @@ def initial_gradients(task: Task) -> Dict[str, Dict[str, dict]]:
 
     cfg = task.cfg
     ds = dataset(cfg.dataset, cfg.data_dir)
-    x_train = engine.to_float_images(ds.train_images, cfg.train.normalize, "cpu")
+    x_train = engine.to_float_images(ds.train_images, cfg.train.normalize, "cpu", ds.mean, ds.std)
     out = {}
     for s, seed in enumerate(cfg.seed_list):
         idx = engine.data_order(len(x_train), seed, cfg.train.epochs,
