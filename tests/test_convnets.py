@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from initlab import engine, init, models, study  # noqa: F401  (study registers the model-level 'dbn')
+from initlab import engine, init, models
 from initlab.models.convnets import (FORMS, ThreeLayerConvNetBarebones, three_layer_convnet_fn)
 from initlab.data import load_dataset
 
