@@ -7,7 +7,8 @@ Reading order (each module can be read without the ones after it):
      initlab calls.
   2. ``scaling``: ``fans`` and ``calculate_gain``, the only sources of fans and gains, and
      ``variance_scaling``, the one core; Glorot, He and LeCun are small specializations of it.
-  3. ``schemes``: the named per-weight initializers.
+  3. ``schemes``: the named per-weight initializers; ``structured``: the deterministic ``constant``
+     and ZerO's ``zero_one``.
   4. ``lsuv`` and ``rbm``: the model-level ones, ``lsuv`` and ``dbn`` (RBM pre-training).
 
 Importing ``initlab.init`` registers every initializer, model-level ones included, in that order.
@@ -48,11 +49,13 @@ from initlab.init.spec import (
     parse_spec,
     register_init,
 )
+from initlab.init.structured import constant, zero_one
 
 __all__ = [
     "fans", "calculate_gain", "gain_names", "variance_scaling", "TRUNC_STD_FACTOR",
     "INITIALIZERS", "MODEL_INITIALIZERS", "register_init", "init_names", "init_params",
     "INIT_LAYER_TYPES", "init_layers", "parse_spec", "format_spec", "describe", "initialize",
     "zeros", "uniform", "normal", "truncated_normal", "xavier", "xavier_uniform", "kaiming",
-    "kaiming_uniform", "lecun_normal", "lecun_uniform", "orthogonal", "torch_default",
+    "kaiming_uniform", "lecun_normal", "lecun_uniform", "orthogonal", "torch_default", "constant",
+    "zero_one",
 ]
