@@ -13,7 +13,7 @@ import os
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 
@@ -43,7 +43,8 @@ class StudyConfig:
     width: Optional[int] = None     # mlp: units per hidden layer (None: the model's own, 500)
     depth: Optional[int] = None     # mlp: hidden layers (None: the model's own, 2)
     conv: bool = False              # mlp: 3x3 convolutions (padding 1) instead of linear layers
-    bias_init: float = 0.0          # every bias starts at this constant, for every init
+    bias_init: Union[float, str] = 0.0  # every bias starts at this constant, or is drawn from this
+                                    # distribution (e.g. 'normal:std=0.1'), for every init
     dataset: str = "mnist"
     data_dir: Optional[str] = None
     device: str = "auto"            # auto | cpu | cuda
@@ -70,6 +71,11 @@ def validate(cfg: StudyConfig) -> None:
             init.init_params(name)  # raises for an unknown name
         except ValueError as e:
             raise ConfigError(str(e)) from None
+    if isinstance(cfg.bias_init, str):
+        try:
+            init.bias_distribution(cfg.bias_init)
+        except ValueError as e:
+            raise ConfigError(f"--bias-init: {e}") from None
     checks = [
         (cfg.activation in ACTIVATIONS,
          f"unknown activation {cfg.activation!r}; choose from: {', '.join(ACTIVATIONS.names())}"),
@@ -87,7 +93,8 @@ def validate(cfg: StudyConfig) -> None:
          f"--width, --depth and --conv shape the mlp; --model {cfg.model} has its own layers"),
         (cfg.seeds_per_stack >= 0, f"--seeds-per-stack must be >= 0, got {cfg.seeds_per_stack}"),
         (cfg.workers >= 0, f"--workers must be >= 0, got {cfg.workers}"),
-        (math.isfinite(cfg.bias_init), f"--bias-init must be a finite number, got {cfg.bias_init}"),
+        (isinstance(cfg.bias_init, str) or math.isfinite(cfg.bias_init),
+         f"--bias-init must be a finite number or a distribution, got {cfg.bias_init}"),
         (math.isfinite(t.lr) and t.lr > 0, f"--lr must be > 0, got {t.lr}"),
         (t.batch_size >= 1, f"--batch-size must be >= 1, got {t.batch_size}"),
         (t.epochs >= 1, f"--epochs must be >= 1, got {t.epochs}"),

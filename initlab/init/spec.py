@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -182,23 +182,26 @@ def initialize(
     *,
     generator: torch.Generator,
     activation: str = "relu",
-    bias: Optional[float] = None,
+    bias: Union[float, str, None] = None,
     data: Optional[Tensor] = None,
 ) -> Dict[str, Any]:
     """Initialize every Linear/ConvNd of ``model`` in place from ``spec``, all randomness from ``generator``.
 
     Layers are visited in definition order (:func:`init_layers`); for each, the weight is
-    drawn, then its bias. Biases are set to the constant ``bias``; ``bias=None`` (default)
-    means the method's own default: 0 for every method except ``torch_default``, which draws
-    them PyTorch's way (its ``bias_init`` hook). Model-level initializers (``lsuv``) get the
-    biases set first, then the whole model and ``data``.
+    drawn, then its bias. Biases are set to the constant ``bias``, or drawn from the generator when
+    ``bias`` is a spec of a distribution that needs no fans (:data:`BIAS_INITS`, e.g.
+    ``"normal:std=0.1"``: zero weights with random biases break the symmetry through the biases
+    alone); ``bias=None`` (default) means the method's own default: 0 for every method except
+    ``torch_default``, which draws them PyTorch's way (its ``bias_init`` hook). Model-level
+    initializers (``lsuv``) get the biases set first, then the whole model and ``data``.
 
     Args:
         model: the model to initialize in place.
         spec: ``"name"`` or ``"name:key=value,..."`` (see :func:`parse_spec`).
         generator: the source of all randomness (on the parameters' device).
         activation: the network's nonlinearity, for initializers that read a gain from it.
-        bias: a constant for every bias; ``None`` = the method's default (see above).
+        bias: a constant for every bias, a bias distribution's spec, or ``None`` = the method's
+            default (see above).
         data: a batch for data-dependent initializers (required by ``lsuv``; ignored by the others).
 
     Returns:
@@ -215,13 +218,15 @@ def initialize(
     fn, model_level = _lookup(name)
     layers = list(init_layers(model))
     bias_hook = None if (model_level or bias is not None) else getattr(fn, "bias_init", None)
-    const_bias = 0.0 if bias is None else float(bias)
+    drawn_bias = bias_distribution(bias) if isinstance(bias, str) else None
+    const_bias = 0.0 if bias is None or drawn_bias else float(bias)
     info: Dict[str, Any] = {
         "init": format_spec(name, params),
         "name": name,
         "params": params,
         "layers": [n for n, _ in layers],
-        "bias": name if bias_hook is not None else const_bias,
+        "bias": name if bias_hook is not None else (format_spec(*drawn_bias[1:]) if drawn_bias
+                                                    else const_bias),
     }
     with torch.no_grad():
         for _, m in layers:
@@ -230,8 +235,25 @@ def initialize(
             if m.bias is not None:
                 if bias_hook is not None:
                     bias_hook(m.bias, m.weight, generator=generator)
+                elif drawn_bias:
+                    drawn_bias[0](m.bias, generator=generator, **drawn_bias[2])
                 else:
                     m.bias.fill_(const_bias)
     if model_level:
         info.update(fn(model, generator=generator, activation=activation, data=data, **params))
     return info
+
+
+# initializers that need no fans, so they can draw a bias vector too
+BIAS_INITS = ("zeros", "constant", "normal", "uniform", "truncated_normal")
+
+
+def bias_distribution(spec: str) -> Tuple[Callable[..., None], str, Dict[str, Any]]:
+    """(initializer, name, params) of a bias spec such as ``"normal:std=0.1"``; a ValueError names
+    the valid choices."""
+    name, params = parse_spec(spec)
+    if name not in BIAS_INITS:
+        raise ValueError(f"a bias distribution must need no fans; choose from: {', '.join(BIAS_INITS)} "
+                         f"(e.g. normal:std=0.1), got {spec!r}")
+    fn, _ = _lookup(name)
+    return fn, name, params
