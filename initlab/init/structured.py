@@ -10,10 +10,10 @@ import math
 import torch
 from torch import Tensor
 
-from initlab.init.spec import register_init
+from initlab.init.spec import FINITE, register_init
 
 
-@register_init("constant", formula="c (every weight)")
+@register_init("constant", formula="c (every weight)", limits={"value": FINITE})
 def constant(weight: Tensor, *, generator: torch.Generator, activation: str = "relu",
              value: float = 0.01) -> None:
     r"""Fill ``weight`` with one constant ``value``.
