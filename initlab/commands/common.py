@@ -8,7 +8,8 @@ from initlab.engine.tensorboard import TensorBoardMissing, require
 from initlab.experiments import study
 from initlab.options import STUDY_FLAGS, UsageError, configure
 from initlab.runs import store as st
-from initlab.runs.sweep import NOT_IN_CELL, config_for
+from initlab.runs.cells import NOT_IN_CELL
+from initlab.runs.plan import config_for
 
 
 def study_config(args: argparse.Namespace, base=None) -> study.StudyConfig:

@@ -6,7 +6,8 @@ from pathlib import Path
 from initlab.experiments import study_report
 from initlab.options import EXIT_OK, UsageError
 from initlab.runs import store as st
-from initlab.runs import sweep
+from initlab.runs.rebuild import rebuild, write_reports
+from initlab.runs.study_store import counts_line
 
 NAME = "report"
 
@@ -20,10 +21,10 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     if st.exists(args.dir):   # a folder with a run store: rebuild its tables first
-        info = sweep.rebuild(args.dir)
+        info = rebuild(args.dir)
         if not info["finished"]:
-            raise UsageError(f"{args.dir} holds no finished runs yet ({sweep.counts_line(info['counts'])})")
-        path = sweep.write_reports(args.dir, info, title="initlab study" if info["kind"] == "study"
+            raise UsageError(f"{args.dir} holds no finished runs yet ({counts_line(info['counts'])})")
+        path = write_reports(args.dir, info, title="initlab study" if info["kind"] == "study"
                                    else f"initlab sweep: {Path(args.dir).name}")
     else:
         if not (args.dir / "runs.csv").exists() or not (args.dir / "config.json").exists():
