@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from initlab.commands.common import check_options
 from initlab.commands.study import add_store_flags
+from initlab.engine.pool import cores
 from initlab.experiments import study_report as report
 from initlab.experiments.study import StudyConfig
 from initlab.files import environment
@@ -29,13 +30,7 @@ from initlab.runs.cells import cells_of, varied_settings
 from initlab.runs.gridfile import read_grid
 from initlab.runs.plan import plan_tasks, split_tasks
 from initlab.runs.rebuild import rebuild, write_reports
-from initlab.runs.study_store import (
-    cores,
-    counts_line,
-    new_session,
-    open_out,
-    train_sizes,
-)
+from initlab.runs.study_store import counts_line, new_session, open_out, train_sizes
 
 NAME = "sweep"
 

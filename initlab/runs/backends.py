@@ -5,16 +5,12 @@ Each backend calls ``on_step(n)`` as training advances (n model-steps) and ``on_
 None, error)`` when a task ends. Local workers write their records and the store themselves; Ray
 workers only train and return rows, and the driver (where the store is) commits them.
 
-Parallelism: each local worker is a fresh (spawned) process with ``cores // workers`` torch threads,
-so the machine is not oversubscribed.
+Parallelism: each local worker is a fresh (spawned) process with ``cores // workers`` torch threads
+(``initlab.engine.pool``), so the machine is not oversubscribed.
 """
 from __future__ import annotations
 
-import os
-import queue
-import signal
 import socket
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
@@ -22,6 +18,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import torch
 
 from initlab import data, engine
+from initlab.engine import pool
 from initlab.engine import tensorboard as tb
 from initlab.engine.tensorboard import gradient_histograms
 from initlab.experiments import study
@@ -143,11 +140,6 @@ def commit(out: Path, store: st.Store, task: Task, result: TaskResult, token: st
 # Backends. Each calls on_step(n) as training advances and on_done(task, counts | None, error).
 # --------------------------------------------------------------------------------------------------
 
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[-1] if text else ''}"[:500]
-
-
 def run_inline(out: Path, store: st.Store, tasks: Sequence[Task], session: str, on_step, on_done,
                tensorboard: bool = False) -> bool:
     """Train the tasks one after another in this process (``initlab study``). Returns True when
@@ -162,149 +154,32 @@ def run_inline(out: Path, store: st.Store, tasks: Sequence[Task], session: str, 
     return False
 
 
-class _Ticker:
-    """A worker's progress callback: batches step counts into queue messages (every 0.25 s), and ends
-    the worker if its parent died (kill -9 of the sweep leaves no orphan training on)."""
-
-    def __init__(self, outbox, parent: int) -> None:
-        self.outbox, self.parent, self.n, self.t = outbox, parent, 0, time.monotonic()
-
-    def __call__(self, n: int) -> None:
-        self.n += n
-        if time.monotonic() - self.t > 0.25:
-            self.flush()
-
-    def flush(self) -> None:
-        if os.getppid() != self.parent:
-            os._exit(1)
-        if self.n:
-            self.outbox.put(("step", os.getpid(), self.n))
-        self.n, self.t = 0, time.monotonic()
-
-
-def _die_with_parent() -> None:
-    """Linux: have the kernel SIGKILL this process when its parent dies (prctl PR_SET_PDEATHSIG)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)   # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass       # elsewhere the ticker's getppid check does it at the next progress flush
-
-
-def _worker_main(inbox, outbox, out: str, threads: int, parent: int, session: str,
-                 tensorboard: bool) -> None:
-    """A local worker: say "ready", take the task the driver sends (None: stop), train it, write its
-    records, mark its runs done in the store; repeat."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)   # the driver handles Ctrl-C and stops us
-    _die_with_parent()
-    if os.getppid() != parent:
-        os._exit(1)
-    torch.set_num_threads(threads)
-    torch.set_num_interop_threads(1)
-    store = st.Store(Path(out))
-    ticker = _Ticker(outbox, parent)
-    pid = os.getpid()
-    while True:
-        outbox.put(("ready", pid))
-        while True:
-            try:
-                task = inbox.get(timeout=1.0)
-                break
-            except queue.Empty:
-                ticker.flush()                     # (exits if the driver is gone)
-        if task is None:
-            break
-        token = f"{session}:{task.tid}:{pid}"
-        store.claim(task.flat, token)
-        try:
-            result = run_task(task, progress=ticker, tensorboard=tensorboard)
-            counts = commit(Path(out), store, task, result, token)
-            ticker.flush()
-            outbox.put(("done", pid, task.tid, counts, None))
-        except Exception as e:          # one bad stack must not end the sweep
-            store.fail(task.flat, token, _one_line(e))
-            outbox.put(("done", pid, task.tid, None, _one_line(e)))
-    store.close()
-
-
 def run_local(out: Path, store: st.Store, tasks: Sequence[Task], session: str, on_step, on_done,
               workers: int, threads: int, tensorboard: bool = False) -> None:
-    """A pool of ``workers`` spawned processes; the driver hands each idle worker the next task, so it
-    always knows who holds what. A worker that dies (killed, out of memory) fails its stack and is
-    replaced; Ctrl-C stops every worker and puts the runs they held back to queued."""
-    import multiprocessing as mp
-
-    ctx = mp.get_context("spawn")       # fresh interpreters: no forked torch thread pools
-    outbox = ctx.Queue()
-    todo = list(tasks)
-    by_id = {t.tid: t for t in tasks}
-    procs: Dict[int, tuple] = {}        # pid -> (process, its inbox)
-    held: Dict[int, int] = {}           # pid -> task id
-    left = set(by_id)
-    replacements = len(tasks)
-
-    def start() -> None:
-        inbox = ctx.Queue()
-        p = ctx.Process(target=_worker_main, daemon=True,
-                        args=(inbox, outbox, str(out), threads, os.getpid(), session, tensorboard))
-        p.start()
-        procs[p.pid] = (p, inbox)
+    """The tasks on ``workers`` spawned processes (``pool.run``), each claiming its task's runs,
+    training them, writing their records and marking them finished in the store. A task that raises,
+    or whose worker dies (killed, out of memory), has its runs marked failed (a new worker takes the
+    dead one's place); Ctrl-C stops every worker and puts the runs they held back to queued."""
+    def on_result(k: int, counts: Optional[Dict[str, int]], error: Optional[str]) -> None:
+        if error:
+            store.fail(tasks[k].flat, f"{session}:{tasks[k].tid}", error)
+        on_done(tasks[k], counts, error)
 
     try:
-        for _ in range(max(1, min(workers, len(tasks)))):
-            start()
-        checked = time.monotonic()
-        while left:
-            try:
-                msg = outbox.get(timeout=0.5)
-            except queue.Empty:
-                msg = None
-            if msg is not None:
-                kind, pid = msg[0], msg[1]
-                if kind == "step":
-                    on_step(msg[2])
-                elif kind == "ready" and pid in procs:
-                    task = todo.pop(0) if todo else None
-                    if task is not None:
-                        held[pid] = task.tid
-                    procs[pid][1].put(task)
-                elif kind == "done":
-                    held.pop(pid, None)
-                    if msg[2] in left:
-                        left.discard(msg[2])
-                        on_done(by_id[msg[2]], msg[3], msg[4])
-                if time.monotonic() - checked < 1.0:
-                    continue
-            checked = time.monotonic()
-            for pid, (p, _) in list(procs.items()):
-                if p.is_alive():
-                    continue
-                procs.pop(pid)[1].close()
-                tid = held.pop(pid, None)
-                if tid is not None and tid in left:
-                    error = f"worker died (exit code {p.exitcode})"
-                    store.fail(by_id[tid].flat, f"{session}:{tid}:{pid}", error)
-                    left.discard(tid)
-                    on_done(by_id[tid], None, error)
-                if todo and replacements > 0:
-                    replacements -= 1
-                    start()
-            if left and not procs:
-                raise RuntimeError("every sweep worker died; see the errors above")
-        for p, inbox in procs.values():      # all done: let every worker finish on its own
-            inbox.put(None)
-        for p, _ in procs.values():
-            p.join(timeout=30)
+        pool.run(_train_and_commit, tasks, workers, threads, shared=(str(out), session, tensorboard),
+                 on_steps=lambda k, n: on_step(n), on_result=on_result)
     finally:
-        for p, _ in procs.values():
-            if p.is_alive():
-                p.terminate()
-        for p, inbox in procs.values():
-            p.join(timeout=10)
-            inbox.close()
-        outbox.close()
         store.release(session)
+
+
+def _train_and_commit(task: Task, steps, out: str, session: str, tensorboard: bool) -> Dict[str, int]:
+    """A local worker's item: claim the task's runs, train them, write their records, mark them
+    finished. Returns {status: count}."""
+    token = f"{session}:{task.tid}"
+    with st.Store(Path(out)) as store:
+        store.claim(task.flat, token)
+        result = run_task(task, progress=steps, tensorboard=tensorboard)
+        return commit(Path(out), store, task, result, token)
 
 
 def run_ray(out: Path, store: st.Store, tasks: Sequence[Task], session: str, on_step, on_done,
@@ -335,8 +210,8 @@ def run_ray(out: Path, store: st.Store, tasks: Sequence[Task], session: str, on_
                     try:
                         result = ray.get(ref)
                     except Exception as e:
-                        store.fail(task.flat, token, _one_line(e))
-                        on_done(task, None, _one_line(e))
+                        store.fail(task.flat, token, pool.one_line(e))
+                        on_done(task, None, pool.one_line(e))
                         continue
                     on_step(task.steps * task.size)
                     on_done(task, commit(out, store, task, result, token), None)

@@ -20,6 +20,7 @@ from typing import Dict, List, Sequence
 from tqdm import tqdm
 
 from initlab import data, files
+from initlab.engine.pool import cores
 from initlab.experiments import study
 from initlab.options import UsageError
 from initlab.runs import backends
@@ -122,13 +123,6 @@ def run_study_stored(cfg, out: Path, dataset=None, progress: bool = True, resume
 class _Outcome:
     interrupted: bool
     info: dict
-
-
-def cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def counts_line(counts: Dict[str, int]) -> str:
