@@ -50,7 +50,7 @@ def stored_study_config(args):
     if args.out is None:
         raise UsageError("--resume needs --out DIR, the folder to continue")
     if not st.exists(args.out):
-        raise UsageError(f"--out {args.out} holds no run store to resume (no {st.STORE_NAME})")
+        return None                       # nothing stored yet: --resume starts the study
     with st.Store(args.out) as store:
         plan = store.meta("plan", {})
     if plan.get("kind") != "study":

@@ -305,11 +305,11 @@ class ProbeConfig:
 
     @property
     def resolved_width(self) -> int:
-        return self.width or (32 if self.conv else 256)
+        return self.width if self.width is not None else (32 if self.conv else 256)
 
     @property
     def resolved_images(self) -> int:
-        return self.images or (32 if self.conv else 512)
+        return self.images if self.images is not None else (32 if self.conv else 512)
 
 
 def validate(cfg: ProbeConfig) -> None:

@@ -115,6 +115,10 @@ def validate(cfg: StudyConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    size = data_mod.DATASETS.get(cfg.dataset).train_size if cfg.dataset in data_mod.DATASETS else None
+    if t.train_size is not None and size is not None and t.train_size > size:
+        raise ConfigError(f"--train-size {t.train_size} is more than the {size:,} training images of "
+                          f"{cfg.dataset}")
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("--device cuda asked for, but torch sees no CUDA device; use --device cpu")
     _check_model_inits(cfg)

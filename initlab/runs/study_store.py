@@ -39,10 +39,11 @@ def open_out(out: Path, resume: bool, force: bool) -> None:
     """Refuse to mix runs into a folder by accident: a store there needs --resume (continue) or --force
     (start over: the store, records and TensorBoard files are deleted)."""
     out = Path(out)
-    if resume:
-        if not st.exists(out):
-            raise UsageError(f"--out {out} holds no run store to resume (no {st.STORE_NAME})")
+    if resume and st.exists(out):
         return
+    if resume and not (out / "runs.csv").exists():
+        return                            # nothing to resume yet: --resume starts it (the same command
+                                          # re-run after a kill at any moment finishes the work)
     if st.exists(out) or (out / "runs.csv").exists():
         if not force:
             raise UsageError(f"--out {out} already holds runs; pass --resume to continue them or "
