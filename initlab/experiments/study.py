@@ -24,6 +24,7 @@ from initlab import (
     init,
     models,
     rbm,  # noqa: F401  registers the model-level init 'dbn'
+    user_inits,
 )
 from initlab.activations import ACTIVATIONS
 from initlab.options import UsageError
@@ -334,7 +335,8 @@ def _run_blocks_in_processes(cfg, blocks, ds, device, workers: int, bump):
     for _ in range(workers):
         tasks.put(None)
     threads = max(1, (os.cpu_count() or 1) // workers)
-    procs = [ctx.Process(target=_block_worker, args=(cfg, blocks, ds, device, threads, tasks, q),
+    target = user_inits.carry(_block_worker)   # with the inits a notebook or a script registered
+    procs = [ctx.Process(target=target, args=(cfg, blocks, ds, device, threads, tasks, q),
                          daemon=True) for _ in range(workers)]
     for p in procs:
         p.start()
