@@ -24,7 +24,9 @@ script is sent to the worker processes a study trains on (:mod:`initlab.user_ini
 """
 from __future__ import annotations
 
+import functools
 import html
+import io
 import re
 import secrets
 import tempfile
@@ -236,6 +238,22 @@ def _write_tables(out: Path, config: dict, meta: dict, tables: Dict[str, List[di
         files.atomic_write_text(out / f"{name}.csv", files.rows_to_csv(rows))
 
 
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)    # laid out already (tight_layout): one draw
+    return buf.getvalue()
+
+
+def _shown(fig):
+    """``fig`` (a matplotlib Figure, or None) with a PNG for Jupyter to show when a cell returns it.
+    These Figures are made without pyplot -- no global figure list, nothing left open, no backend
+    switched, shown once -- so pyplot's inline backend, which teaches Jupyter to draw Figures, may
+    never have been loaded: the figure brings its own ``_repr_png_``."""
+    if fig is not None:
+        fig._repr_png_ = functools.partial(_png, fig)
+    return fig
+
+
 def _warn_if_interrupted(meta: dict, what: str) -> None:
     if meta.get("interrupted"):
         warnings.warn(f"the {what} was interrupted: the tables hold the runs recorded so far",
@@ -314,16 +332,16 @@ class Study:
     # -- figures
     def plot_curves(self):
         """Held-out accuracy and training loss against step, mean and min–max band over seeds."""
-        return study_report.figure_curves(self._f)
+        return _shown(study_report.figure_curves(self._f))
 
     def plot_weights(self, seed: Optional[int] = None):
         """Weight histograms per init (rows) and layer (columns) over training, for one seed (default
         the first); None when the study recorded no histograms."""
-        return study_report.figure_weight_grid(self._f, seed)
+        return _shown(study_report.figure_weight_grid(self._f, seed))
 
     def plot_layer_scales(self):
         """Activation std and gradient norm per layer at initialization, dead ReLUs over training."""
-        return study_report.figure_layer_scales(self._f)
+        return _shown(study_report.figure_layer_scales(self._f))
 
     # -- files
     def save(self, folder: PathLike, force: bool = False) -> Path:
@@ -445,7 +463,7 @@ class Probe:
 
     def plot(self):
         """Forward and gradient std per layer, measured and predicted, one column per activation."""
-        return probe_report.figure(self._rows, self.config["inits"], self.config["activations"])
+        return _shown(probe_report.figure(self._rows, self.config["inits"], self.config["activations"]))
 
     def save(self, folder: PathLike, force: bool = False) -> Path:
         """Write what ``initlab probe --out FOLDER`` writes; returns the folder."""
@@ -548,11 +566,11 @@ class Transfer:
 
     def plot_curves(self):
         """Held-out accuracy against step, one panel per target size."""
-        return transfer_report.figure_curves(self._f)
+        return _shown(transfer_report.figure_curves(self._f))
 
     def plot_sizes(self):
         """Early and final accuracy against the number of target images."""
-        return transfer_report.figure_sizes(self._f)
+        return _shown(transfer_report.figure_sizes(self._f))
 
     def save(self, folder: PathLike, force: bool = False) -> Path:
         """Write the tables, plots and report ``initlab transfer --out FOLDER`` writes (checkpoints only

@@ -291,6 +291,7 @@ def test_study_in_memory_then_saved_loaded_and_reported(tmp_path, capsys):
     assert any("zeros ended at" in x for x in s.observations["Why do all-zero weights stop learning?"])
     for fig in (s.plot_curves(), s.plot_weights(), s.plot_layer_scales()):
         assert isinstance(fig, Figure) and fig.axes
+        assert fig._repr_png_().startswith(b"\x89PNG")          # Jupyter shows it, pyplot or not
     assert "<table>" in s._repr_html_() and "kaiming" in s._repr_html_()
     assert "2 inits x 2 seeds" in repr(s)
 
