@@ -8,9 +8,11 @@ From Python (a notebook, a script)::
     s.runs                      # a pandas DataFrame, one row per run
     s.plot_curves()             # a matplotlib Figure
 
-The names below live in :mod:`initlab.api` and are imported from there on first use, so that
-``import initlab`` -- which every worker process does -- stays as light as the module it needs.
+The names in ``__all__`` live in :mod:`initlab.api`; they, and initlab's modules (``initlab.init``,
+``initlab.models``, ...), are imported on first use, so that ``import initlab`` -- which every worker
+process does -- stays as light as the module it is after.
 """
+import importlib
 
 __version__ = "0.1.0"
 
@@ -23,7 +25,12 @@ def __getattr__(name: str):
         from initlab import api
 
         return getattr(api, name)
-    raise AttributeError(f"module 'initlab' has no attribute {name!r}")
+    try:
+        return importlib.import_module(f"{__name__}.{name}")      # initlab.init, initlab.models, ...
+    except ModuleNotFoundError as e:
+        if e.name != f"{__name__}.{name}":
+            raise
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__():
