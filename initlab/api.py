@@ -110,15 +110,18 @@ def initialize(module: nn.Module, spec: str, *, seed: Optional[int] = None,
     return info
 
 
-def register_init(name: str, *, formula: str, bias_init: Optional[Callable[..., None]] = None):
+def register_init(name: str, *, formula: str, bias_init: Optional[Callable[..., None]] = None,
+                  limits: Optional[Dict[str, Any]] = None):
     """Decorator: register your own per-weight initializer under ``name``, usable everywhere an init
     name is (:func:`initialize`, :func:`study` -- its worker processes included --, the probe).
 
     The function is ``fn(weight, *, generator, activation="relu", **params) -> None`` and fills
     ``weight`` in place (it runs under ``torch.no_grad``), drawing only from ``generator``; its
     keyword parameters with defaults become the spec's parameters (``"name:scale=2"``). ``formula``
-    is the one line reports show. This is :func:`initlab.init.register_init`, except that running a
-    notebook cell again redefines an initializer the cell (``__main__``) registered before.
+    is the one line reports show; ``limits`` the valid values of the parameters
+    (``{"scale": initlab.init.spec.Limit(0, open=True)}``), checked before any training. This is
+    :func:`initlab.init.register_init`, except that running a notebook cell again redefines an
+    initializer the cell (``__main__``) registered before.
 
     Example:
         >>> import initlab, torch
@@ -136,7 +139,7 @@ def register_init(name: str, *, formula: str, bias_init: Optional[Callable[..., 
     def add(fn: Callable[..., None]) -> Callable[..., None]:
         if user_inits.module_of(fn) == user_inits.INTERACTIVE:
             user_inits.forget_interactive(name)
-        return init.register_init(name, formula=formula, bias_init=bias_init)(fn)
+        return init.register_init(name, formula=formula, bias_init=bias_init, limits=limits)(fn)
 
     return add
 

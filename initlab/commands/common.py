@@ -16,7 +16,8 @@ from initlab.options import (
     configure,
 )
 from initlab.runs import store as st
-from initlab.runs.sweep import NOT_IN_CELL, config_for
+from initlab.runs.cells import NOT_IN_CELL
+from initlab.runs.plan import config_for
 
 
 def add_study_options(p: argparse.ArgumentParser, name: str, base: study.StudyConfig) -> None:

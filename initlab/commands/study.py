@@ -19,7 +19,7 @@ from initlab.options import (
     EXIT_OK,
     prepare_out,
 )
-from initlab.runs import sweep
+from initlab.runs.study_store import run_study_stored
 
 NAME = "study"
 
@@ -50,8 +50,8 @@ def run(args) -> int:
     out = prepare_out(args.out, NAME, args.force or args.resume)
     ds = load_data(cfg.dataset, cfg.data_dir, args.quiet)
     # train what the run store (OUT/store.sqlite) lacks, then rebuild the tables from it
-    result = sweep.run_study_stored(cfg, out, dataset=ds, progress=not args.quiet, resume=args.resume,
-                                    force=args.force, tensorboard=args.tensorboard)
+    result = run_study_stored(cfg, out, dataset=ds, progress=not args.quiet, resume=args.resume,
+                              force=args.force, tensorboard=args.tensorboard)
     html_path = report.write_report(out, title="initlab study: initialization of "
                                     f"{cfg.model} on {cfg.dataset}")
     print(text_table(*report.summary_table(report.load(out))))

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from initlab.data import DATASETS
 from initlab.document import Document, colours, mean, pct, std
 from initlab.document import settings_line as settings_line_of
 from initlab.files import read_json, read_table
@@ -269,11 +270,63 @@ def observations(f: StudyFiles) -> Dict[str, List[str]]:
         distinct = layer_at(f, name, "last", "distinct_units")
         same = [l for l in hidden if distinct.get(l) == 1]
         if same:
-            zeros.append("Distinct units at the end: " + ", ".join(
+            zeros.append(f"Distinct units of {name} at the end: " + ", ".join(
                 f"{l} {distinct[l]:.0f}" for l in layers) + ". Units that start identical receive "
-                "identical gradients and stay identical: the symmetry is never broken, so even a "
-                "nonzero constant would give each layer the capacity of a single unit.")
+                "identical gradients and stay identical: the symmetry is never broken."
+                + ("" if any(n.startswith("constant") for n in summary) else
+                   " (--inits constant:value=c measures what a nonzero constant does.)"))
+        order = first_moves(f, name)
+        if order:
+            zeros.append(moves_sentence(name, order, layers))
+    for name in summary:
+        if not name.startswith("zero_one"):
+            continue
+        start = layer_at(f, name, "first", "distinct_units")
+        end = layer_at(f, name, "last", "distinct_units")
+        grew = [l for l in layers if end.get(l, 0) > start.get(l, 0)]
+        zeros.append(f"{name} (ZerO) is deterministic too, yet ended at {pct(summary[name]['acc_mean'])} "
+                     "test accuracy (mean over seeds). Distinct units at step 0: "
+                     + ", ".join(f"{l} {start[l]:.0f}" for l in layers if l in start) + "; at the end: "
+                     + ", ".join(f"{l} {end[l]:.0f}" for l in layers if l in end)
+                     + (f". Units of {', '.join(grew)} that started equal came apart: the Hadamard "
+                        "signs give them different weights above, hence different gradients -- structure "
+                        "breaks the symmetry that chance breaks for the random inits." if grew else "."))
     return {"speed": speed, "zeros": zeros}
+
+
+def moves_sentence(name: str, order: List[Tuple[str, int]], layers: List[str]) -> str:
+    """Which layers' weights left 0 at which record step, and whether that went from the top down."""
+    steps: Dict[int, List[str]] = defaultdict(list)
+    for layer, step in order:
+        steps[step].append(layer)
+    text = "; ".join(f"{', '.join(ls)} at step {s:,}" for s, ls in sorted(steps.items()))
+    s = f"{name}: the weights left 0 -- {text} (first record point with a nonzero weight, first seed)"
+    if len(steps) == 1:
+        return s + ("; every layer moved between two record points: --record-every 4 resolves the first "
+                    "steps one by one.")
+    depth = {l: k for k, l in enumerate(layers)}
+    top_down = all(depth[a] >= depth[b] for (a, sa), (b, sb) in zip(order, order[1:]) if sa < sb)
+    return s + ("; learning works down from the top: a layer's weight gradient is its input times the "
+                "gradient from above, which is 0 until the layers above have moved." if top_down else
+                "; the order is not top-down.")
+
+
+def first_moves(f: StudyFiles, init: str) -> List[Tuple[str, int]]:
+    """For a run whose weights all start at exactly 0: (layer, first record step with a nonzero
+    weight), in the order the layers moved (the first seed's run; [] when a weight started nonzero)."""
+    rows = [r for r in f.layers if r["init"] == init]
+    if not rows:
+        return []
+    run = min(r["run"] for r in rows if r["seed"] == min(rr["seed"] for rr in rows))
+    rows = sorted((r for r in rows if r["run"] == run), key=lambda r: r["step"])
+    first_step = rows[0]["step"]
+    if any(max(abs(r["w_min"]), abs(r["w_max"])) != 0 for r in rows if r["step"] == first_step):
+        return []
+    moved: Dict[str, int] = {}
+    for r in rows:
+        if r["layer"] not in moved and max(abs(r["w_min"]), abs(r["w_max"])) != 0:
+            moved[r["layer"]] = r["step"]
+    return sorted(moved.items(), key=lambda kv: kv[1])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -453,7 +506,7 @@ def _dead_curve(f: StudyFiles, init: str):
 def settings_line(f: StudyFiles) -> str:
     c, t = f.config, f.config.get("train", {})
     seeds = sorted({r["seed"] for r in f.runs})
-    size = t.get("train_size") or 60000
+    size = t.get("train_size") or DATASETS.get(c.get("dataset", "mnist")).train_size
     return settings_line_of(
         f"{c.get('model')} on {c.get('dataset')}, activation {c.get('activation')}, "
         f"{t.get('optimizer')} lr {t.get('lr')} ({t.get('schedule')}), batch {t.get('batch_size')}, "

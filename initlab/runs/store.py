@@ -30,8 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Sequence, Tuple
-from initlab.files import rows_to_csv
-from initlab.files import read_csv
+
+from initlab.files import read_csv, rows_to_csv
 
 STORE_NAME = "store.sqlite"
 RECORDS_DIR = "records"
