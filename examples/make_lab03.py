@@ -1,7 +1,7 @@
 """Write examples/lab03.ipynb, the lab end to end from Python, without outputs.
 
     python examples/make_lab03.py            # rewrites examples/lab03.ipynb
-    jupyter lab examples/lab03.ipynb         # run it (about a minute of CPU time)
+    jupyter lab examples/lab03.ipynb         # run it (about 45 CPU-seconds)
 
 The notebook is generated so that its source stays reviewable here; tests/test_notebook.py checks
 that the committed file is what this script writes, and executes it.
@@ -21,8 +21,8 @@ CELLS = [
 The lab end to end with `import initlab`: initialize a model, define an initializer of your own, train
 LeNet-5 on MNIST under every init and several seeds, read the tables (pandas) and the report's
 observations, plot, save and load. This small version (2,000 training images, 2 seeds) takes about
-a minute of CPU time; for the lab's own numbers use `train_size=None` (all 60,000 images) and
-`seeds=3` or more."""),
+45 CPU-seconds; for the lab's own numbers use `train_size=None` (all 60,000 images) and `seeds=3`
+or more."""),
     ("code", """\
 import math
 
