@@ -357,9 +357,13 @@ class Study:
         _write_tables(out, f.config, f.meta, {"curves": f.curves, "layers": f.layers,
                                               "histograms": f.hists, "runs": f.runs})
         f.out = out
-        study_report.write_report(out, title="initlab study: initialization of "
-                                  f"{f.config.get('model')} on {f.config.get('dataset')}")
+        self._write_report()
         return out
+
+    def _write_report(self) -> None:
+        c = self._f.config
+        study_report.write_report(self._f.out, title="initlab study: initialization of "
+                                  f"{c.get('model')} on {c.get('dataset')}")
 
     # -- display
     def _title(self) -> str:
@@ -427,7 +431,7 @@ def study(*, out: Optional[PathLike] = None, progress: bool = True, force: bool 
     else:
         write(folder)
         s = Study(study_report.load(folder))
-        s.save(folder, force=True)
+        s._write_report()
     _warn_if_interrupted(s.meta, "study")
     return s
 
