@@ -52,6 +52,8 @@ from typing import Callable, Dict, Optional, Sequence
 
 import torch
 
+from initlab import user_inits
+
 FLUSH_STEPS = 10        # progress units per message at least (a training step takes ~ms) ...
 FLUSH_SECONDS = 0.25    # ... and at most four messages a second per worker
 IDLE_POLL = 1.0         # s a free worker waits for an item between checks that its driver lives
@@ -83,6 +85,7 @@ def run(work: Callable, items: Sequence, workers: int, threads: Optional[int] = 
     items = list(items)
     if not items:
         return False
+    work = user_inits.carry(work)       # with the initializers a notebook or a script registered
     workers = max(1, min(workers, len(items)))
     threads = threads or max(1, cores() // workers)
     ctx = mp.get_context("spawn")       # fresh interpreters: no forked torch thread pools

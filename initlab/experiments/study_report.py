@@ -160,8 +160,13 @@ def _final_train_loss(f: StudyFiles, init: str) -> str:
             f"(best: {best}, {_fmt(mean(ends[best]))})")
 
 
+# The lab's two questions: the report's headings, and the keys of ``observations``.
+QUESTIONS = {"speed": "Why do better-scaled initializations train faster?",
+             "zeros": "Why do all-zero weights stop learning?"}
+
+
 def observations(f: StudyFiles) -> Dict[str, List[str]]:
-    """{"speed": [...], "zeros": [...]}: sentences answering the lab's two questions."""
+    """{"speed": [...], "zeros": [...]}: sentences answering the lab's two questions (``QUESTIONS``)."""
     summary = {r["init"]: r for r in summary_rows(f)}
     layers = layer_names(f)
     hidden = [l for l in layers if l != layers[-1]] if layers else []
@@ -342,13 +347,14 @@ def _band(f: StudyFiles, key: str):
     return out
 
 
-def plot_curves(f: StudyFiles, path: Path) -> Path:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def figure_curves(f: StudyFiles):
+    """Held-out accuracy (whole range and top end) and training loss against step, per init: the mean
+    over seeds as a line, min–max as a band. A matplotlib Figure (not attached to pyplot)."""
+    from matplotlib.figure import Figure
 
     colors = colours(f.inits)
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
+    fig = Figure(figsize=(16, 4.6))
+    axes = fig.subplots(1, 3)
     acc = _band(f, "heldout_acc")
     loss = _band(f, "train_loss")
     n_seeds = len({r["seed"] for r in f.runs})
@@ -371,19 +377,22 @@ def plot_curves(f: StudyFiles, path: Path) -> Path:
     axes[0].legend(title=f"init (line: mean, band: min–max of {n_seeds} seeds)", fontsize=8,
                    title_fontsize=8, loc="center right")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
+
+
+def plot_curves(f: StudyFiles, path: Path) -> Path:
+    figure_curves(f).savefig(path, dpi=110)
     return path
 
 
-def plot_weight_grid(f: StudyFiles, path: Path, seed: Optional[int] = None) -> Optional[Path]:
+def figure_weight_grid(f: StudyFiles, seed: Optional[int] = None):
     """Rows: inits. Columns: layers. Each panel overlays the weight histogram at several moments of
-    training, light (start) to dark (end), on the layer's fixed bins."""
+    training, light (start) to dark (end), on the layer's fixed bins. A matplotlib Figure, or None
+    without histograms; ``seed``: whose weights (default the first)."""
     if not f.hists:
         return None
     import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     seed = min(r["seed"] for r in f.hists) if seed is None else seed
     rows = [r for r in f.hists if r["seed"] == seed]
@@ -393,8 +402,8 @@ def plot_weight_grid(f: StudyFiles, path: Path, seed: Optional[int] = None) -> O
             layers.append(r["layer"])
     inits = [i for i in f.inits if any(r["init"] == i for r in rows)]
     steps = sorted({r["step"] for r in rows})
-    fig, axes = plt.subplots(len(inits), len(layers), figsize=(3.1 * len(layers), 2.2 * len(inits)),
-                             squeeze=False)
+    fig = Figure(figsize=(3.1 * len(layers), 2.2 * len(inits)))
+    axes = fig.subplots(len(inits), len(layers), squeeze=False)
     cmap = matplotlib.colormaps["viridis_r"]
     index: Dict[Tuple[str, str, int], List[dict]] = defaultdict(list)
     for r in rows:
@@ -412,6 +421,7 @@ def plot_weight_grid(f: StudyFiles, path: Path, seed: Optional[int] = None) -> O
                         lw=1.3, label=f"step {step}")
             ax.set_yscale("log")
             ax.set_ylim(1e-4, 1.2)
+            ax.minorticks_off()   # a log axis's minor ticks, on every panel, were 60 % of the drawing time
             ax.tick_params(labelsize=7)
             if a == 0:
                 ax.set_title(layer, fontsize=10)
@@ -425,23 +435,28 @@ def plot_weight_grid(f: StudyFiles, path: Path, seed: Optional[int] = None) -> O
     fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.975),
                ncol=min(len(labels), 9), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 0.95))
+    return fig
+
+
+def plot_weight_grid(f: StudyFiles, path: Path, seed: Optional[int] = None) -> Optional[Path]:
+    fig = figure_weight_grid(f, seed)
+    if fig is None:
+        return None
     fig.savefig(path, dpi=90)
-    plt.close(fig)
     return path
 
 
-def plot_layer_scales(f: StudyFiles, path: Path) -> Optional[Path]:
+def figure_layer_scales(f: StudyFiles):
     """At init: activation std and gradient norm per layer (log scale), and dead-ReLU fraction over
-    training for the first hidden layer."""
+    training for the first hidden layer. A matplotlib Figure, or None without layer records."""
     if not f.layers:
         return None
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     colors = colours(f.inits)
     layers = layer_names(f)
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.4))
+    fig = Figure(figsize=(16, 4.4))
+    axes = fig.subplots(1, 3)
     for init in f.inits:
         acts = layer_at(f, init, "first", "act_std")
         grads = layer_at(f, init, "first", "grad_norm")
@@ -462,8 +477,14 @@ def plot_layer_scales(f: StudyFiles, path: Path) -> Optional[Path]:
     axes[0].text(0.01, 0.01, "zero-valued points are not drawn on a log axis", transform=axes[0].transAxes,
                  fontsize=7, color="gray")
     fig.tight_layout()
+    return fig
+
+
+def plot_layer_scales(f: StudyFiles, path: Path) -> Optional[Path]:
+    fig = figure_layer_scales(f)
+    if fig is None:
+        return None
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -514,8 +535,8 @@ def write_report(out: Path, title: str = "initlab study") -> Path:
     doc.paragraph("Steps to 90/97 % use the held-out curve (first record point at or above the "
                   "threshold; mean over seeds, 'never' when a seed never got there). 's / model' is each "
                   "model's share of the batched training time.")
-    for heading, sentences in (("Why do better-scaled initializations train faster?", obs["speed"]),
-                               ("Why do all-zero weights stop learning?", obs["zeros"])):
+    for key, heading in QUESTIONS.items():
+        sentences = obs[key]
         if sentences:
             doc.heading(heading).bullets(sentences)
     doc.heading("Plots")
