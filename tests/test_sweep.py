@@ -393,3 +393,17 @@ def test_cell_hashes_of_earlier_stores_are_unchanged():
     assert cells_of(cfg)[1]["hash"] == "9dd3c8defc4d373b575d467812ff385bfd4357089108628b471336e85d23396a"
     cfg.depth = 30       # a setting added later changes the hash once it is set
     assert cells_of(cfg)[1]["hash"] != "9dd3c8defc4d373b575d467812ff385bfd4357089108628b471336e85d23396a"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["study", "sweep"])
+def test_resume_on_a_folder_without_a_store_starts_it(command, tmp_path, capsys, small_mnist):
+    """The same command, re-run after a kill at any moment (even before the store existed), finishes."""
+    out = tmp_path / "fresh"
+    grid = tmp_path / "g.toml"
+    grid.write_text('inits = ["kaiming"]\nseeds = 1\n')
+    argv = ([command] if command == "study" else [command, str(grid)]) + \
+        ["--inits", "kaiming", "--seeds", "1", *TINY, "--workers", "1", "--out", str(out), "--resume"]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    assert [r["status"] for r in st.Store(out).runs()] == ["done"]
+    assert cli.main(argv) == 0                       # and again: nothing left to do, nothing retrained
