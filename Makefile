@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: study test install data bench bench-sweep clean
+.PHONY: study test lint install data bench bench-sweep clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,7 +23,11 @@ data: $(STAMP)
 study: data
 	$(BIN)/initlab study $(ARGS)
 
-test: data
+lint: $(STAMP)
+	$(BIN)/ruff check initlab tests benchmarks
+	$(BIN)/lint-imports
+
+test: data lint
 	$(BIN)/python -m pytest -q $(ARGS)
 
 bench: $(STAMP)

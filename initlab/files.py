@@ -20,13 +20,25 @@ import numpy
 import torch
 
 
+def umask() -> int:
+    """The process's file-creation mask (read without changing it for good)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temp file in the same folder and rename: a reader never sees half a file."""
+    """Write via a temp file in the same folder, flushed to disk, and rename: a reader (or a crash)
+    never sees half a file. The file gets the permissions any tool would give it (0666 less the
+    umask), not the temp file's private 0600."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", newline="") as f:
             f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -42,7 +42,8 @@ class Flag:
     """One setting: its flag, its dotted field path in the config, its kind and its help.
 
     ``kind``: a callable (int, float, str), ``"list"`` (names, space- or comma-separated; an item
-    holding ``:`` is an init spec, kept whole), ``"ints"`` (a list of integers) or ``"bool"``."""
+    holding ``:`` is an init spec, kept whole), ``"ints"`` / ``"floats"`` (lists of numbers) or
+    ``"bool"``."""
     flag: str
     dest: str
     kind: Any
@@ -65,6 +66,9 @@ STUDY_FLAGS = [
     Flag("--activation", "activation", str, "activation after each hidden layer"),
     Flag("--pool", "pool", str, "LeNet-5 subsampling: avg (the paper's) or max"),
     Flag("--c3-table", "c3_table", "bool", "use LeNet-5's partial C3 connection table (Table I)"),
+    Flag("--width", "width", int, "--model mlp: units per hidden layer (none: 500)", "N"),
+    Flag("--depth", "depth", int, "--model mlp: hidden layers (none: 2)", "N"),
+    Flag("--conv", "conv", "bool", "--model mlp: 3x3 convolutions with padding 1 instead of linear layers"),
     Flag("--bias-init", "bias_init", float, "constant every bias starts at"),
     Flag("--dataset", "dataset", str, "dataset name"),
     Flag("--data-dir", "data_dir", str, "folder holding the dataset's files (the four IDX files, raw "
@@ -136,9 +140,9 @@ def add_flags(p: argparse.ArgumentParser, flags: Sequence[Flag], base=None) -> N
             help_ += f" (default {_shown(get_path(base, f.dest))})"
         help_ = help_.replace("%", "%%")
         metavar = f.metavar or f.flag[2:].upper().replace("-", "_")
-        if f.kind in ("list", "ints"):
+        if f.kind in ("list", "ints", "floats"):
             p.add_argument(f.flag, dest=f.dest, nargs="+", default=argparse.SUPPRESS, help=help_,
-                           metavar=f.metavar or ("N" if f.kind == "ints" else "NAME"))
+                           metavar=f.metavar or ("NAME" if f.kind == "list" else "N"))
         elif f.kind == "bool":
             p.add_argument(f.flag, dest=f.dest, nargs="?", const=True, type=parse_bool,
                            default=argparse.SUPPRESS, help=help_, metavar="BOOL")
@@ -202,6 +206,8 @@ def coerce(value, expected: str, kind=None):
         return split_list(value)
     if kind == "ints" or "List[int]" in expected:
         return [_int(v) for v in split_list(value)]
+    if kind == "floats" or "List[float]" in expected:
+        return [_float(v) for v in split_list(value)]
     if "bool" in expected:
         return value if isinstance(value, bool) else parse_bool(str(value))
     if value is None or (isinstance(value, str) and value.lower() == "none" and "Optional" in expected):
@@ -211,10 +217,14 @@ def coerce(value, expected: str, kind=None):
     if "int" in expected:
         return _int(value)
     if "float" in expected:
-        if isinstance(value, bool):
-            raise ValueError(value)
-        return float(value)
+        return _float(value)
     return str(value)
+
+
+def _float(value) -> float:
+    if isinstance(value, bool):
+        raise ValueError(value)
+    return float(value)
 
 
 def _int(value) -> int:

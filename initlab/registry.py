@@ -1,4 +1,4 @@
-"""Name -> object registries filled by a decorator (inits, activations, models, datasets).
+"""Name -> object registries filled by a decorator or ``add`` (inits, activations, models, datasets).
 
 A registry is a plain dict with a ``register`` decorator and a ``get`` whose error lists
 the valid names, so the CLI's ``--help``, its error messages and the tests that are
@@ -25,15 +25,14 @@ class Registry(Generic[T]):
 
     def register(self, name: str | None = None) -> Callable[[T], T]:
         """Decorator: ``@REG.register()`` uses the object's ``__name__``; ``@REG.register("x")`` names it."""
+        return lambda obj: self.add(name or getattr(obj, "__name__"), obj)
 
-        def add(obj: T) -> T:
-            key = name or getattr(obj, "__name__")
-            if key in self._items:
-                raise KeyError(f"{self.kind} {key!r} registered twice")
-            self._items[key] = obj
-            return obj
-
-        return add
+    def add(self, name: str, obj: T) -> T:
+        """Register ``obj`` under ``name`` (a registry built in one place: ``MODELS.add("lenet5", LeNet5)``)."""
+        if name in self._items:
+            raise KeyError(f"{self.kind} {name!r} registered twice")
+        self._items[name] = obj
+        return obj
 
     def get(self, name: str) -> T:
         try:

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from initlab import cli, data, engine, files, init, models
-from initlab.data import ARCHIVES, DataError, load_dataset
+from initlab.data import DATASETS, DataError, load_dataset
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 REAL_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -51,7 +51,7 @@ def write_archive(path, batches, raw=None):
 
 
 def spec_with(md5):
-    return dataclasses.replace(ARCHIVES.get("cifar10"), md5=md5)
+    return dataclasses.replace(DATASETS.get("cifar10"), md5=md5)
 
 
 @pytest.fixture(autouse=True)
@@ -63,7 +63,7 @@ def offline(monkeypatch, tmp_path):
     def no_network(url):
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
-    monkeypatch.setattr(data, "_fetch_url", no_network)
+    monkeypatch.setattr(data.sources, "_fetch_url", no_network)
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ def archive(tmp_path):
 
 
 def test_spec_is_the_published_archive():
-    spec = ARCHIVES.get("cifar10")
+    spec = DATASETS.get("cifar10")
     assert spec.md5 == REAL_MD5 and spec.filename == "cifar-10-python.tar.gz"
     assert spec.url == "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
     assert "cifar10" in data.dataset_names() and "mnist" in data.dataset_names()
@@ -126,7 +126,7 @@ def test_download_is_verified_then_cached(archive, monkeypatch):
     folder, _, md5 = archive
     payload = (folder / "cifar-10-python.tar.gz").read_bytes()
     calls = []
-    monkeypatch.setattr(data, "_fetch_url", lambda url: calls.append(url) or payload)
+    monkeypatch.setattr(data.sources, "_fetch_url", lambda url: calls.append(url) or payload)
     spec = spec_with(md5)
     ds = load_dataset(spec, quiet=True)
     cached = data.cache_dir("cifar10") / "cifar-10-python.tar.gz"
@@ -141,7 +141,7 @@ def test_download_is_verified_then_cached(archive, monkeypatch):
 def test_download_with_wrong_md5_is_not_kept(archive, monkeypatch):
     folder, _, _ = archive
     payload = (folder / "cifar-10-python.tar.gz").read_bytes()
-    monkeypatch.setattr(data, "_fetch_url", lambda url: payload)
+    monkeypatch.setattr(data.sources, "_fetch_url", lambda url: payload)
     with pytest.raises(DataError, match=f"md5 mismatch: expected {REAL_MD5}.*not kept"):
         load_dataset("cifar10", quiet=True)
     assert not (data.cache_dir("cifar10") / "cifar-10-python.tar.gz").exists()
@@ -199,7 +199,7 @@ def test_missing_member_is_named(tmp_path):
 def test_cli_data_fetch_without_network_is_one_line_exit_2(capsys):
     assert cli.main(["data", "fetch", "cifar10"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()   # progress ("fetching ..."), then the error
-    assert lines[0] == f"initlab: fetching cifar10 from {ARCHIVES.get('cifar10').url}"
+    assert lines[0] == f"initlab: fetching cifar10 from {DATASETS.get('cifar10').url}"
     assert len(lines) == 2 and lines[1].startswith("initlab: error: cifar10:") and "put cifar-10-python" in lines[1]
 
 
@@ -239,7 +239,7 @@ def test_cifar_trains_end_to_end(archive, name, options):
 
 def test_study_runs_on_cifar_from_the_command_line(archive, monkeypatch, tmp_path, capsys):
     folder, _, md5 = archive
-    monkeypatch.setitem(ARCHIVES._items, "cifar10", spec_with(md5))
+    monkeypatch.setitem(DATASETS._items, "cifar10", spec_with(md5))
     out = tmp_path / "study"
     code = cli.main(["study", "--dataset", "cifar10", "--model", "three_layer_convnet",
                      "--data-dir", str(folder), "--inits", "kaiming", "xavier", "--seeds", "1",

@@ -23,6 +23,8 @@ SMALL_RUNS = {
     "transfer": ["--from", "fashion_mnist", "--to", "mnist", "--pretrain-size", "256", "--target-sizes", "64",
                  "--min-steps", "4", "--seeds", "1", "--modes", "finetune", "--inits", "kaiming",
                  "--record-every", "4"],
+    "depth": ["--depths", "2", "4", "--inits", "kaiming", "xavier", "--lrs", "0.01", "--width", "32",
+              "--seeds", "1", "--train-size", "96", "--workers", "1"],
     "sweep": ["GRID", "--workers", "1"],
 }
 
@@ -98,3 +100,15 @@ def test_report_and_runs_refuse_a_folder_without_results(name, tmp_path, capsys)
     assert cli.main([name, str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(tmp_path) in err
+
+
+def test_result_files_get_the_users_umask(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        files.write_result(tmp_path, "study", {"a": 1}, {"runs": [{"seed": 0}]})
+    finally:
+        os.umask(old)
+    for name in ("config.json", "meta.json", "runs.csv"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name

@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from initlab import convnets, engine, init, models  # noqa: F401  (study registers the model-level 'dbn')
-from initlab.convnets import FORMS, ThreeLayerConvNetBarebones, three_layer_convnet_fn
+from initlab import engine, init, models
 from initlab.data import load_dataset
+from initlab.models.convnets import FORMS, ThreeLayerConvNetBarebones, three_layer_convnet_fn
 
 SHAPES = [(1, 28), (3, 32)]   # MNIST, CIFAR-10
 
@@ -230,6 +230,7 @@ def test_every_model_trains_under_every_init(name, dataset, real_data):
 def test_doctests_run():
     import doctest
 
+    from initlab.models import convnets
 
     result = doctest.testmod(convnets)
     assert result.attempted >= 1 and result.failed == 0

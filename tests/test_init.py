@@ -7,7 +7,9 @@ registered initializer must have an oracle (test_every_initializer_has_an_oracle
 from __future__ import annotations
 
 import doctest
+import importlib
 import math
+import pkgutil
 
 import pytest
 import torch
@@ -85,7 +87,12 @@ ORACLES = {
         "uniform", math.sqrt(3 * 2 / ((fi + fo) / 2))),
     "variance_scaling:scale=3,mode=fan_out,distribution=truncated_normal": lambda fi, fo: (
         "trunc", math.sqrt(3 / fo) / TRUNC_FACTOR),
+    "constant": lambda fi, fo: ("const", 0.01),
+    "constant:value=-0.5": lambda fi, fo: ("const", -0.5),
+    "zero_one": lambda fi, fo: ("zero_one", None),
 }
+# deterministic: every seed gives the same weights
+DETERMINISTIC = ("zeros", "constant", "zero_one")
 
 # (shape, fan_in, fan_out) written out by hand: Linear(800, 1000) and Conv2d(32, 64, 5).
 BIG_SHAPES = [((1000, 800), 800, 1000), ((64, 32, 5, 5), 800, 1600)]
@@ -158,7 +165,7 @@ def test_shape_dtype_and_reproducibility(name, shape):
     assert torch.isfinite(a).all()
     assert torch.equal(a, b)
     c = apply(name, shape, seed=8)
-    if name == "zeros":
+    if name in DETERMINISTIC:
         assert torch.equal(a, c)
     else:
         assert not torch.equal(a, c)
@@ -182,7 +189,12 @@ def test_docstring_has_summary_paper_formula_example(name):
 
 
 def test_doctests_run():
-    result = doctest.testmod(init_module, optionflags=doctest.ELLIPSIS)
+    # every module of the package, with the names a reader has after `from initlab import init` and
+    # `from initlab.init import *` (an example may call `initialize` or `init.initialize`)
+    names = {**{n: getattr(init_module, n) for n in init_module.__all__}, "init": init_module}
+    runs = [doctest.testmod(importlib.import_module(m.name), extraglobs=names, optionflags=doctest.ELLIPSIS)
+            for m in pkgutil.iter_modules(init_module.__path__, prefix="initlab.init.")]
+    result = doctest.TestResults(*map(sum, zip(*runs)))
     assert result.attempted > 20 and result.failed == 0
 
 
@@ -197,10 +209,16 @@ def test_statistics_match_formula(spec, shape, fan_in, fan_out):
     kind, p = ORACLES[spec](fan_in, fan_out)
     w = apply(spec, shape, seed=1).double()
     n = w.numel()
-    std = expected_std(kind, p, shape)
     if kind == "zero":
         assert torch.count_nonzero(w) == 0
         return
+    if kind == "const":
+        assert torch.allclose(w, torch.full_like(w, p), rtol=1e-6, atol=0)
+        return
+    if kind == "zero_one":
+        check_zero_one(w)
+        return
+    std = expected_std(kind, p, shape)
     assert abs(w.std().item() / std - 1) < 0.025, (w.std().item(), std)
     assert abs(w.mean().item()) < 5 * std / math.sqrt(n)
     if kind in ("uniform", "trunc"):
@@ -210,6 +228,40 @@ def test_statistics_match_formula(spec, shape, fan_in, fan_out):
     cdf = cdf_for(kind, p)
     if cdf is not None:
         assert ks_statistic(w, cdf) < ks_threshold(n)
+
+
+def check_zero_one(w: torch.Tensor) -> None:
+    """ZerO (Zhao et al. 2022, Algorithms 1-2): a conv kernel is zero but at its centre; the centre
+    (out, in) matrix is the partial identity when out <= in, else Hadamard signs / 2^(k/2)."""
+    m, n = w.shape[:2]
+    if w.dim() == 4:
+        centre = w[:, :, w.shape[2] // 2, w.shape[3] // 2]
+        assert torch.count_nonzero(w) == torch.count_nonzero(centre)
+        w = centre
+    if m <= n:
+        assert torch.equal(w, torch.eye(m, n, dtype=w.dtype))
+        return
+    k = math.ceil(math.log2(m))
+    assert torch.allclose(w.abs(), torch.full_like(w, 2 ** (-k / 2)))
+    signs = torch.sign(w)
+    assert torch.equal(signs[0], torch.ones(n, dtype=w.dtype))             # H's first row: all +1
+    assert torch.equal(signs[:, 0], torch.ones(m, dtype=w.dtype))          # and first column
+    assert torch.equal(signs[1, :4], torch.tensor([1, -1, 1, -1], dtype=w.dtype))
+
+
+@pytest.mark.parametrize("m,n", [(4, 2), (8, 8), (16, 5), (256, 64)])
+def test_zero_one_widening_layers_have_orthonormal_columns_at_powers_of_two(m, n):
+    w = torch.empty(m, n)
+    INITIALIZERS.get("zero_one")(w, generator=gen(0))
+    assert torch.allclose(w.T @ w, torch.eye(n), atol=1e-6)
+
+
+@pytest.mark.parametrize("m,n,distinct", [(64, 16, 16), (64, 5, 8), (10, 4, 4), (300, 256, 256)])
+def test_zero_one_widening_rows_repeat_with_the_hadamard_period(m, n, distinct):
+    """Row i of a widening ZerO layer is H[i, :n]: it depends on i mod 2^ceil(log2 n) only."""
+    w = torch.empty(m, n)
+    INITIALIZERS.get("zero_one")(w, generator=gen(0))
+    assert len({tuple(r.tolist()) for r in w}) == distinct
 
 
 def test_ks_statistic_can_reject():

@@ -33,21 +33,8 @@ def _autograd(net, x, y, smoothing=0.0):
     return loss.item(), {n: p.grad.clone() for n, p in net.named_parameters()}
 
 
-@pytest.mark.parametrize("activation", sorted(lenet_kernel.ACTIVATION_GRADS))
-def test_gradients_equal_autograd_for_every_activation(activation):
-    torch.manual_seed(0)
-    G, k, B = 2, 2, 16                  # two batches, each shared by two models
-    ms, kernel, grads = _stack(G * k, activation)
-    x, y = torch.rand(G, B, 1, 28, 28), torch.randint(0, 10, (G, B))
-    loss, logits = kernel.loss_and_grad(x, y)
-    for m, net in enumerate(ms):
-        ref_loss, ref = _autograd(net, x[m // k], y[m // k])
-        assert loss[m].item() == pytest.approx(ref_loss, rel=1e-5)
-        assert torch.allclose(logits[m], net(x[m // k]), atol=1e-5)
-        for name, g in ref.items():
-            scale = g.abs().max().item() or 1.0
-            err = (grads[name][m] - g).abs().max().item() / scale
-            assert err < 1e-4, (activation, m, name, err)
+# The kernel's gradients against autograd, for every activation in float32 and float64, on a batch
+# where no unit sits at a kink: tests/test_cuda.py (its cpu variants run everywhere).
 
 
 def test_c3_table_label_smoothing_and_model_weights():

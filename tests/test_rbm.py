@@ -5,9 +5,10 @@ import math
 import pytest
 import torch
 
-from initlab import init, models, rbm
+from initlab import init, models
 from initlab.data import load_dataset
 from initlab.experiments import study
+from initlab.init import rbm
 
 
 @pytest.fixture(scope="module")

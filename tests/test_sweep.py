@@ -379,3 +379,13 @@ def test_ray_backend_gives_the_local_results(tmp_path, capsys):
     with st.Store(tmp_path / "ray") as s:
         assert s.meta("plan")["execution"]["backend"] == "ray"
         assert s.counts() == {"done": 2}
+
+
+def test_cell_hashes_of_earlier_stores_are_unchanged():
+    """Hashes computed by initlab 0.1.0 for the default study's cells: a store written then resumes."""
+    cfg = StudyConfig()
+    assert sweep.cells_of(cfg)[0]["hash"] == "9e3d76f26dc7f09bbf868aeae6eb10d6f920c83c6476561c1b9d0b4e0e4136e9"
+    cfg.model = "mlp"
+    assert sweep.cells_of(cfg)[1]["hash"] == "9dd3c8defc4d373b575d467812ff385bfd4357089108628b471336e85d23396a"
+    cfg.depth = 30       # a setting added later changes the hash once it is set
+    assert sweep.cells_of(cfg)[1]["hash"] != "9dd3c8defc4d373b575d467812ff385bfd4357089108628b471336e85d23396a"

@@ -7,6 +7,7 @@ registry the parser and the tests are built from.
 from initlab.commands import (
                               bonus,
                               data,
+                              depth,
                               grid,
                               inits,
                               probe,
@@ -18,8 +19,8 @@ from initlab.commands import (
                               transfer,
 )
 
-COMMANDS = {m.NAME: m for m in (study, bonus, report, data, summary, inits, grid, probe, transfer,
-                                sweep, runs)}
+COMMANDS = {m.NAME: m for m in (study, bonus, report, data, summary, inits, grid, probe, depth,
+                                transfer, sweep, runs)}
 
 # commands that train and write a result folder (config.json, meta.json, a table, report.html)
-EXPERIMENT_COMMANDS = ("study", "bonus", "grid", "probe", "transfer", "sweep")
+EXPERIMENT_COMMANDS = ("study", "bonus", "grid", "probe", "depth", "transfer", "sweep")

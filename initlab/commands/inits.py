@@ -1,10 +1,7 @@
 """``initlab inits``: every registered initializer with its formula."""
 from __future__ import annotations
 
-from initlab import (
-    init,
-    rbm,  # noqa: F401  registers the model-level init 'dbn'
-)
+from initlab import init
 from initlab.options import EXIT_OK
 
 NAME = "inits"

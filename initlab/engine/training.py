@@ -27,10 +27,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call, vmap
 
+from initlab.data import DATASETS
 from initlab.engine import lenet_kernel
 from initlab.engine import record as rec
 
-MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # pixel mean/std of the MNIST training set, in [0, 1] units
+# The default standardization, MNIST's pixel mean/std in [0, 1] units (every dataset's own: initlab.data.DATASETS)
+MNIST_MEAN, MNIST_STD = DATASETS.get("mnist").mean[0], DATASETS.get("mnist").std[0]
 
 
 @dataclass
@@ -44,7 +46,7 @@ class TrainConfig:
     schedule: str = "constant"      # constant | onecycle (cosine warm-up from lr/25 to lr, cosine down to lr/25e3)
     warmup: float = 0.2             # onecycle: fraction of the steps spent warming up
     label_smoothing: float = 0.0    # cross-entropy target smoothing
-    normalize: bool = False         # standardize pixels with the MNIST mean/std instead of [0, 1]
+    normalize: bool = False         # standardize pixels with the dataset's mean/std instead of [0, 1]
     train_size: Optional[int] = None  # train on the first N images of a seeded shuffle (None = all)
     record_every: int = 100         # steps between record points; 4x denser over the first 2 intervals
     hist_every: int = 300           # steps between weight histograms (plus the first and last step)
@@ -68,28 +70,36 @@ class TrainData:
     y_test: torch.Tensor
 
 
-def to_float_images(images: torch.Tensor, normalize: bool, device) -> torch.Tensor:
-    """uint8 (N, 28, 28) -> float (N, 1, 28, 28) in [0, 1], or standardized with the MNIST mean/std.
-    Colour images come as (N, C, H, W) (kept) or channels-last (N, H, W, C) (moved to (N, C, H, W)),
-    C = 1 or 3; the MNIST constants are used for them too."""
+def to_float_images(images: torch.Tensor, normalize: bool, device, mean: Sequence[float] = (MNIST_MEAN,),
+                    std: Sequence[float] = (MNIST_STD,)) -> torch.Tensor:
+    """uint8 (N, 28, 28) -> float (N, 1, 28, 28) in [0, 1], or standardized per channel with ``mean`` /
+    ``std`` (the dataset's, ``Dataset.mean`` / ``.std``, in [0, 1] units; default MNIST's; a single value
+    serves every channel). Colour images come as (N, C, H, W) (kept) or channels-last (N, H, W, C)
+    (moved to (N, C, H, W)), C = 1 or 3."""
     x = images.to(device=device, dtype=torch.float32).div_(255.0)
     if x.dim() == 3:
         x = x.unsqueeze(1)                                       # (N, H, W) -> (N, 1, H, W)
     elif x.dim() == 4 and x.shape[1] not in (1, 3) and x.shape[3] in (1, 3):
         x = x.permute(0, 3, 1, 2).contiguous()                   # (N, H, W, C) -> (N, C, H, W)
     if normalize:
-        x = x.sub_(MNIST_MEAN).div_(MNIST_STD)
+        if len(mean) == 1:
+            mean, std = tuple(mean) * x.shape[1], tuple(std) * x.shape[1]
+        if len(mean) != x.shape[1] or len(std) != x.shape[1]:
+            raise ValueError(f"{len(mean)} means and {len(std)} stds for {x.shape[1]}-channel images")
+        for c in range(x.shape[1]):      # Python scalars, as x.sub_(m).div_(s): the same rounding on any device
+            x[:, c].sub_(mean[c]).div_(std[c])
     return x
 
 
 def prepare(train_images, train_labels, test_images, test_labels, cfg: TrainConfig,
-            device="cpu") -> TrainData:
-    """Move a dataset to ``device`` as floats. The held-out curve set is the first ``heldout_size``
-    images of the test split; the final accuracy is measured on the whole test split."""
-    x_test = to_float_images(test_images, cfg.normalize, device)
+            device="cpu", mean: Sequence[float] = (MNIST_MEAN,), std: Sequence[float] = (MNIST_STD,)) -> TrainData:
+    """Move a dataset to ``device`` as floats (with ``cfg.normalize``, standardized with ``mean`` / ``std``:
+    pass the dataset's). The held-out curve set is the first ``heldout_size`` images of the test split;
+    the final accuracy is measured on the whole test split."""
+    x_test = to_float_images(test_images, cfg.normalize, device, mean, std)
     y_test = test_labels.to(device=device, dtype=torch.long)
     return TrainData(
-        x_train=to_float_images(train_images, cfg.normalize, device),
+        x_train=to_float_images(train_images, cfg.normalize, device, mean, std),
         y_train=train_labels.to(device=device, dtype=torch.long),
         x_heldout=x_test[: cfg.heldout_size], y_heldout=y_test[: cfg.heldout_size],
         x_test=x_test, y_test=y_test,

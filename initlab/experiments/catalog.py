@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Tuple
 
 from initlab import files
-from initlab.experiments import bonus, grid, probe_report, study_report, transfer_report
+from initlab.experiments import bonus, depth_report, grid, probe_report, study_report, transfer_report
 
 Table = Tuple[List[str], List[List[str]]]
 
@@ -51,4 +51,5 @@ EXPERIMENTS: Dict[str, Experiment] = {e.name: e for e in (
     Experiment("grid", grid.write_report, _grid_summary),
     Experiment("probe", probe_report.write_report, _probe_summary),
     Experiment("transfer", transfer_report.write_report, _transfer_summary),
+    Experiment("depth", depth_report.write_report, depth_report.summary_table),
 )}

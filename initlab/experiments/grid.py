@@ -99,7 +99,8 @@ def preflight(cfg, activations: Sequence[str], dataset) -> None:
     (e.g. ``orthogonal`` asks ``calculate_gain`` for ``very_leaky_relu``; ``lsuv`` needs every layer to
     be called as a module)."""
 
-    x = engine.to_float_images(dataset.train_images[:64], cfg.train.normalize, "cpu")
+    x = engine.to_float_images(dataset.train_images[:64], cfg.train.normalize, "cpu", dataset.mean,
+                              dataset.std)
     for a in activations:
         c = dataclasses.replace(cfg, activation=a)
         study.validate(c)

@@ -55,12 +55,12 @@ def prediction_error(rows: List[dict]) -> Dict[Tuple[str, str], float]:
     return dict(worst)
 
 
-def _geo(xs: Sequence[float]) -> float:
+def geomean(xs: Sequence[float]) -> float:
     xs = [x for x in xs if _finite_pos(x)]
     return math.exp(statistics.fmean(math.log(x) for x in xs)) if xs else math.nan
 
 
-def _num(x: float) -> str:
+def num(x: float) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "n/a"
     if math.isinf(x):
@@ -83,7 +83,7 @@ def ratio_table(rows: List[dict], inits: List[str], activations: List[str]) -> T
                 cells.append("")
                 continue
             mark = " ✓" if all(v["kept"] for v in vals) else ""
-            cells.append(_num(_geo([v["ratio"] for v in vals]) if any(_finite_pos(v["ratio"]) for v in vals)
+            cells.append(num(geomean([v["ratio"] for v in vals]) if any(_finite_pos(v["ratio"]) for v in vals)
                               else vals[0]["ratio"]) + mark)
         body.append(cells)
     return ["init \\ activation"] + activations, body
@@ -105,17 +105,17 @@ def observations(rows: List[dict], inits: List[str], activations: List[str]) -> 
             vals = [v for (ii, aa, _), v in sp.items() if ii == i and aa == a]
             if not vals:
                 continue
-            r = _geo([v["ratio"] for v in vals])
+            r = geomean([v["ratio"] for v in vals])
             mm = max(v["maxmin"] for v in vals)
             if all(v["kept"] for v in vals):
-                kept.append(f"{i} (max/min {_num(mm)})")
+                kept.append(f"{i} (max/min {num(mm)})")
             elif all(_finite_pos(v["ratio"]) and v["ratio"] < 1 / KEEP_FACTOR for v in vals) or \
                     all(v["ratio"] == 0 for v in vals):
-                shrink.append(f"{i} (last/first {_num(r if _finite_pos(r) else 0.0)})")
+                shrink.append(f"{i} (last/first {num(r if _finite_pos(r) else 0.0)})")
             elif all(_finite_pos(v["ratio"]) and v["ratio"] > KEEP_FACTOR for v in vals):
-                grow.append(f"{i} (last/first {_num(r)})")
+                grow.append(f"{i} (last/first {num(r)})")
             else:
-                vary.append(f"{i} (max/min {_num(mm)})")
+                vary.append(f"{i} (max/min {num(mm)})")
         parts = [f"{a}: within x{KEEP_FACTOR:g} over all {depth} hidden layers on every seed: "
                  + (", ".join(kept) or "none")]
         if shrink:
@@ -128,7 +128,7 @@ def observations(rows: List[dict], inits: List[str], activations: List[str]) -> 
         if e:
             finite = [x for x in e if math.isfinite(x)]
             what = "the exact prediction" if kind.get(a) == "exact" else "the mean-field approximation"
-            parts.append(f"{what} is within x{_num(max(finite))} of the measurement at every layer for "
+            parts.append(f"{what} is within x{num(max(finite))} of the measurement at every layer for "
                          f"{len(finite)} of {len(e)} inits" if finite else
                          f"{what} could not be compared (zero or non-finite stds)")
         out.append("; ".join(parts) + f" ({len(seeds)} seed{'s' if len(seeds) != 1 else ''}).")
@@ -169,13 +169,13 @@ def plot(rows: List[dict], inits: List[str], activations: List[str], path: Path)
                 layers = sorted(per_layer)
                 def series(k, f):
                     return [f([r[k] for r in per_layer[l]]) for l in layers]
-                mean = series(key, _geo)
+                mean = series(key, geomean)
                 lo = series(key, lambda v: min([x for x in v if _finite_pos(x)], default=math.nan))
                 hi = series(key, lambda v: max([x for x in v if _finite_pos(x)], default=math.nan))
                 ax.plot(layers, mean, "-", color=colors[i], lw=1.6, label=i)
                 ax.fill_between(layers, lo, hi, color=colors[i], alpha=0.15, lw=0)
                 style = "--" if per_layer[layers[0]][0]["prediction"] == "exact" else "-."
-                ax.plot(layers, series(pkey, _geo), style, color=colors[i], lw=1.0, alpha=0.9)
+                ax.plot(layers, series(pkey, geomean), style, color=colors[i], lw=1.0, alpha=0.9)
             ax.set_yscale("log")
             ax.grid(alpha=0.3)
             ax.set_title(f"{a} — {title}", fontsize=9)
@@ -225,7 +225,7 @@ def write_report(out: Path) -> Path:
     doc.paragraph(f"Cells: last/first forward std over the {depth} hidden layers (geometric mean over "
                   f"seeds); ✓ = max/min over those layers <= {KEEP_FACTOR:g} on every seed. With ReLU and "
                   f"fan_in = fan_out = n, xavier's Var(w) = 1/n halves the variance per layer: "
-                  f"(1/√2)^{depth - 1} = {_num(2 ** (-(depth - 1) / 2))}.")
+                  f"(1/√2)^{depth - 1} = {num(2 ** (-(depth - 1) / 2))}.")
     doc.table(*ratio_table(rows, inits, activations))
     doc.heading("From the measurement").bullets(observations(rows, inits, activations))
     doc.image("Plot", plot(rows, inits, activations, out / "probe.png"), level=2)

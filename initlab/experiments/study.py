@@ -23,7 +23,6 @@ from initlab import (
     files,
     init,
     models,
-    rbm,  # noqa: F401  registers the model-level init 'dbn'
 )
 from initlab.activations import ACTIVATIONS
 from initlab.options import UsageError
@@ -41,6 +40,9 @@ class StudyConfig:
     activation: str = "relu"
     pool: str = "avg"               # LeNet-5 subsampling: avg (the paper's) or max
     c3_table: bool = False          # LeNet-5's partial C3 connections (Table I)
+    width: Optional[int] = None     # mlp: units per hidden layer (None: the model's own, 500)
+    depth: Optional[int] = None     # mlp: hidden layers (None: the model's own, 2)
+    conv: bool = False              # mlp: 3x3 convolutions (padding 1) instead of linear layers
     bias_init: float = 0.0          # every bias starts at this constant, for every init
     dataset: str = "mnist"
     data_dir: Optional[str] = None
@@ -79,6 +81,10 @@ def validate(cfg: StudyConfig) -> None:
         (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:"),
          f"unknown device {cfg.device!r}; choose from: auto, cpu, cuda"),
         (cfg.seeds >= 1, f"--seeds must be >= 1, got {cfg.seeds}"),
+        (cfg.width is None or cfg.width >= 1, f"--width must be >= 1, got {cfg.width}"),
+        (cfg.depth is None or cfg.depth >= 1, f"--depth must be >= 1, got {cfg.depth}"),
+        (cfg.model == "mlp" or (cfg.width is None and cfg.depth is None and not cfg.conv),
+         f"--width, --depth and --conv shape the mlp; --model {cfg.model} has its own layers"),
         (cfg.seeds_per_stack >= 0, f"--seeds-per-stack must be >= 0, got {cfg.seeds_per_stack}"),
         (cfg.workers >= 0, f"--workers must be >= 0, got {cfg.workers}"),
         (math.isfinite(cfg.bias_init), f"--bias-init must be a finite number, got {cfg.bias_init}"),
@@ -94,8 +100,9 @@ def validate(cfg: StudyConfig) -> None:
         (0 <= t.label_smoothing < 1, f"--label-smoothing must be in [0, 1), got {t.label_smoothing}"),
         (t.weight_decay >= 0, f"--weight-decay must be >= 0, got {t.weight_decay}"),
     ]
-    checks.append((not (cfg.dataset in COLOUR_DATASETS and cfg.model == "lenet5"),
-                   f"--model lenet5 takes 1x28x28 images; {cfg.dataset} is 3x32x32: use "
+    shape = image_shape(cfg.dataset)
+    checks.append((not (shape != LENET_INPUT and cfg.model == "lenet5"),
+                   f"--model lenet5 takes 1x28x28 images; {cfg.dataset} is {'x'.join(map(str, shape))}: use "
                    f"--model three_layer_convnet, two_layer_fc or mlp"))
     for ok, message in checks:
         if not ok:
@@ -176,15 +183,25 @@ def _check_model_inits(cfg: StudyConfig) -> None:
                 raise ConfigError(f"--inits {spec}: {e}") from None
 
 
-COLOUR_DATASETS = ("cifar10",)   # 3x32x32 images; the others are 1x28x28
+LENET_INPUT = (1, 28, 28)   # (C, H, W) of LeNet-5's images, and every model's default
+
+
+def image_shape(dataset: str) -> Tuple[int, int, int]:
+    """(C, H, W) of a dataset's images, from the registry (LeNet-5's for a name it lacks: validate says so)."""
+    return data_mod.DATASETS.get(dataset).image_shape if dataset in data_mod.DATASETS else LENET_INPUT
 
 
 def model_options(cfg: StudyConfig) -> Dict:
     if cfg.model == "lenet5":
         return {"activation": cfg.activation, "pool": cfg.pool, "c3_table": cfg.c3_table}
-    if cfg.dataset in COLOUR_DATASETS:
-        return {"activation": cfg.activation, "in_channels": 3, "image_size": 32}
-    return {"activation": cfg.activation}
+    options = {"activation": cfg.activation}
+    c, h, _ = image_shape(cfg.dataset)
+    if (c, h) != LENET_INPUT[:2]:
+        options.update(in_channels=c, image_size=h)
+    options.update({k: v for k, v in (("width", cfg.width), ("depth", cfg.depth)) if v is not None})
+    if cfg.conv:
+        options["conv"] = True
+    return options
 
 
 @dataclass
@@ -267,7 +284,7 @@ def default_workers(device: torch.device) -> int:
 def _train_block(cfg: StudyConfig, seeds: List[int], inits: List[str], ds, device, report):
     """Build, initialize and train one stack; returns (StackResult, [init info per run])."""
     data = engine.prepare(ds.train_images, ds.train_labels, ds.test_images, ds.test_labels,
-                          cfg.train, device)
+                          cfg.train, device, mean=ds.mean, std=ds.std)
     built = [[build_and_initialize(cfg, spec, s, data.x_train) for spec in inits] for s in seeds]
     res = engine.train_stack([[m for m, _ in row] for row in built], seeds, data, cfg.train,
                              progress=report)

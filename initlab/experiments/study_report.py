@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from initlab.data import DATASETS
 from initlab.document import Document, colours, mean, pct, std
 from initlab.document import settings_line as settings_line_of
 from initlab.files import read_json, read_table
@@ -432,7 +433,7 @@ def _dead_curve(f: StudyFiles, init: str):
 def settings_line(f: StudyFiles) -> str:
     c, t = f.config, f.config.get("train", {})
     seeds = sorted({r["seed"] for r in f.runs})
-    size = t.get("train_size") or 60000
+    size = t.get("train_size") or DATASETS.get(c.get("dataset", "mnist")).train_size
     return settings_line_of(
         f"{c.get('model')} on {c.get('dataset')}, activation {c.get('activation')}, "
         f"{t.get('optimizer')} lr {t.get('lr')} ({t.get('schedule')}), batch {t.get('batch_size')}, "

@@ -252,7 +252,7 @@ def pretrain(cfg: TransferConfig, ds, out: Optional[Path], device, progress=None
 
 
     src = engine.prepare(ds.train_images, ds.train_labels, ds.test_images, ds.test_labels,
-                         cfg.train, device)
+                         cfg.train, device, mean=ds.mean, std=ds.std)
     seeds = cfg.seed_list
     stack = []
     for seed in seeds:
@@ -356,7 +356,7 @@ def run_transfer(cfg: TransferConfig, out: Optional[Path] = None, progress: bool
             states, result.pretrain = pretrain(cfg, src, out, device, progress=bar.update)
             src = None  # free the source images before the target's are made float
         data = engine.prepare(tgt.train_images, tgt.train_labels, tgt.test_images, tgt.test_labels,
-                              cfg.train, device)
+                              cfg.train, device, mean=tgt.mean, std=tgt.std)
         pre_acc = {r["seed"]: r.get("test_acc") for r in result.pretrain}
         source = result.pretrain[0]["source"] if result.pretrain else cfg.source
         for p in plan:

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
+from initlab.data import DATASETS
 from initlab.runs import store as st
 from initlab.options import STUDY_FLAGS, UsageError, configure, read_toml
 from initlab.engine import TrainConfig
@@ -58,6 +59,9 @@ from initlab.files import atomic_write_text
 
 # settings that say how or where runs are trained, not what a run is: not part of a cell's hash
 NOT_IN_CELL = ("inits", "seeds", "first_seed", "data_dir", "device", "seeds_per_stack", "workers")
+# fields added to StudyConfig after run stores were first written, with their defaults: left out of a
+# cell's hash while at the default, so the hashes of earlier stores (and their resumes) stay valid
+ADDED_LATER = {"width": None, "depth": None, "conv": False}
 SWEEP_WIDE = ("seeds", "first_seed", "seeds_per_stack", "data_dir", "device")
 BACKENDS = ("local", "ray")
 
@@ -74,6 +78,9 @@ def cell_settings(cfg) -> dict:
     d = asdict(cfg)
     for key in NOT_IN_CELL:
         d.pop(key, None)
+    for key, default in ADDED_LATER.items():     # at its default, a newer field leaves the hash alone
+        if d.get(key, default) == default:
+            d.pop(key, None)
     return d
 
 
@@ -273,7 +280,8 @@ def plan_tasks(pending: Sequence[dict], options: dict, per_stack: int,
             config = chunk[0][0]["config"]
             cfg = config_for(settings_of(config), [c["init"] for c in chunk[0]],
                              [row[0]["seed"] for row in chunk], options)
-            n = cfg.train.train_size or train_sizes.get((cfg.dataset, cfg.data_dir), 60000)
+            n = cfg.train.train_size or train_sizes.get((cfg.dataset, cfg.data_dir),
+                                                        DATASETS.get(cfg.dataset).train_size)
             n = min(n, train_sizes.get((cfg.dataset, cfg.data_dir), n))
             tasks.append(Task(tid=len(tasks), cfg=cfg, hashes=[[c["hash"] for c in row] for row in chunk],
                               steps=steps_for(n, cfg.train),
@@ -343,7 +351,7 @@ def initial_gradients(task: Task) -> Dict[str, Dict[str, dict]]:
 
     cfg = task.cfg
     ds = dataset(cfg.dataset, cfg.data_dir)
-    x_train = engine.to_float_images(ds.train_images, cfg.train.normalize, "cpu")
+    x_train = engine.to_float_images(ds.train_images, cfg.train.normalize, "cpu", ds.mean, ds.std)
     out = {}
     for s, seed in enumerate(cfg.seed_list):
         idx = engine.data_order(len(x_train), seed, cfg.train.epochs,

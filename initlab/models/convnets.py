@@ -1,18 +1,16 @@
-"""More models: the two-layer fully-connected net and the three-layer ConvNet of Stanford's CS231n
-("PyTorch" notebook of assignment 2), registered in ``initlab.models.MODELS``.
+"""The three-layer ConvNet of Stanford's CS231n ("PyTorch" notebook of assignment 2), in three forms.
 
-The three-layer ConvNet is written three ways that compute the same function for the same weights
-(``tests/test_convnets.py`` checks it):
+The three forms compute the same function for the same weights (``tests/test_convnets.py`` checks it):
 
 * barebones -- ``three_layer_convnet_fn(x, params)``: explicit tensors and ``torch.nn.functional``,
   the notebook's "barebones PyTorch" part;
 * ``nn.Module`` -- ``ThreeLayerConvNet``, layers as attributes and a hand-written ``forward``;
 * ``nn.Sequential`` -- ``ThreeLayerConvNetSequential``, the layers as a named list.
 
-Every model follows the contract of ``initlab.models``: ``forward(x, return_activations=False)``,
-an ``.act`` attribute, and activation-dict keys equal to the names of the Conv/Linear modules
-(``conv1``, ``conv2``, ``output``; ``fc1``, ``output``). Input channels and image size are options,
-so the same models take MNIST (1x28x28) and CIFAR-10 (3x32x32).
+``three_layer_convnet(form=...)`` picks one; ``initlab.models`` registers it. Every form follows the
+contract of ``initlab.models``: ``forward(x, return_activations=False)``, an ``.act`` attribute, and
+activation-dict keys equal to the names of the Conv/Linear modules (``conv1``, ``conv2``, ``output``).
+Input channels and image size are options, so the same models take MNIST (1x28x28) and CIFAR-10 (3x32x32).
 """
 from __future__ import annotations
 
@@ -25,43 +23,11 @@ import torch.nn.functional as F
 
 from initlab import activations
 from initlab.activations import Activation
-from initlab.models import MODELS
 
-# CS231n assignment 2 (PyTorch notebook) defaults: a 4000-unit hidden layer for the two-layer net;
-# 32 5x5 filters then 16 3x3 filters for the ConvNet ("channel_1 = 32, channel_2 = 16").
-HIDDEN = 4000
+# CS231n assignment 2 (PyTorch notebook) defaults: 32 5x5 filters then 16 3x3 filters
+# ("channel_1 = 32, channel_2 = 16").
 CHANNEL_1, CHANNEL_2 = 32, 16
 FORMS = ("module", "sequential", "barebones")
-
-
-# --------------------------------------------------------------------------------------------------
-# Two-layer fully-connected net
-# --------------------------------------------------------------------------------------------------
-
-class TwoLayerFC(nn.Module):
-    """flatten -> fc1 (``hidden`` units) -> act -> output (``num_classes`` logits).
-
-    With the defaults on MNIST: 784 -> 4000 -> 10, 3,180,010 parameters.
-    """
-
-    def __init__(self, activation: str = "relu", in_channels: int = 1, image_size: int = 28,
-                 hidden: int = HIDDEN, num_classes: int = 10) -> None:
-        super().__init__()
-        self.act = activations.get(activation)
-        self.fc1 = nn.Linear(in_channels * image_size * image_size, hidden)
-        self.output = nn.Linear(hidden, num_classes)
-
-    def forward(self, x: torch.Tensor, return_activations: bool = False):
-        acts: Dict[str, torch.Tensor] = {}
-        x = acts["fc1"] = self.act.fn(self.fc1(x.flatten(1)))      # (N, hidden)
-        logits = acts["output"] = self.output(x)                  # (N, num_classes)
-        return (logits, acts) if return_activations else logits
-
-
-@MODELS.register("two_layer_fc")
-def two_layer_fc(activation: str = "relu", in_channels: int = 1, image_size: int = 28,
-                 hidden: int = HIDDEN, num_classes: int = 10) -> TwoLayerFC:
-    return TwoLayerFC(activation, in_channels, image_size, hidden, num_classes)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -195,7 +161,6 @@ class ThreeLayerConvNetSequential(nn.Sequential):
         return (x, acts) if return_activations else x
 
 
-@MODELS.register("three_layer_convnet")
 def three_layer_convnet(activation: str = "relu", in_channels: int = 1, image_size: int = 28,
                         channel_1: int = CHANNEL_1, channel_2: int = CHANNEL_2, num_classes: int = 10,
                         form: str = "module") -> nn.Module:

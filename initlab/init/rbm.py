@@ -25,8 +25,8 @@ Gibbs step (CD-1) on a batch of B images:
 applied with momentum and an L2 weight cost on ``W``. Greedy stacking: the first RBM models the
 pixels, the second models the first one's hidden probabilities, and so on.
 
-``dbn`` (registered in ``initlab.init.MODEL_INITIALIZERS`` when this module is imported; ``initlab.study``
-imports it) pre-trains one RBM per hidden layer of a fully connected model (``mlp``) on ``data`` and
+``dbn`` (registered in ``initlab.init.MODEL_INITIALIZERS``, so available wherever ``initlab.init`` is
+imported) pre-trains one RBM per hidden layer of a fully connected model (``mlp``) on ``data`` and
 copies their weights and hidden biases in; the output layer gets ``xavier``. Backprop then fine-tunes
 the whole net: a deep belief net used as an initialization.
 """
@@ -40,7 +40,8 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from initlab import init
+from initlab.init.schemes import xavier
+from initlab.init.spec import MODEL_INITIALIZERS, init_layers
 
 # Hinton (2010), "A practical guide to training RBMs" — the defaults below, with the section they come from.
 INIT_STD = 0.01        # sec. 8: W ~ N(0, 0.01^2)
@@ -142,7 +143,7 @@ def pretrain_stack(data: Tensor, sizes: List[int], *, generator: torch.Generator
 def check_model(model: nn.Module) -> None:
     """Raise ValueError unless ``model``'s weight layers are a chain of ``nn.Linear`` (what a stack of
     RBMs can fill): every layer's input size is the previous one's output size."""
-    layers = list(init.init_layers(model))
+    layers = list(init_layers(model))
     if len(layers) < 2:
         raise ValueError("dbn needs at least one hidden layer before the output layer")
     for (name, m), (_, prev) in zip(layers, [(None, None)] + layers[:-1]):
@@ -154,7 +155,7 @@ def check_model(model: nn.Module) -> None:
                              f"but the layer before gives {prev.out_features}")
 
 
-@init.MODEL_INITIALIZERS.register("dbn")
+@MODEL_INITIALIZERS.register("dbn")
 def dbn(
     model: nn.Module,
     *,
@@ -211,7 +212,7 @@ def dbn(
     if images < 1 or epochs < 1 or batch_size < 1 or not (math.isfinite(lr) and lr > 0):
         raise ValueError(f"dbn needs images, epochs, batch_size >= 1 and lr > 0; got images={images}, "
                          f"epochs={epochs}, batch_size={batch_size}, lr={lr}")
-    layers = list(init.init_layers(model))
+    layers = list(init_layers(model))
     *hidden, (out_name, out) = layers
     param = hidden[0][1].weight
     x = data[:images].detach().flatten(1).to(device=param.device, dtype=param.dtype)   # (N, n_0)
@@ -230,7 +231,7 @@ def dbn(
             if m.bias is not None:
                 m.bias.copy_(rbm.c)
             info["layer"] = name
-        init.xavier(out.weight, generator=generator)
+        xavier(out.weight, generator=generator)
     return {"pretrain_seconds": seconds,
             "rbm": [{"layer": i.pop("layer"), **i} for i in infos]}
 

@@ -1,0 +1,120 @@
+"""Deep plain nets: where initialization decides whether a network trains at all.
+
+He, Zhang, Ren & Sun (2015, Fig. 3): a 30-layer plain ReLU net converges with their init (Var(w) =
+2/fan_in) and stalls with Xavier's (Var(w) = 1/fan_avg), whose ReLU signal halves its variance at every
+layer. ``initlab depth`` trains plain nets (``mlp``: ``depth`` hidden layers of ``width`` units, no
+normalization, no skip connections; ``--conv`` for 3x3 conv stacks) at several depths, under several
+inits and learning rates, one epoch of SGD with Nesterov momentum 0.9 by default (as the paper trains;
+``--optimizer adam`` measures how much Adam's per-weight step sizes rescue a bad scale), and probes the
+deepest net's signal at initialization with :mod:`initlab.experiments.probe`.
+
+Each (depth, lr) is one study (:func:`initlab.experiments.study.run_study`: every init x seed as one
+batched stack, every init of a seed on the same data order); only the deepest depth records curves.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import List, Optional
+
+from initlab import data as data_mod
+from initlab import engine, files
+from initlab.experiments import probe, study
+from initlab.options import UsageError
+
+DEPTHS = (5, 10, 20, 30, 50)
+DEPTH_INITS = ("xavier", "kaiming", "normal", "orthogonal", "lsuv")
+LRS = (3e-3, 1e-2)           # the range where the paper's contrast shows on MNIST at batch 32
+
+
+@dataclass
+class DepthConfig:
+    """Everything a depth experiment depends on; written next to its results as ``config.json``."""
+    depths: List[int] = field(default_factory=lambda: list(DEPTHS))
+    inits: List[str] = field(default_factory=lambda: list(DEPTH_INITS))
+    lrs: List[float] = field(default_factory=lambda: list(LRS))
+    seeds: int = 2
+    first_seed: int = 0
+    width: int = 256                # units per hidden layer (channels with conv)
+    conv: bool = False              # 3x3 convolutions, padding 1, instead of fully connected layers
+    activation: str = "relu"
+    optimizer: str = "sgd"          # sgd (Nesterov momentum 0.9, as He et al. train) | adam | adamw
+    batch_size: int = 32
+    epochs: int = 1
+    train_size: Optional[int] = None  # the first N training images of a seeded shuffle (None: all)
+    bias_init: float = 0.0
+    dataset: str = "mnist"
+    data_dir: Optional[str] = None
+    device: str = "auto"
+    workers: int = 0                # training processes; 0 = one per core on the CPU, 1 on a GPU
+
+    @property
+    def deepest(self) -> int:
+        return max(self.depths)
+
+
+def study_config(cfg: DepthConfig, depth: int, lr: float) -> study.StudyConfig:
+    """The study that trains every init x seed at one depth and learning rate."""
+    return study.StudyConfig(
+        inits=list(cfg.inits), seeds=cfg.seeds, first_seed=cfg.first_seed, model="mlp",
+        activation=cfg.activation, width=cfg.width, depth=depth, conv=cfg.conv,
+        bias_init=cfg.bias_init, dataset=cfg.dataset, data_dir=cfg.data_dir, device=cfg.device,
+        workers=cfg.workers,
+        train=engine.TrainConfig(epochs=cfg.epochs, lr=lr, batch_size=cfg.batch_size,
+                                 optimizer=cfg.optimizer, train_size=cfg.train_size,
+                                 record=depth == cfg.deepest))
+
+
+def probe_config(cfg: DepthConfig) -> probe.ProbeConfig:
+    """The signal probe of the deepest net at initialization (no training)."""
+    return probe.ProbeConfig(inits=list(cfg.inits), activations=[cfg.activation], width=cfg.width,
+                             depth=cfg.deepest, conv=cfg.conv, seeds=cfg.seeds,
+                             first_seed=cfg.first_seed, bias_init=cfg.bias_init, dataset=cfg.dataset,
+                             data_dir=cfg.data_dir)
+
+
+def validate(cfg: DepthConfig) -> None:
+    """Raise UsageError (one line) for the first bad setting, before any training."""
+    if not cfg.depths or any(d < 1 for d in cfg.depths):
+        raise UsageError(f"--depths must be >= 1, got {' '.join(map(str, cfg.depths)) or 'none'}")
+    if not cfg.lrs or any(not (math.isfinite(lr) and lr > 0) for lr in cfg.lrs):
+        raise UsageError(f"--lrs must be > 0, got {' '.join(map(str, cfg.lrs)) or 'none'}")
+    if cfg.activation not in probe.activation_names():
+        raise UsageError(f"unknown activation {cfg.activation!r}; choose from: "
+                         f"{', '.join(probe.activation_names())}")
+    study.validate(study_config(cfg, cfg.deepest, cfg.lrs[0]))
+    probe.validate(probe_config(cfg))
+
+
+@dataclass
+class DepthResult:
+    runs: List[dict]
+    curves: List[dict]
+    probe: List[dict]
+    interrupted: bool = False
+
+
+def run_depth(cfg: DepthConfig, dataset=None, progress: bool = True) -> DepthResult:
+    """Probe the deepest net, then train every depth x lr x init x seed; deepest first, so that an
+    interrupted run has the most telling column."""
+    validate(cfg)
+    ds = dataset if dataset is not None else data_mod.load_dataset(cfg.dataset, cfg.data_dir, quiet=True)
+    result = DepthResult([], [], probe.run_probe(probe_config(cfg), dataset=ds, progress=progress))
+    for lr in cfg.lrs:
+        for depth in sorted(cfg.depths, reverse=True):
+            res = study.run_study(study_config(cfg, depth, lr), dataset=ds, progress=progress)
+            tag = {"depth": depth, "lr": lr}
+            result.runs += [{**tag, **r} for r in res.runs]
+            result.curves += [{**tag, **c} for c in res.curves]
+            if res.interrupted:
+                result.interrupted = True
+                return result
+    return result
+
+
+def write_depth(out: Path, cfg: DepthConfig, result: DepthResult) -> None:
+    """config.json, meta.json, probe.csv, curves.csv (the deepest depth), runs.csv."""
+    files.write_result(out, "depth", asdict(cfg),
+                       {"probe": result.probe, "curves": result.curves, "runs": result.runs},
+                       {"interrupted": result.interrupted})
