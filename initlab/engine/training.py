@@ -435,15 +435,15 @@ class Stack:
         """xb (S, B, 1, 28, 28) -> logits (S, I, B, 10), through vmap (with autograd)."""
         return self._train_fn(self.params, xb)
 
-    def loss_and_grad(self, xb: torch.Tensor, yb: torch.Tensor, alive: torch.Tensor,
+    def loss_and_grad(self, xb: torch.Tensor, yb: torch.Tensor, alive: Optional[torch.Tensor] = None,
                       label_smoothing: float = 0.0):
         """One step's per-model mean cross-entropy (S, I) and logits (S, I, B, 10) for seed batches
         ``xb`` (S, B, ...) and labels ``yb`` (S, B); fills every parameter's ``.grad`` with the
-        gradient of its own model's loss (zero for models not ``alive``)."""
+        gradient of its own model's loss (zero for models not ``alive``; None: all are)."""
         S, I = self.S, self.I
         if self.kernel is not None:
-            loss, logits = self.kernel.loss_and_grad(xb, yb, alive.reshape(-1).float(),
-                                                     label_smoothing)
+            weights = None if alive is None else alive.reshape(-1).float()
+            loss, logits = self.kernel.loss_and_grad(xb, yb, weights, label_smoothing)
             return loss.view(S, I), logits.view(S, I, *logits.shape[1:])
         logits = self.forward(xb)                                                 # (S, I, B, 10)
         B = yb.shape[1]
@@ -451,7 +451,8 @@ class Stack:
         per_model = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
                                     reduction="none", label_smoothing=label_smoothing)
         per_model = per_model.view(S, I, B).mean(-1)                              # (S, I)
-        loss = torch.where(alive, per_model, torch.zeros_like(per_model)).sum()
+        loss = (per_model if alive is None else
+                torch.where(alive, per_model, torch.zeros_like(per_model))).sum()
         for p in self.params.values():
             p.grad = None
         loss.backward()
@@ -576,6 +577,7 @@ def train_stack(models: List[List[nn.Module]], seeds: Sequence[int], data: Train
                                     for i in range(I)] for s in range(S)])
               for layer in _layer_names(stack)}
     alive = torch.ones(S, I, dtype=torch.bool, device=device)
+    all_alive = True        # then the step skips the masking (the same numbers, fewer operations)
     diverged_step = torch.full((S, I), -1, dtype=torch.long)
     run_loss = torch.zeros(S, I, device=device)
     run_correct = torch.zeros(S, I, device=device)
@@ -597,7 +599,8 @@ def train_stack(models: List[List[nn.Module]], seeds: Sequence[int], data: Train
             start = e * n_images + k * cfg.batch_size
             idx = orders[:, start:min(start + cfg.batch_size, (e + 1) * n_images)]     # (S, B)
             xb, yb = data.x_train[idx], data.y_train[idx]                             # (S,B,1,28,28)
-            per_model, logits = stack.loss_and_grad(xb, yb, alive, cfg.label_smoothing)
+            per_model, logits = stack.loss_and_grad(xb, yb, None if all_alive else alive,
+                                                    cfg.label_smoothing)
             if pending is not None:
                 hist = step % cfg.hist_every == 0
                 _record_layers(stack, step, pending, ranges, hist, records)
@@ -618,6 +621,7 @@ def train_stack(models: List[List[nn.Module]], seeds: Sequence[int], data: Train
                     if bad.any():
                         diverged_step[bad.cpu()] = step
                         alive &= ~bad
+                        all_alive = False
             if threads is not None:
                 threads.tick()
             if progress is not None:
