@@ -1,88 +1,179 @@
-"""initlab's engine against the textbook LAB03-1 loop, side by side in one run.
+"""initlab against the textbook LAB03-1 loop: whole processes, timed from start to exit (`make bench`).
 
-    python benchmarks/engine_speed.py                 # the full comparison (about 9 min on 2 cores)
-    python benchmarks/engine_speed.py --quick         # fewer images, for a smoke test
-    python benchmarks/engine_speed.py --profile       # one LeNet-5 step: where its time goes
+    python benchmarks/engine_speed.py                   # (a), (b), (c), median of 3 (~6 min on 2 quiet cores)
+    python benchmarks/engine_speed.py --repeats 1       # one round, a smoke test
+    python benchmarks/engine_speed.py --against DIR     # also time the initlab of another checkout (before/after)
+    python benchmarks/engine_speed.py --layouts         # also the default study in one process: accuracies
+    python benchmarks/engine_speed.py --profile         # one LeNet-5 step: where its time goes
+    python benchmarks/engine_speed.py --detail          # the in-process comparison: recording, scaling
 
-Every measurement runs in a fresh child process (so its peak memory is its own), one after another.
-Printed: seconds per model-epoch and model-epochs per second for each, their ratio, peak memory, the
-recording overhead (engine with recording vs without), and how the engine's time grows with the number
-of models trained together and with the number of training images. Accuracies of both, same seeds.
+The yardstick is ``benchmarks/textbook.py``: one LeNet-5 as students write it (an ``nn.Module``, a
+``DataLoader`` over MNIST, batch 32, Adam 1e-3, one epoch, torch's default threads, then the test
+set), as a command of its own. Against it, three ``initlab study`` commands, each a fresh process:
+
+    (a) initlab study --inits kaiming --seeds 1 --quiet      one model
+    (b) initlab study --quiet                                the default study: 5 inits x 3 seeds
+    (c) initlab study --seeds 10 --quiet                     50 models
+
+Every process's wall clock counts: interpreter and torch start-up, data, training, recording, the
+final test evaluation, the run store, the tables and the plotted report. A study of n models is set
+against n textbook processes (n times the textbook median). The commands run interleaved, round after
+round (textbook, a, b, c, textbook, a, ...), so that load from other users of the machine falls on all
+alike; the table gives the median of the rounds and their range, with the load average seen. Test
+accuracies are printed for the same seeds: the textbook loop's against (a)'s, and with ``--against``
+the two checkouts' run for run (identical on the single-thread worker path).
 """
 from __future__ import annotations
 
 import argparse
+import csv
 import multiprocessing as mp
 import os
 import resource
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 INITS = ("zeros", "uniform", "normal", "xavier", "kaiming")
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 
-
-# --------------------------------------------------------------------------------------------------
-# The textbook loop, written the way the lab's students write it.
-# --------------------------------------------------------------------------------------------------
 
 def textbook(seed: int, init_name: str, n_images: int, device: str) -> dict:
-    import torch
-    import torch.nn as nn
-    import torch.nn.functional as F
-    from torch.utils.data import DataLoader, Dataset
+    """The textbook loop of ``benchmarks/textbook.py`` in this process: training seconds and accuracy."""
+    sys.path.insert(0, str(HERE))
+    from textbook import train
 
-    from initlab import data, init
-
-    class MNIST(Dataset):                       # what torchvision.datasets.MNIST + ToTensor() do
-        def __init__(self, images, labels):
-            self.images, self.labels = images, labels
-
-        def __len__(self):
-            return len(self.labels)
-
-        def __getitem__(self, i):
-            return self.images[i].float().div(255).unsqueeze(0), int(self.labels[i])
-
-    class LeNet5(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.c1 = nn.Conv2d(1, 6, 5)
-            self.c3 = nn.Conv2d(6, 16, 5)
-            self.c5 = nn.Conv2d(16, 120, 5)
-            self.f6 = nn.Linear(120, 84)
-            self.output = nn.Linear(84, 10)
-
-        def forward(self, x):
-            x = F.pad(x, (2, 2, 2, 2))
-            x = F.avg_pool2d(F.relu(self.c1(x)), 2)
-            x = F.avg_pool2d(F.relu(self.c3(x)), 2)
-            x = F.relu(self.c5(x)).flatten(1)
-            return self.output(F.relu(self.f6(x)))
-
-    ds = data.load_dataset("mnist", quiet=True)
-    train = MNIST(ds.train_images[:n_images], ds.train_labels[:n_images])
-    loader = DataLoader(train, batch_size=32, shuffle=True,
-                        generator=torch.Generator().manual_seed(seed))
-    model = LeNet5()       # drawn on the CPU (the generator's device), so every device starts alike
-    init.initialize(model, init_name, generator=torch.Generator().manual_seed(10_000 + seed))
-    model = model.to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    t0 = time.perf_counter()
-    for x, y in loader:
-        x, y = x.to(device), y.to(device)
-        loss = F.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - t0
-    model.eval()
-    with torch.no_grad():
-        x = ds.test_images.float().div(255).unsqueeze(1).to(device)
-        acc = (model(x).argmax(1).cpu() == ds.test_labels).float().mean().item()
+    seconds, acc = train(init_name, seed, n_images, device)
     return {"seconds": seconds, "models": 1, "acc": {(init_name, seed): acc}}
+
+
+# --------------------------------------------------------------------------------------------------
+# Whole processes
+# --------------------------------------------------------------------------------------------------
+
+CASES = {   # name: (models, initlab study arguments)
+    "a": (1, ["--inits", "kaiming", "--seeds", "1"]),
+    "b": (15, []),
+    "c": (50, ["--seeds", "10"]),
+}
+LABELS = {"a": "(a) one model: study --inits kaiming --seeds 1",
+          "b": "(b) the default study: 5 inits x 3 seeds",
+          "c": "(c) study --seeds 10: 50 models"}
+
+
+def timed(cmd, cwd: Path, env: dict) -> tuple:
+    """(seconds from start to exit, 1-minute load average when it started, stdout)."""
+    load = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(map(str, cmd))} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return seconds, load, done.stdout
+
+
+def env_for(checkout: Path) -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(checkout)] + [p for p in [env.get("PYTHONPATH")] if p])
+    return env
+
+
+def run_accuracies(out: Path) -> dict:
+    with open(out / "runs.csv", newline="") as f:
+        return {(r["init"], int(r["seed"])): float(r["test_acc"]) for r in csv.DictReader(f)}
+
+
+def spread(values) -> str:
+    return f"{statistics.median(values):.1f} ({min(values):.1f}–{max(values):.1f})"
+
+
+def welch(a, b) -> str:
+    if len(a) < 2 or len(b) < 2:
+        return ""
+    se = (statistics.variance(a) / len(a) + statistics.variance(b) / len(b)) ** 0.5
+    d = statistics.fmean(b) - statistics.fmean(a)
+    return f"{d / se:+.2f}" if se else ("0" if d == 0 else "inf")
+
+
+def whole(args) -> int:
+    import torch
+
+    checkouts = {"initlab": ROOT}
+    if args.against:
+        checkouts["against"] = Path(args.against).resolve()
+    cases = [c for c in args.cases]
+    print(f"torch {torch.__version__}, {os.cpu_count()} cores, {args.repeats} round(s), cases "
+          f"{', '.join(cases)}; load average at start {os.getloadavg()[0]:.2f}", flush=True)
+    times = {("textbook", None): []}
+    loads = []
+    accs: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.repeats):
+            s, load, stdout = timed([sys.executable, str(HERE / "textbook.py"), "--init", "kaiming",
+                                     "--seed", "0"], ROOT, env_for(ROOT))
+            times[("textbook", None)].append(s)
+            loads.append(load)
+            accs["textbook"] = float(stdout.split()[-1])
+            print(f"round {r + 1}: textbook {s:.1f} s (load {load:.2f})", flush=True)
+            for case in cases:
+                for name, checkout in checkouts.items():
+                    out = Path(tmp) / f"{name}-{case}"
+                    cmd = [sys.executable, "-m", "initlab.cli", "study", *CASES[case][1], "--quiet",
+                           "--out", str(out), "--force"]
+                    s, load, _ = timed(cmd, Path(tmp), env_for(checkout))
+                    times.setdefault((name, case), []).append(s)
+                    loads.append(load)
+                    accs[(name, case)] = run_accuracies(out)
+                    print(f"         {name} ({case}) {s:.1f} s (load {load:.2f})", flush=True)
+            if args.layouts:
+                out = Path(tmp) / "one-process"
+                s, load, _ = timed([sys.executable, "-m", "initlab.cli", "study", "--workers", "1",
+                                    "--quiet", "--out", str(out), "--force"], Path(tmp), env_for(ROOT))
+                accs["one-process"] = run_accuracies(out)
+                print(f"         initlab (b) in one process {s:.1f} s (load {load:.2f})", flush=True)
+    book = statistics.median(times[("textbook", None)])
+    head = "| case | models | textbook loop, s | " + " | ".join(
+        f"{name}, s | speed-up" for name in checkouts) + " |"
+    print(f"\nWhole processes, start to exit; median of {args.repeats} (range); load average "
+          f"{min(loads):.2f}–{max(loads):.2f} while measuring.\n")
+    print(head)
+    print("|" + "---|" * (3 + 2 * len(checkouts)))
+    print(f"| textbook loop (benchmarks/textbook.py) | 1 | {spread(times[('textbook', None)])} |"
+          + " |" * (2 * len(checkouts)))
+    for case in cases:
+        n = CASES[case][0]
+        row = f"| {LABELS[case]} | {n} | {n * book:.1f} |"
+        for name in checkouts:
+            t = times[(name, case)]
+            row += f" {spread(t)} | {n * book / statistics.median(t):.2f}x |"
+        print(row)
+    # accuracies, same seeds
+    print(f"\nkaiming, seed 0, test accuracy: textbook loop {100 * accs['textbook']:.2f} %", end="")
+    for case in cases:
+        a = accs[("initlab", case)].get(("kaiming", 0))
+        if a is not None:
+            print(f"; initlab ({case}) {100 * a:.2f} %", end="")
+    print()
+    if args.against:
+        for case in cases:
+            mine, theirs = accs[("initlab", case)], accs[("against", case)]
+            same = sum(mine[k] == theirs.get(k) for k in mine)
+            print(f"({case}) same seeds, test accuracy identical in {same} of {len(mine)} runs")
+    if args.layouts and "b" in cases:
+        pool, one = accs[("initlab", "b")], accs["one-process"]
+        print("\n| init | single-thread workers (b), % | one process, % | Welch t |\n|---|---|---|---|")
+        for init in INITS:
+            a = [100 * v for (i, _), v in sorted(pool.items()) if i == init]
+            b = [100 * v for (i, _), v in sorted(one.items()) if i == init]
+            print(f"| {init} | {statistics.fmean(a):.2f} ± {statistics.stdev(a):.2f} | "
+                  f"{statistics.fmean(b):.2f} ± {statistics.stdev(b):.2f} | {welch(a, b)} |")
+        same = sum(pool[k] == one.get(k) for k in pool)
+        print(f"identical run for run: {same} of {len(pool)}")
+    return 0
 
 
 # --------------------------------------------------------------------------------------------------
@@ -134,8 +225,9 @@ def measure(fn, **kwargs) -> dict:
 
 
 def kernel_step(models: int, keep_freed: bool, steps: int = 100) -> dict:
-    """ms per training step of a one-seed stack of LeNet-5s on one thread (the kernel path), and
-    with the profiler on, the share of the step each operator takes."""
+    """ms per training step (the kernel's forward and backward, then the optimizer) of a one-seed
+    stack of LeNet-5s on one thread, and with the profiler on, the share of the step each operator
+    takes."""
     import torch
     from torch.profiler import profile
 
@@ -146,35 +238,44 @@ def kernel_step(models: int, keep_freed: bool, steps: int = 100) -> dict:
     if keep_freed:
         engine.keep_freed_memory()
     stack = engine.Stack([[model_zoo.build("lenet5") for _ in range(models)]], "cpu")
+    opt = engine.StackOptimizer(list(stack.params.values()), engine.TrainConfig(), 10**6)
     x, y = torch.rand(1, 32, 1, 28, 28), torch.randint(0, 10, (1, 32))
-    alive = torch.ones(1, models, dtype=torch.bool)
+
+    def step():
+        stack.loss_and_grad(x, y)
+        opt.step()
+
     for _ in range(10):
-        stack.loss_and_grad(x, y, alive)
+        step()
     t0 = time.perf_counter()
     for _ in range(steps):
-        stack.loss_and_grad(x, y, alive)
+        step()
     ms = (time.perf_counter() - t0) / steps * 1e3
     with profile() as prof:
         for _ in range(steps):
-            stack.loss_and_grad(x, y, alive)
+            step()
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events)
     shares = sorted(((e.self_cpu_time_total / total, e.key) for e in events), reverse=True)[:6]
-    return {"ms": ms, "shares": shares}
+    return {"ms": ms, "shares": shares, "ops": sum(e.count for e in events) / steps}
 
 
-def profile_step(models: int = 5) -> int:
-    """Print the step time with and without the allocator setting (each in a fresh process) and
-    the operators that take the step's time."""
-    with_keep = measure(kernel_step, models=models, keep_freed=True)
-    without = measure(kernel_step, models=models, keep_freed=False)
-    print(f"LeNet-5 stack of {models}, batch 32, one thread: {with_keep['ms']:.2f} ms per step "
-          f"({with_keep['ms'] / models:.2f} ms per model); without keep_freed_memory "
-          f"{without['ms']:.2f} ms ({100 * (1 - with_keep['ms'] / without['ms']):.0f} % saved)")
-    print("\n| operator | share of the step (profiler) |")
-    print("|---|---|")
-    for share, name in with_keep["shares"]:
-        print(f"| {name} | {100 * share:.1f} % |")
+def profile_step(models=(1, 5)) -> int:
+    """Print the step time of stacks of 1 and 5 models (each in a fresh process; for 5, also
+    without the allocator setting) and the operators that take the step's time."""
+    for m in models:
+        r = measure(kernel_step, models=m, keep_freed=True)
+        line = (f"LeNet-5 stack of {m}, batch 32, one thread: {r['ms']:.2f} ms per step "
+                f"({r['ms'] / m:.2f} ms per model, {r['ops']:.0f} operator calls)")
+        if m == max(models):
+            without = measure(kernel_step, models=m, keep_freed=False)
+            line += (f"; without keep_freed_memory {without['ms']:.2f} ms "
+                     f"({100 * (1 - r['ms'] / without['ms']):.0f} % saved)")
+        print(line)
+        print("\n| operator | share of the step (profiler) |\n|---|---|")
+        for share, name in r["shares"]:
+            print(f"| {name} | {100 * share:.1f} % |")
+        print()
     return 0
 
 
@@ -184,14 +285,25 @@ def per_model_epoch(r: dict, n_images: int) -> float:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="10,000 images instead of 60,000")
-    ap.add_argument("--device", default="cpu", help="cpu or cuda")
-    ap.add_argument("--seeds", type=int, default=3, help="seeds for the accuracy comparison (default 3)")
+    ap.add_argument("--repeats", type=int, default=3, help="rounds of every command (default 3)")
+    ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES),
+                    help="which studies to time (default: a b c)")
+    ap.add_argument("--against", metavar="DIR", help="also time the initlab of this checkout "
+                    "(e.g. a git worktree of an earlier commit), interleaved, and compare accuracies")
+    ap.add_argument("--layouts", action="store_true", help="also train the default study in one "
+                    "process (--workers 1) and compare its accuracies with the worker pool's")
     ap.add_argument("--profile", action="store_true",
-                    help="only profile one training step of a 5-model stack and exit")
+                    help="only profile one training step of 1- and 5-model stacks and exit")
+    ap.add_argument("--detail", action="store_true", help="the in-process comparison instead: "
+                    "recording overhead, peak memory, scaling with models and images (about 9 min)")
+    ap.add_argument("--quick", action="store_true", help="--detail: 10,000 images instead of 60,000")
+    ap.add_argument("--device", default="cpu", help="--detail: cpu or cuda")
+    ap.add_argument("--seeds", type=int, default=3, help="--detail: seeds for the accuracy comparison")
     args = ap.parse_args(argv)
     if args.profile:
         return profile_step()
+    if not args.detail:
+        return whole(args)
     import torch
 
     n = 10_000 if args.quick else 60_000

@@ -68,6 +68,12 @@ MIN_STEP_S = 10        # a step with less budget left than this is skipped, not 
 # Children: each runs in its own process and writes one JSON file
 # --------------------------------------------------------------------------------------------------
 
+
+def _failure_text(case) -> str:
+    """The message of a junit test case's failure (or error) element, at most 300 characters."""
+    found = case.find("failure") if case.find("failure") is not None else case.find("error")
+    return found.get("message", "")[:300]
+
 def _peaks(device: str) -> dict:
     """Peak memory of this process: the CUDA caching allocator's, or resident memory on the CPU."""
     out = {"rss_peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -435,7 +441,7 @@ def parse_junit(path: Path) -> dict:
     suite = root if root.tag == "testsuite" else root.find("testsuite")
     n = {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
     failed = [f"{case.get('classname')}::{case.get('name')}: "
-              f"{(case.find('failure') if case.find('failure') is not None else case.find('error')).get('message', '')[:300]}"
+              f"{_failure_text(case)}"
               for case in suite.iter("testcase")
               if case.find("failure") is not None or case.find("error") is not None]
     return {"collected": n["tests"], "passed": n["tests"] - n["failures"] - n["errors"] - n["skipped"],

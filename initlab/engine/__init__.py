@@ -10,12 +10,17 @@ from initlab.engine.training import (
     OPTIMIZERS,
     SCHEDULES,
     Stack,
+    StackOptimizer,
     StackResult,
+    ThreadGovernor,
     TrainConfig,
     TrainData,
+    busy_elsewhere,
+    cpu_cores,
     data_order,
     keep_freed_memory,
     make_optimizer,
+    onecycle_lrs,
     prepare,
     record_schedule,
     steps_for,
@@ -25,7 +30,8 @@ from initlab.engine.training import (
 )
 
 __all__ = [
-    "MNIST_MEAN", "MNIST_STD", "OPTIMIZERS", "SCHEDULES", "Stack", "StackResult", "TrainConfig",
-    "TrainData", "data_order", "keep_freed_memory", "make_optimizer", "prepare", "record_schedule",
-    "steps_for", "to_float_images", "train_reference", "train_stack",
+    "MNIST_MEAN", "MNIST_STD", "OPTIMIZERS", "SCHEDULES", "Stack", "StackOptimizer", "StackResult",
+    "ThreadGovernor", "TrainConfig", "TrainData", "busy_elsewhere", "cpu_cores", "data_order",
+    "keep_freed_memory", "make_optimizer", "onecycle_lrs", "prepare", "record_schedule", "steps_for",
+    "to_float_images", "train_reference", "train_stack",
 ]

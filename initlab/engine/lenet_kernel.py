@@ -29,6 +29,8 @@ from initlab.models import LeNet5
 
 CL = torch.channels_last
 _conv_backward = torch.ops.aten.convolution_backward
+_upsample = torch.ops.aten.upsample_nearest2d
+_relu_grad_into = torch.ops.aten.threshold_backward.grad_input
 
 
 def _leaky_grad(slope: float) -> Callable[[Tensor, Tensor], Tensor]:
@@ -62,25 +64,37 @@ class LeNetKernel:
                  c3_mask: Optional[Tensor] = None):
         self.p, self.g = params, grads
         self.M = params["c1.weight"].shape[0]
-        self.act = _ACT_FNS[activation]
+        self.act_name, self.act = activation, _ACT_FNS[activation]
         self.act_grad = ACTIVATION_GRADS[activation]
         self.c3_mask = c3_mask          # (16, 6, 1, 1) or None
+        self._padded: Dict[tuple, Tensor] = {}   # zero-bordered input buffers, by shape
 
     # ---- forward ------------------------------------------------------------------------------
 
-    @staticmethod
-    def _input(x: Tensor) -> Tensor:
-        """(G, B, 1, 28, 28) -> zero-padded (B, G, 32, 32), channels_last."""
+    def _input(self, x: Tensor) -> Tensor:
+        """(G, B, 1, 28, 28) -> zero-padded (B, G, 32, 32), channels_last. The buffer is kept per
+        shape (training sees one or two; evaluation a few chunk sizes): its border stays zero, so
+        each call only copies the images in. It is overwritten by the next call of that shape."""
         if x.dim() != 5 or x.shape[2:] != (1, 28, 28):
             raise ValueError(f"LeNet-5 takes (G, B, 1, 28, 28) images; got {tuple(x.shape)}")
         G, B = x.shape[:2]
-        xin = torch.zeros(B, 32, 32, G, dtype=x.dtype, device=x.device)
+        key = (G, B, x.dtype, x.device)
+        xin = self._padded.get(key)
+        if xin is None:
+            if len(self._padded) >= 8:
+                self._padded.clear()
+            xin = self._padded[key] = torch.zeros(B, 32, 32, G, dtype=x.dtype, device=x.device)
         xin[:, 2:30, 2:30].copy_(x[:, :, 0].permute(1, 2, 3, 0))
         return xin.permute(0, 3, 1, 2)
 
     def _c3_weight(self) -> Tensor:
+        """C3's weight as the grouped convolution takes it, (16M, 6, 5, 5), masked by the C3 table if
+        any, in channels_last (the layout oneDNN would otherwise convert it to, in the forward and
+        again in the backward)."""
         w = self.p["c3.weight"].reshape(self.M * 16, 6, 5, 5)
-        return w if self.c3_mask is None else w * self.c3_mask.repeat(self.M, 1, 1, 1)
+        if self.c3_mask is not None:
+            w = w * self.c3_mask.repeat(self.M, 1, 1, 1)
+        return w.contiguous(memory_format=CL)
 
     @torch.no_grad()
     def forward(self, x: Tensor, keep: bool = False) -> Tuple[Tensor, Dict[str, Tensor]]:
@@ -118,12 +132,13 @@ class LeNetKernel:
 
     def _pool_act_grad(self, g_pooled: Tensor, a: Tensor) -> Tensor:
         """Gradient at the pre-activation of ``a`` (B, C, H, W) CL from the gradient at its 2x2
-        average pool (B, C, H/2, W/2) CL: spread g/4 over each 2x2 window, times act'(.)."""
-        B, C, H, W = a.shape
-        g = (g_pooled * 0.25).permute(0, 2, 3, 1)                        # (B, H/2, W/2, C)
-        g = g[:, :, None, :, None, :].expand(B, H // 2, 2, W // 2, 2, C)
-        y = a.permute(0, 2, 3, 1).reshape(B, H // 2, 2, W // 2, 2, C)
-        return self.act_grad(g, y).reshape(B, H, W, C).permute(0, 3, 1, 2)
+        average pool (B, C, H/2, W/2) CL: g/4 copied to each 2x2 window (nearest-neighbour upsampling,
+        vectorized over channels_last), times act'(.) (for ReLU in place). 3-4x faster for C1 than one
+        pass over a broadcast view, whose innermost dimension is only 6M long."""
+        g = _upsample(g_pooled * 0.25, [a.shape[2], a.shape[3]])           # (B, C, H, W) CL
+        if self.act_name == "relu":
+            return _relu_grad_into(g, a, 0.0, grad_input=g)
+        return self.act_grad(g, a)
 
     @torch.no_grad()
     def loss_and_grad(self, x: Tensor, y: Tensor, weights: Optional[Tensor] = None,
@@ -135,7 +150,8 @@ class LeNetKernel:
         p, grads, M, ag = self.p, self.g, self.M, self.act_grad
         logits, s = self.forward(x, keep=True)
         B = logits.shape[1]
-        y = y.repeat_interleave(M // y.shape[0], dim=0)                             # (M, B)
+        if y.shape[0] != M:
+            y = y.repeat_interleave(M // y.shape[0], dim=0)                         # (M, B)
         logp = torch.log_softmax(logits, -1)
         target = torch.zeros_like(logp).scatter_(-1, y[..., None], 1.0)
         if label_smoothing:
@@ -146,9 +162,10 @@ class LeNetKernel:
             w = weights.to(logits)[:, None, None]
             d_logits = torch.where(w != 0, d_logits * w, torch.zeros_like(d_logits))
 
-        def linear_grad(name, d_out, inp):
-            grads[name + ".weight"].copy_(torch.bmm(d_out.mT, inp).view_as(p[name + ".weight"]))
-            grads[name + ".bias"].copy_(d_out.sum(1))
+        def linear_grad(name, d_out, inp):      # written straight into the gradient tensors
+            w = grads[name + ".weight"]
+            torch.bmm(d_out.mT, inp, out=w.view(M, w.shape[1], -1))
+            torch.sum(d_out, 1, out=grads[name + ".bias"])
 
         linear_grad("output", d_logits, s["a6"])
         d6 = ag(torch.bmm(d_logits, p["output.weight"]), s["a6"])
@@ -158,7 +175,7 @@ class LeNetKernel:
         dh = torch.bmm(d5, p["c5.weight"].reshape(M, 120, 400))                     # (M, B, 400)
         # back to S4's channels_last layout: (M, B, 16, 25) -> memory (B, 5, 5, M, 16)
         ds4 = dh.view(M, B, 16, 25).permute(1, 3, 0, 2).reshape(B, 5, 5, M * 16).permute(0, 3, 1, 2)
-        d3 = self._pool_act_grad(ds4, s["a3"]).contiguous(memory_format=CL)
+        d3 = self._pool_act_grad(ds4, s["a3"])
         ds2, dw3, db3 = _conv_backward(d3, s["s2"], s["w3"], [M * 16], [1, 1], [0, 0],
                                        [1, 1], False, [0, 0], M, [True, True, True])
         dw3 = dw3.view(M, 16, 6, 5, 5)
@@ -166,7 +183,7 @@ class LeNetKernel:
             dw3 = dw3 * self.c3_mask
         grads["c3.weight"].copy_(dw3)
         grads["c3.bias"].copy_(db3.view(M, 16))
-        d1 = self._pool_act_grad(ds2, s["a1"]).contiguous(memory_format=CL)
+        d1 = self._pool_act_grad(ds2, s["a1"])
         _, dw1, db1 = _conv_backward(d1, s["xin"], p["c1.weight"].reshape(M * 6, 1, 5, 5), [M * 6],
                                      [1, 1], [0, 0], [1, 1], False, [0, 0], s["xin"].shape[1],
                                      [False, True, True])

@@ -18,9 +18,10 @@ from __future__ import annotations
 import copy
 import ctypes
 import math
+import os
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -123,6 +124,111 @@ def keep_freed_memory() -> bool:
         return False
 
 
+# --------------------------------------------------------------------------------------------------
+# Threads: as many as the other processes leave idle.
+# --------------------------------------------------------------------------------------------------
+
+def cpu_cores() -> int:
+    """Cores this process may run on (its affinity set; the machine's count where there is none)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100   # /proc/stat's ticks per second
+
+
+def cpu_reading() -> Optional[Tuple[float, float, float]]:
+    """(wall seconds, busy CPU-seconds of this process's cores summed over every process, this
+    process's CPU-seconds), or None where there is no /proc/stat. Two readings give the cores that
+    other processes kept busy in between."""
+    try:
+        allowed = {f"cpu{c}" for c in os.sched_getaffinity(0)}
+    except AttributeError:
+        allowed = None
+    try:
+        with open("/proc/stat") as f:
+            lines = [line.split() for line in f if line.startswith("cpu") and not line.startswith("cpu ")]
+    except OSError:
+        return None
+    busy = 0
+    for name, *ticks in lines:
+        if allowed is None or name in allowed:
+            t = [int(v) for v in ticks[:8]]       # user nice system idle iowait irq softirq steal
+            busy += sum(t) - t[3] - t[4]
+    return time.monotonic(), busy / _CLK_TCK, time.process_time()
+
+
+_IMPORTED = cpu_reading()   # the first window runs from here (process start) to the first training step
+
+
+def busy_elsewhere(since: Optional[Tuple[float, float, float]], window: float = 0.2) -> float:
+    """Cores kept busy by other processes since the reading ``since`` (if it is under ``window``
+    seconds old, or None, this waits out the window). 0 where it cannot be measured."""
+    if since is None:
+        since = cpu_reading()
+        if since is None:
+            return 0.0
+    wait = window - (time.monotonic() - since[0])
+    if wait > 0:
+        time.sleep(wait)
+    now = cpu_reading()
+    if now is None:
+        return 0.0
+    wall = now[0] - since[0]
+    return max(0.0, ((now[1] - since[1]) - (now[2] - since[2])) / wall)
+
+
+class ThreadGovernor:
+    """Torch's thread count while a stack trains on the CPU: never above the count set when training
+    starts (``torch.set_num_threads``: a worker pool sets 1 per worker; a lone process keeps torch's
+    default, one per core), and no more than the cores other processes leave idle, measured from
+    ``/proc/stat`` every ``every`` seconds. Why: OpenMP threads that share a core with another busy
+    process wait on each other at every operation -- on this 2-core machine, with two other
+    processes running, a one-model LeNet-5 step took 19 ms on one thread and 250 ms on two -- while on
+    an idle machine the second core is free speed. A thread is kept while other processes use less
+    than a quarter of its core. ``stop`` restores the starting count. Thread counts change the
+    summation order of some kernels, so a run whose count changed matches the one-thread run
+    statistically, not bit for bit."""
+
+    SPARE = 0.25    # a core counts as idle while other processes use less than this share of it
+
+    def __init__(self, every: float = 1.0) -> None:
+        self.most = torch.get_num_threads()
+        self.every = every
+        self.threads = self.most
+        self.used = set()
+        self._last = None
+
+    def start(self) -> "ThreadGovernor":
+        if self.most > 1:
+            fresh = _IMPORTED is not None and time.monotonic() - _IMPORTED[0] < 30.0
+            self._decide(_IMPORTED if fresh else None)
+        self.used.add(self.threads)
+        return self
+
+    def tick(self) -> None:
+        """Call once a step: re-measures when ``every`` seconds have passed."""
+        if self.most > 1 and time.monotonic() - self._last[0] >= self.every:
+            self._decide(self._last)
+            self.used.add(self.threads)
+
+    def _decide(self, since) -> None:
+        others = busy_elsewhere(since)
+        self._last = cpu_reading() or (time.monotonic(), 0.0, 0.0)
+        free = min(self.most, cpu_cores()) - others
+        threads = max(1, min(self.most, int(free + self.SPARE)))
+        if threads != self.threads:
+            torch.set_num_threads(threads)
+            self.threads = threads
+
+    def stop(self) -> None:
+        if self.threads != self.most:
+            torch.set_num_threads(self.most)
+            self.threads = self.most
+
+
 SUBSET_SEED = 0  # the --train-size subset is the same images for every seed, so seeds vary order only
 
 
@@ -173,6 +279,81 @@ def make_optimizer(params: Sequence[torch.Tensor], cfg: TrainConfig, total_steps
     raise ValueError(f"unknown schedule {cfg.schedule!r}; choose from: {', '.join(SCHEDULES)}")
 
 
+def onecycle_lrs(cfg: TrainConfig, total_steps: int) -> List[float]:
+    """The learning rate of every step under ``--schedule onecycle``: what ``torch.optim.lr_scheduler.
+    OneCycleLR(max_lr=lr, pct_start=warmup, anneal_strategy="cos", div_factor=25,
+    final_div_factor=1e3)`` sets before each step, the same floats (tests compare them). Cosine from
+    lr/25 up to lr over the warm-up, then down to lr/25e3 at the last step."""
+    initial = cfg.lr / 25.0
+    phases = [(float(cfg.warmup * total_steps) - 1, initial, cfg.lr),
+              (total_steps - 1, cfg.lr, initial / 1e3)]
+    lrs = []
+    for step in range(total_steps):
+        start = 0
+        for k, (end, lo, hi) in enumerate(phases):
+            if step <= end or k == len(phases) - 1:
+                pct = (step - start) / (end - start)
+                lrs.append(hi + (lo - hi) / 2.0 * (math.cos(math.pi * pct) + 1))
+                break
+            start = end
+    return lrs
+
+
+class StackOptimizer:
+    """The engine's optimizer step: Adam, AdamW or Nesterov SGD over the stack's tensors as one call of
+    the fused kernel that ``torch.optim.Adam(..., fused=True)`` (AdamW, SGD) calls, with the same
+    arguments, so the same arithmetic bit for bit (``tests/test_engine.py`` checks it against
+    ``torch.optim``). What it leaves out: torch.optim's per-step Python (hooks, grouping by device,
+    state look-ups; ~0.3 ms a step, a tenth of a one-model LeNet-5 step) and the import of
+    ``torch._dynamo`` that building any ``torch.optim`` optimizer triggers (~1 s of start-up).
+    ``supported(params)`` is False where there is no fused kernel; the engine then uses
+    :func:`make_optimizer`."""
+
+    BETAS, EPS, MOMENTUM = (0.9, 0.999), 1e-8, 0.9    # torch.optim's Adam defaults; the lab's momentum
+
+    def __init__(self, params: Sequence[torch.Tensor], cfg: TrainConfig, total_steps: int) -> None:
+        if cfg.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose from: {', '.join(OPTIMIZERS)}")
+        if cfg.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {cfg.schedule!r}; choose from: {', '.join(SCHEDULES)}")
+        self.params, self.cfg = list(params), cfg
+        self.lrs = onecycle_lrs(cfg, total_steps) if cfg.schedule == "onecycle" else None
+        self.steps = 0
+        if cfg.optimizer == "sgd":
+            self.buffers: List[torch.Tensor] = []       # momentum, allocated at the first step
+        else:
+            self.exp_avg = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
+            self.exp_avg_sq = [torch.zeros_like(p, memory_format=torch.preserve_format)
+                               for p in self.params]
+            # one step counter per tensor, as torch.optim keeps them (float32 for the fused kernel)
+            self.counters = [torch.zeros((), dtype=torch.float32, device=p.device) for p in self.params]
+
+    @staticmethod
+    def supported(params: Sequence[torch.Tensor]) -> bool:
+        return all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float64)
+                   for p in params) and hasattr(torch, "_fused_adam_")
+
+    @torch.no_grad()
+    def step(self) -> None:
+        cfg, params = self.cfg, self.params
+        grads = [p.grad for p in params]
+        lr = cfg.lr if self.lrs is None else self.lrs[min(self.steps, len(self.lrs) - 1)]
+        self.steps += 1
+        if cfg.optimizer == "sgd":
+            first = not self.buffers
+            if first:
+                self.buffers = [torch.empty_like(g) for g in grads]
+            torch._fused_sgd_(params, grads, self.buffers, weight_decay=cfg.weight_decay,
+                              momentum=self.MOMENTUM, lr=lr, dampening=0.0, nesterov=True,
+                              maximize=False, is_first_step=first, grad_scale=None, found_inf=None)
+            return
+        torch._foreach_add_(self.counters, 1)
+        fused = torch._fused_adamw_ if cfg.optimizer == "adamw" else torch._fused_adam_
+        fused(params, grads, self.exp_avg, self.exp_avg_sq, [], self.counters, amsgrad=False, lr=lr,
+              beta1=self.BETAS[0], beta2=self.BETAS[1], weight_decay=cfg.weight_decay, eps=self.EPS,
+              maximize=False, grad_scale=None, found_inf=None)
+
+
 # --------------------------------------------------------------------------------------------------
 # The reference: one model, the plain loop. Tests compare the engine against it step for step.
 # --------------------------------------------------------------------------------------------------
@@ -211,6 +392,7 @@ class StackResult:
     step_losses: torch.Tensor          # (steps, S, I)
     records: rec.Records = field(default_factory=rec.Records)
     interrupted: bool = False
+    threads: Tuple[int, ...] = ()      # torch thread counts the stack trained with (CPU)
 
 
 class Stack:
@@ -253,15 +435,15 @@ class Stack:
         """xb (S, B, 1, 28, 28) -> logits (S, I, B, 10), through vmap (with autograd)."""
         return self._train_fn(self.params, xb)
 
-    def loss_and_grad(self, xb: torch.Tensor, yb: torch.Tensor, alive: torch.Tensor,
+    def loss_and_grad(self, xb: torch.Tensor, yb: torch.Tensor, alive: Optional[torch.Tensor] = None,
                       label_smoothing: float = 0.0):
         """One step's per-model mean cross-entropy (S, I) and logits (S, I, B, 10) for seed batches
         ``xb`` (S, B, ...) and labels ``yb`` (S, B); fills every parameter's ``.grad`` with the
-        gradient of its own model's loss (zero for models not ``alive``)."""
+        gradient of its own model's loss (zero for models not ``alive``; None: all are)."""
         S, I = self.S, self.I
         if self.kernel is not None:
-            loss, logits = self.kernel.loss_and_grad(xb, yb, alive.reshape(-1).float(),
-                                                     label_smoothing)
+            weights = None if alive is None else alive.reshape(-1).float()
+            loss, logits = self.kernel.loss_and_grad(xb, yb, weights, label_smoothing)
             return loss.view(S, I), logits.view(S, I, *logits.shape[1:])
         logits = self.forward(xb)                                                 # (S, I, B, 10)
         B = yb.shape[1]
@@ -269,7 +451,8 @@ class Stack:
         per_model = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
                                     reduction="none", label_smoothing=label_smoothing)
         per_model = per_model.view(S, I, B).mean(-1)                              # (S, I)
-        loss = torch.where(alive, per_model, torch.zeros_like(per_model)).sum()
+        loss = (per_model if alive is None else
+                torch.where(alive, per_model, torch.zeros_like(per_model))).sum()
         for p in self.params.values():
             p.grad = None
         loss.backward()
@@ -384,12 +567,17 @@ def train_stack(models: List[List[nn.Module]], seeds: Sequence[int], data: Train
     n_images = orders.shape[1] // cfg.epochs
     total = steps_for(n_images, cfg)
     per_epoch = total // cfg.epochs
-    opt, sched = make_optimizer(list(stack.params.values()), cfg, total)
+    tensors = list(stack.params.values())
+    if StackOptimizer.supported(tensors):
+        opt, sched = StackOptimizer(tensors, cfg, total), None
+    else:
+        opt, sched = make_optimizer(tensors, cfg, total)
     records = rec.Records()
     ranges = {layer: torch.tensor([[rec.histogram_range(stack.params[layer + ".weight"][s, i])
                                     for i in range(I)] for s in range(S)])
               for layer in _layer_names(stack)}
     alive = torch.ones(S, I, dtype=torch.bool, device=device)
+    all_alive = True        # then the step skips the masking (the same numbers, fewer operations)
     diverged_step = torch.full((S, I), -1, dtype=torch.long)
     run_loss = torch.zeros(S, I, device=device)
     run_correct = torch.zeros(S, I, device=device)
@@ -397,6 +585,7 @@ def train_stack(models: List[List[nn.Module]], seeds: Sequence[int], data: Train
     step_losses = torch.zeros(total, S, I)
     pending = None   # a record point waiting for this step's gradients
     interrupted = False
+    threads = ThreadGovernor().start() if device.type == "cpu" else None
     t0 = time.perf_counter()
     step = 0
     record_at = set(record_schedule(total, cfg.record_every)) if cfg.record else set()
@@ -405,12 +594,15 @@ def train_stack(models: List[List[nn.Module]], seeds: Sequence[int], data: Train
             is_record = step in record_at
             if is_record:
                 pending = _snapshot(stack, data, cfg, step, run_loss, run_correct, run_seen, records)
-                run_loss.zero_(); run_correct.zero_(); run_seen = 0
+                run_loss.zero_()
+                run_correct.zero_()
+                run_seen = 0
             e, k = divmod(step, per_epoch)
             start = e * n_images + k * cfg.batch_size
             idx = orders[:, start:min(start + cfg.batch_size, (e + 1) * n_images)]     # (S, B)
             xb, yb = data.x_train[idx], data.y_train[idx]                             # (S,B,1,28,28)
-            per_model, logits = stack.loss_and_grad(xb, yb, alive, cfg.label_smoothing)
+            per_model, logits = stack.loss_and_grad(xb, yb, None if all_alive else alive,
+                                                    cfg.label_smoothing)
             if pending is not None:
                 hist = step % cfg.hist_every == 0
                 _record_layers(stack, step, pending, ranges, hist, records)
@@ -431,10 +623,17 @@ def train_stack(models: List[List[nn.Module]], seeds: Sequence[int], data: Train
                     if bad.any():
                         diverged_step[bad.cpu()] = step
                         alive &= ~bad
+                        all_alive = False
+            if threads is not None:
+                threads.tick()
             if progress is not None:
                 progress(1)
     except KeyboardInterrupt:
         interrupted = True
+    except BaseException:
+        if threads is not None:
+            threads.stop()
+        raise
     wall = time.perf_counter() - t0
     steps_done = step + 1 if not interrupted else step
     # non-finite losses between record points: find the first one per model
@@ -444,15 +643,19 @@ def train_stack(models: List[List[nn.Module]], seeds: Sequence[int], data: Train
             if diverged_step[s, i] < 0 and not bool(finite[:, s, i].all()):
                 diverged_step[s, i] = int((~finite[:, s, i]).nonzero()[0, 0])
     if cfg.record and not interrupted:
-        opt.zero_grad(set_to_none=True)
+        for p in tensors:
+            p.grad = None
         acts = _snapshot(stack, data, cfg, total, run_loss, run_correct, run_seen, records)
         _record_layers(stack, total, acts, ranges, True, records)
     test_acc, test_loss, _ = stack.evaluate(data.x_test, data.y_test)
+    if threads is not None:
+        threads.stop()
     stack.write_back(models)
     return StackResult(test_acc=test_acc.cpu(), test_loss=test_loss.cpu(),
                        diverged_step=diverged_step, steps=steps_done, wall_seconds=wall,
                        step_losses=step_losses[:steps_done], records=records,
-                       interrupted=interrupted)
+                       interrupted=interrupted,
+                       threads=tuple(sorted(threads.used)) if threads is not None else ())
 
 
 def _snapshot(stack: Stack, data: TrainData, cfg: TrainConfig, step: int, run_loss, run_correct,

@@ -293,6 +293,16 @@ def default_workers(device: torch.device) -> int:
     return 1 if device.type == "cuda" else max(1, os.cpu_count() or 1)
 
 
+def processes(workers: int, n_models: int, device: torch.device) -> int:
+    """Training processes for ``n_models`` runs: ``workers`` (0: :func:`default_workers`), but one --
+    this process -- when there are fewer models than that. A worker pays a fresh interpreter, a torch
+    import and a copy of the data before its first step (2-3 s on 2 cores), which a lone stack never
+    wins back; trained here, it gets every core other processes leave idle
+    (``engine.ThreadGovernor``), where a single-threaded worker would leave the rest of them idle."""
+    workers = workers or default_workers(device)
+    return 1 if n_models < workers else workers
+
+
 def _train_block(cfg: StudyConfig, seeds: List[int], inits: List[str], ds, device, report):
     """Build, initialize and train one stack; returns (StackResult, [init info per run])."""
     data = engine.prepare(ds.train_images, ds.train_labels, ds.test_images, ds.test_labels,
@@ -321,7 +331,7 @@ def run_study(cfg: StudyConfig, dataset=None, progress=True) -> StudyResult:
     ds = dataset if dataset is not None else data_mod.load_dataset(cfg.dataset, cfg.data_dir)
     counts = torch.bincount(ds.test_labels, minlength=10)
     seeds = cfg.seed_list
-    workers = cfg.workers or default_workers(device)
+    workers = processes(cfg.workers, len(seeds) * len(cfg.inits), device)
     blocks = plan_blocks(seeds, list(cfg.inits), workers, cfg.seeds_per_stack)
     workers = min(workers, len(blocks))
     n_images = min(cfg.train.train_size or len(ds.train_images), len(ds.train_images))

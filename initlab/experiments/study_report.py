@@ -347,14 +347,28 @@ def _band(f: StudyFiles, key: str):
     return out
 
 
+def _figure(rows: int, cols: int, width: float, height: float, left: float = 0.75, right: float = 0.2,
+            bottom: float = 0.6, top: float = 0.45, wgap: float = 0.7, hgap: float = 0.5, **kw):
+    """A matplotlib Figure (no pyplot: its import and figure manager cost ~0.3 s) with a grid of axes
+    and fixed margins, in inches. ``tight_layout`` would find margins by measuring every tick label
+    of every panel -- on the 5 x 5 weight grid, 1.5 s of a 2 s report."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height))
+    axes = fig.subplots(rows, cols, squeeze=False, **kw)
+    aw = (width - left - right - wgap * (cols - 1)) / cols
+    ah = (height - bottom - top - hgap * (rows - 1)) / rows
+    fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height,
+                        top=1 - top / height, wspace=wgap / aw, hspace=hgap / ah)
+    return fig, axes
+
+
 def figure_curves(f: StudyFiles):
     """Held-out accuracy (whole range and top end) and training loss against step, per init: the mean
     over seeds as a line, min–max as a band. A matplotlib Figure (not attached to pyplot)."""
-    from matplotlib.figure import Figure
-
     colors = colours(f.inits)
-    fig = Figure(figsize=(16, 4.6))
-    axes = fig.subplots(1, 3)
+    fig, grid = _figure(1, 3, 16, 4.6, left=0.7, wgap=0.75)
+    axes = grid[0]
     acc = _band(f, "heldout_acc")
     loss = _band(f, "train_loss")
     n_seeds = len({r["seed"] for r in f.runs})
@@ -376,7 +390,6 @@ def figure_curves(f: StudyFiles):
         ax.grid(alpha=0.3)
     axes[0].legend(title=f"init (line: mean, band: min–max of {n_seeds} seeds)", fontsize=8,
                    title_fontsize=8, loc="center right")
-    fig.tight_layout()
     return fig
 
 
@@ -387,12 +400,13 @@ def plot_curves(f: StudyFiles, path: Path) -> Path:
 
 def figure_weight_grid(f: StudyFiles, seed: Optional[int] = None):
     """Rows: inits. Columns: layers. Each panel overlays the weight histogram at several moments of
-    training, light (start) to dark (end), on the layer's fixed bins. A matplotlib Figure, or None
+    training, light (start) to dark (end), on the layer's fixed bins. The panels share one y axis
+    (share of weights, log scale, 1e-4 to 1.2), labelled once per row. A matplotlib Figure, or None
     without histograms; ``seed``: whose weights (default the first)."""
     if not f.hists:
         return None
     import matplotlib
-    from matplotlib.figure import Figure
+    from matplotlib.ticker import LogLocator, MaxNLocator, NullLocator
 
     seed = min(r["seed"] for r in f.hists) if seed is None else seed
     rows = [r for r in f.hists if r["seed"] == seed]
@@ -402,8 +416,8 @@ def figure_weight_grid(f: StudyFiles, seed: Optional[int] = None):
             layers.append(r["layer"])
     inits = [i for i in f.inits if any(r["init"] == i for r in rows)]
     steps = sorted({r["step"] for r in rows})
-    fig = Figure(figsize=(3.1 * len(layers), 2.2 * len(inits)))
-    axes = fig.subplots(len(inits), len(layers), squeeze=False)
+    fig, axes = _figure(len(inits), len(layers), 3.1 * len(layers), 2.2 * len(inits) + 0.6,
+                        left=0.85, top=0.95, bottom=0.5, wgap=0.25, hgap=0.35, sharey=True)
     cmap = matplotlib.colormaps["viridis_r"]
     index: Dict[Tuple[str, str, int], List[dict]] = defaultdict(list)
     for r in rows:
@@ -417,24 +431,29 @@ def figure_weight_grid(f: StudyFiles, seed: Optional[int] = None):
                     continue
                 centers = [(x["bin_left"] + x["bin_right"]) / 2 for x in bins]
                 total = sum(x["count"] for x in bins) or 1
-                ax.plot(centers, [x["count"] / total for x in bins], color=cmap(0.15 + 0.85 * k / max(1, len(steps) - 1)),
+                shade = cmap(0.15 + 0.85 * k / max(1, len(steps) - 1))
+                ax.plot(centers, [x["count"] / total for x in bins], color=shade,
                         lw=1.3, label=f"step {step}")
-            ax.set_yscale("log")
-            ax.set_ylim(1e-4, 1.2)
-            ax.minorticks_off()   # a log axis's minor ticks, on every panel, were 60 % of the drawing time
             ax.tick_params(labelsize=7)
+            ax.xaxis.set_major_locator(MaxNLocator(4))     # fewer ticks: the grid draws ~40 % faster
+            if b > 0:
+                ax.tick_params(left=False)                 # the row's first panel carries the y axis
             if a == 0:
                 ax.set_title(layer, fontsize=10)
             if b == 0:
                 ax.set_ylabel(f"{init}\nshare of weights", fontsize=8)
             if a == len(inits) - 1:
                 ax.set_xlabel("weight value", fontsize=8)
-    handles, labels = axes[0][0].get_legend_handles_labels()
+    first = axes[0][0]
+    first.set_yscale("log")          # shared by every panel, as are the limits and ticks
+    first.set_ylim(1e-4, 1.2)
+    first.yaxis.set_major_locator(LogLocator(numticks=5))
+    first.yaxis.set_minor_locator(NullLocator())
+    handles, labels = first.get_legend_handles_labels()
     fig.suptitle(f"Weight distributions during training (seed {seed}); light = start, dark = end",
-                 y=0.995, fontsize=11)
-    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.975),
+                 y=1 - 0.12 / fig.get_figheight(), va="top", fontsize=11)
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 1 - 0.38 / fig.get_figheight()),
                ncol=min(len(labels), 9), fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
     return fig
 
 
@@ -451,12 +470,10 @@ def figure_layer_scales(f: StudyFiles):
     training for the first hidden layer. A matplotlib Figure, or None without layer records."""
     if not f.layers:
         return None
-    from matplotlib.figure import Figure
-
     colors = colours(f.inits)
     layers = layer_names(f)
-    fig = Figure(figsize=(16, 4.4))
-    axes = fig.subplots(1, 3)
+    fig, grid = _figure(1, 3, 16, 4.4, left=0.7, wgap=0.75)
+    axes = grid[0]
     for init in f.inits:
         acts = layer_at(f, init, "first", "act_std")
         grads = layer_at(f, init, "first", "grad_norm")
@@ -476,7 +493,6 @@ def figure_layer_scales(f: StudyFiles):
     axes[0].legend(fontsize=8)
     axes[0].text(0.01, 0.01, "zero-valued points are not drawn on a log axis", transform=axes[0].transAxes,
                  fontsize=7, color="gray")
-    fig.tight_layout()
     return fig
 
 

@@ -309,7 +309,8 @@ def lecun_uniform(weight: Tensor, *, generator: torch.Generator, activation: str
     variance_scaling(weight, generator=generator, scale=1.0, mode="fan_in", distribution="uniform")
 
 
-@register_init("orthogonal", formula="gain * Q, Q Haar-random (semi-)orthogonal (out, in*k); gain None = calculate_gain(activation)",
+@register_init("orthogonal",
+               formula="gain * Q, Q Haar-random (semi-)orthogonal (out, in*k); gain None = calculate_gain(activation)",
                limits={"gain": Limit(0, open=True, optional=True)})
 def orthogonal(
     weight: Tensor, *, generator: torch.Generator, activation: str = "relu", gain: Optional[float] = None

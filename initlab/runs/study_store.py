@@ -84,7 +84,7 @@ def run_study_stored(cfg, out: Path, dataset=None, progress: bool = True, resume
         backends.keep_dataset(cfg.dataset, cfg.data_dir, dataset)
     cells = cells_of(cfg)
     options = {"data_dir": cfg.data_dir, "device": cfg.device, "seeds_per_stack": cfg.seeds_per_stack}
-    workers = cfg.workers or study.default_workers(study.resolve_device(cfg.device))
+    workers = study.processes(cfg.workers, len(cells), study.resolve_device(cfg.device))
     threads = max(1, cores() // workers)
     with st.Store(out) as store:
         store.plan(cells, plan={"kind": "study", "title": title, "study": study.config_dict(cfg),
