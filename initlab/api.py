@@ -669,8 +669,8 @@ def load(folder: PathLike) -> Union[Study, Probe, Transfer]:
         return Transfer(folder)
     if kind in ("study", "bonus") and (folder / "runs.csv").exists():
         return Study(study_report.load(folder))
-    if kind == "grid":
-        raise ValueError(f"{folder} holds a grid, whose one table is runs.csv: "
-                         f"pandas.read_csv('{folder / 'runs.csv'}')")
+    if kind is not None and (folder / "runs.csv").exists():     # grid, depth: one table, no object yet
+        raise ValueError(f"{folder} holds a {kind} result, which initlab.load does not read (study, sweep, "
+                         f"bonus, probe, transfer); its table: pandas.read_csv('{folder / 'runs.csv'}')")
     raise ValueError(f"{folder} holds no initlab results (no meta.json and runs.csv); a sweep still "
                      f"running has its tables written by `initlab report {folder}`")

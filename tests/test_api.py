@@ -181,6 +181,9 @@ def test_load_says_what_a_folder_lacks(tmp_path):
         initlab.load(tmp_path / "missing")
     with pytest.raises(ValueError, match="holds no initlab results"):
         initlab.load(tmp_path)
+    files.write_result(tmp_path / "grid", "grid", {}, {"grid": [], "runs": [{"init": "kaiming"}]})
+    with pytest.raises(ValueError, match="holds a grid result.*pandas.read_csv"):
+        initlab.load(tmp_path / "grid")
 
 
 # --------------------------------------------------------------------------------------------------
