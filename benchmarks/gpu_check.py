@@ -118,9 +118,10 @@ def child_env(device: str) -> dict:
 # synchronize, so queued GPU work is charged to the phase that queued it. A name that no longer
 # resolves (modules moved) is listed as missing; the check runs on without it. Only this process is
 # timed: on a GPU that is all of the study; on the CPU the workers' training is not in it.
-PHASES = ("initlab.data:load_dataset", "initlab.engine:train_stack", "initlab.engine:_snapshot",
-          "initlab.engine:_record_layers", "initlab.engine:Stack.evaluate", "initlab.sweep:commit",
-          "initlab.sweep:rebuild", "initlab.report:write_report")
+PHASES = ("initlab.data:load_dataset", "initlab.engine.training:train_stack",
+          "initlab.engine.training:_snapshot", "initlab.engine.training:_record_layers",
+          "initlab.engine.training:Stack.evaluate", "initlab.runs.backends:commit",
+          "initlab.runs.rebuild:rebuild", "initlab.experiments.study_report:write_report")
 
 
 def _time_phases(names) -> tuple:

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 import initlab
-from initlab import api, cli, files, init, user_inits
+from initlab import api, api_inits, cli, files, init, user_inits
 from initlab.options import UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,7 +61,8 @@ def test_import_initlab_stays_light():
 
 def test_docstring_examples_run(clean_registry):
     """Every ``>>>`` example of the API (a few tiny trainings among them) gives what it shows."""
-    failed, attempted = doctest.testmod(api, optionflags=doctest.NORMALIZE_WHITESPACE)
+    results = [doctest.testmod(m, optionflags=doctest.NORMALIZE_WHITESPACE) for m in (api, api_inits)]
+    failed, attempted = map(sum, zip(*results))
     assert attempted >= 30 and failed == 0
 
 
