@@ -270,9 +270,13 @@ def observations(f: StudyFiles) -> Dict[str, List[str]]:
         distinct = layer_at(f, name, "last", "distinct_units")
         same = [l for l in hidden if distinct.get(l) == 1]
         if same:
+            split = [l for l in hidden if distinct.get(l, 1) > 1]
             zeros.append(f"Distinct units of {name} at the end: " + ", ".join(
                 f"{l} {distinct[l]:.0f}" for l in layers) + ". Units that start identical receive "
-                "identical gradients and stay identical: the symmetry is never broken."
+                "identical gradients and stay identical: " + (
+                    "the symmetry is never broken." if not split else
+                    f"{', '.join(same)} kept a single unit; {', '.join(split)} split into a few only "
+                    "through floating-point rounding -- the symmetry is not broken by learning.")
                 + ("" if any(n.startswith("constant") for n in summary) else
                    " (--inits constant:value=c measures what a nonzero constant does.)"))
         order = first_moves(f, name)
