@@ -114,7 +114,8 @@ def whole(args) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.repeats):
             s, load, stdout = timed([sys.executable, str(HERE / "textbook.py"), "--init", "kaiming",
-                                     "--seed", "0"], ROOT, env_for(ROOT))
+                                     "--seed", "0", "--threads", str(args.textbook_threads)],
+                                    ROOT, env_for(ROOT))
             times[("textbook", None)].append(s)
             loads.append(load)
             accs["textbook"] = float(stdout.split()[-1])
@@ -142,7 +143,8 @@ def whole(args) -> int:
           f"{min(loads):.2f}–{max(loads):.2f} while measuring.\n")
     print(head)
     print("|" + "---|" * (3 + 2 * len(checkouts)))
-    print(f"| textbook loop (benchmarks/textbook.py) | 1 | {spread(times[('textbook', None)])} |"
+    threads = f", {args.textbook_threads} thread(s)" if args.textbook_threads else ""
+    print(f"| textbook loop (benchmarks/textbook.py{threads}) | 1 | {spread(times[('textbook', None)])} |"
           + " |" * (2 * len(checkouts)))
     for case in cases:
         n = CASES[case][0]
@@ -292,6 +294,9 @@ def main(argv=None) -> int:
                     "(e.g. a git worktree of an earlier commit), interleaved, and compare accuracies")
     ap.add_argument("--layouts", action="store_true", help="also train the default study in one "
                     "process (--workers 1) and compare its accuracies with the worker pool's")
+    ap.add_argument("--textbook-threads", type=int, default=0, help="torch threads of the textbook "
+                    "loop (default: torch's, one per core; 1 is the fair yardstick on a busy machine, "
+                    "where two OpenMP threads wait on each other)")
     ap.add_argument("--profile", action="store_true",
                     help="only profile one training step of 1- and 5-model stacks and exit")
     ap.add_argument("--detail", action="store_true", help="the in-process comparison instead: "

@@ -81,5 +81,8 @@ if __name__ == "__main__":
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--train-size", type=int, default=60000)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's, one per core)")
     a = p.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
     print(f"test_acc {train(a.init, a.seed, a.train_size, a.device)[1]:.4f}")
