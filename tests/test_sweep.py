@@ -107,11 +107,9 @@ def test_bad_sweep_options_are_usage_errors(tmp_path, capsys):
     for argv, message in [
         (["sweep", "--out", tmp_path / "o"], "give a grid file"),
         (["sweep", grid, "--resume"], "--resume needs --out"),
-        (["sweep", grid, "--out", tmp_path / "none", "--resume"], "holds no run store"),
         (["sweep", grid, "--out", tmp_path / "o", "--backend", "slurm"], "unknown backend 'slurm'"),
         (["sweep", grid, "--out", tmp_path / "o", "--workers", "0"], "--workers must be >= 1"),
         (["sweep", grid, "--out", tmp_path / "o", "--address", "h:1"], "--address is for --backend ray"),
-        (["study", "--out", tmp_path / "none", "--resume"], "holds no run store"),
         (["runs", tmp_path], "holds no run store"),
     ]:
         code, _, err = run_cli(argv, capsys)
