@@ -143,11 +143,17 @@ def commit(out: Path, store: st.Store, task: Task, result: TaskResult, token: st
 def run_inline(out: Path, store: st.Store, tasks: Sequence[Task], session: str, on_step, on_done,
                tensorboard: bool = False) -> bool:
     """Train the tasks one after another in this process (``initlab study``). Returns True when
-    Ctrl-C stopped it (the interrupted stack's runs are kept as 'interrupted', as the study did)."""
+    Ctrl-C stopped it (the interrupted stack's runs are kept as 'interrupted', as the study did). A task
+    that raises has its runs marked failed, and the next one trains, as on the local pool."""
     for task in tasks:
         token = f"{session}:{task.tid}"
         store.claim(task.flat, token)
-        result = run_task(task, progress=on_step, tensorboard=tensorboard)
+        try:
+            result = run_task(task, progress=on_step, tensorboard=tensorboard)
+        except Exception as e:           # noqa: BLE001 - a failed stack: its runs marked failed, the rest go on
+            store.fail(task.flat, token, pool.one_line(e))
+            on_done(task, None, pool.one_line(e))
+            continue
         on_done(task, commit(out, store, task, result, token), None)
         if result.interrupted:
             return True

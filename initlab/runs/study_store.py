@@ -13,7 +13,7 @@ import secrets
 import shutil
 import socket
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Sequence
 
@@ -101,9 +101,11 @@ def run_study_stored(cfg, out: Path, dataset=None, progress: bool = True, resume
                    disable=not progress, mininterval=0.2 if sys.stderr.isatty() else 15.0)
         session = new_session()
         interrupted = False
+        failed: List[str] = []
 
         def on_done(task, counts, error):
             if error:
+                failed.append(f"{', '.join(task.cfg.inits)} seeds {task.cfg.seed_list}: {error}")
                 print(f"initlab: failed: {', '.join(task.cfg.inits)} seeds {task.cfg.seed_list}: "
                       f"{error}", file=sys.stderr)
 
@@ -117,13 +119,14 @@ def run_study_stored(cfg, out: Path, dataset=None, progress: bool = True, resume
             store.release(session)
             interrupted = True
         bar.close()
-    return _Outcome(interrupted, rebuild(out))
+    return _Outcome(interrupted, rebuild(out), failed)
 
 
 @dataclass
 class _Outcome:
     interrupted: bool
     info: dict
+    failed: List[str] = field(default_factory=list)    # one line per stack that failed
 
 
 def counts_line(counts: Dict[str, int]) -> str:
