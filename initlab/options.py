@@ -62,7 +62,8 @@ STUDY_FLAGS = [
          "e.g. 'zeros uniform normal xavier kaiming' or 'kaiming_uniform:mode=fan_out'"),
     Flag("--seeds", "seeds", int, "number of seeds; each gives every init the same data order"),
     Flag("--first-seed", "first_seed", int, "first seed"),
-    Flag("--model", "model", str, "model name"),
+    Flag("--model", "model", str, "model, optionally with settings: mlp:width=256,depth=30, "
+         "two_layer_fc:hidden=4000 (initlab summary --model SPEC shows its layers)", "SPEC"),
     Flag("--activation", "activation", str, "activation after each hidden layer"),
     Flag("--pool", "pool", str, "LeNet-5 subsampling: avg (the paper's) or max"),
     Flag("--c3-table", "c3_table", "bool", "use LeNet-5's partial C3 connection table (Table I)"),

@@ -2,12 +2,14 @@
 
 A registry is a plain dict with a ``register`` decorator and a ``get`` whose error lists
 the valid names, so the CLI's ``--help``, its error messages and the tests that are
-parametrized over a registry all read the same source.
+parametrized over a registry all read the same source. ``split_spec`` reads the
+``name:key=value,...`` form in which inits and models are named with their settings.
 """
 from __future__ import annotations
 
 import fnmatch
-from typing import Callable, Dict, Generic, Iterator, List, TypeVar
+import re
+from typing import Any, Callable, Dict, Generic, Iterator, List, Tuple, TypeVar
 
 T = TypeVar("T")
 
@@ -54,3 +56,46 @@ class Registry(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_INT_RE = re.compile(r"[+-]?\d+\Z")
+
+
+def parse_value(text: str) -> Any:
+    """``"3"`` -> 3, ``"0.1"`` / ``"1e-3"`` -> float, ``"None"`` -> None, anything else -> the string."""
+    if text == "None":
+        return None
+    if _INT_RE.match(text):
+        return int(text)
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def split_spec(spec: str, kind: str) -> Tuple[str, Dict[str, Any]]:
+    """``"name"`` or ``"name:key=value,key=value"`` -> ``(name, {key: parse_value(value)})``, checking
+    only the form (a one-line ``ValueError`` names the bad part); whether the name and keys exist is
+    the registry owner's check.
+
+    Example:
+        >>> split_spec("mlp:width=256,depth=30", "model")
+        ('mlp', {'width': 256, 'depth': 30})
+    """
+    if not isinstance(spec, str):
+        raise ValueError(f"{kind} spec must be a string like 'name:key=value'; got {spec!r}")
+    head, sep, tail = spec.strip().partition(":")
+    name = head.strip()
+    if not NAME_RE.match(name):
+        raise ValueError(f"bad {kind} spec {spec!r}: expected 'name' or 'name:key=value,...'")
+    params: Dict[str, Any] = {}
+    if sep and tail.strip():
+        for item in tail.split(","):
+            key, eq, value = (s.strip() for s in item.partition("="))
+            if not eq or not NAME_RE.match(key) or not value:
+                raise ValueError(f"bad {kind} spec {spec!r}: {item.strip()!r} is not key=value")
+            if key in params:
+                raise ValueError(f"bad {kind} spec {spec!r}: parameter {key!r} given twice")
+            params[key] = parse_value(value)
+    return name, params

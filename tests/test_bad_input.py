@@ -37,7 +37,13 @@ STUDY_FLAG_CASES = [
     (["--activation", "swish2"], "unknown activation 'swish2'"), (["--model", "resnet"], "unknown model"),
     (["--dataset", "svhn"], "unknown dataset 'svhn'"), (["--pool", "min"], "unknown pool 'min'"),
     (["--device", "tpu"], "unknown device 'tpu'"), (["--bias-init", "nan"], "--bias-init must be a finite"),
-    (["--bias-init", "xavier"], "need no fans"), (["--depth", "3"], "shape the mlp"),
+    (["--bias-init", "xavier"], "need no fans"), (["--depth", "3"], "--depth does not apply: lenet5 has no depth"),
+    (["--model", "mlp", "--pool", "max"], "--pool does not apply: mlp has no pool"),
+    (["--model", "mlp:width=0"], "mlp: need width an integer >= 1, got 0"),
+    (["--model", "mlp:height=3"], "unknown parameter 'height' for model 'mlp'; valid: width, depth, conv"),
+    (["--model", "mlp:conv=maybe"], "need conv true or false"), (["--model", "mlp:width"], "is not key=value"),
+    (["--model", "mlp:width=64", "--width", "32"], "width given twice: 64 in --model, 32 by --width"),
+    (["--model", "three_layer_convnet:form=dense"], "unknown form 'dense'"),
     (["--model", "mlp", "--width", "0"], "--width must be >= 1"),
     (["--record-every", "0"], "--record-every must be >= 1"), (["--seeds", "two"], "invalid int value"),
     (["--c3-table", "maybe"], "expected true/false"), (["--workers", "-1"], "--workers must be >= 0"),
@@ -65,6 +71,9 @@ OTHER_CASES = [
     (["report", "NOWHERE"], "is not a folder"), (["runs", "NOWHERE"], "is not a folder"),
     (["data", "fetch", "svhn"], "unknown dataset"), (["data", "fetch", "--data-dir", "/etc"], "has no train-images"),
     (["summary", "--model", "resnet"], "unknown model"),
+    (["summary", "--model", "two_layer_fc:hidden=0"], "need hidden an integer >= 1"),
+    (["depth", "--model", "mlp:depth=3"], "--depths sets the depth"),
+    (["depth", "--model", "lenet5"], "depth trains the mlp"),
 ]
 
 CONFIG_CASES = [

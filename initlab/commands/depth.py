@@ -27,6 +27,8 @@ DEPTH_FLAGS = [
     Flag("--lrs", "lrs", "floats", "learning rates (one study per depth and lr)", "LR"),
     Flag("--seeds", "seeds", int, "seeds per depth x lr x init"),
     Flag("--first-seed", "first_seed", int, "first seed"),
+    Flag("--model", "model", str, "the plain net with settings, e.g. mlp:width=128,conv=true (--depths sets "
+         "its depth)", "SPEC"),
     Flag("--width", "width", int, "units per hidden layer (channels with --conv)", "N"),
     Flag("--conv", "conv", "bool", "3x3 convolutions with padding 1 instead of fully connected layers"),
     Flag("--activation", "activation", str, "activation after each hidden layer"),
@@ -56,7 +58,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     extra = {"workers": args.workers} if args.workers else None
-    cfg = configure(args, depth.DepthConfig(), DEPTH_FLAGS, depth.validate, extra=extra)
+    cfg = depth.resolve(configure(args, depth.DepthConfig(), DEPTH_FLAGS, depth.validate, extra=extra))
     out = prepare_out(args.out, NAME, args.force)
     ds = load_data(cfg.dataset, cfg.data_dir, args.quiet)
     result = depth.run_depth(cfg, dataset=ds, progress=not args.quiet)

@@ -9,13 +9,15 @@ NAME = "summary"
 
 def add_parser(sub) -> None:
     m = sub.add_parser(NAME, help="print a model's layers, shapes and parameter counts")
-    m.add_argument("--model", default="lenet5", help="model name (default lenet5)")
+    m.add_argument("--model", default="lenet5",
+                   help="model, optionally with settings, e.g. mlp:width=256,depth=30 (default lenet5)")
     m.add_argument("--activation", default="relu", help="activation (default relu)")
 
 
 def run(args) -> int:
     try:
-        model = models.build(args.model, activation=args.activation)
+        name, options = models.parse_model(args.model)
+        model = models.build(name, activation=args.activation, **options)
     except ValueError as e:
         raise UsageError(str(e)) from None
     print(models.summary(model))

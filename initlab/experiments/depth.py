@@ -14,12 +14,12 @@ batched stack, every init of a seed on the same data order); only the deepest de
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import List, Optional
 
 from initlab import data as data_mod
-from initlab import engine, files
+from initlab import engine, files, models
 from initlab.experiments import probe, study
 from initlab.options import UsageError
 
@@ -38,6 +38,7 @@ class DepthConfig:
     first_seed: int = 0
     width: int = 256                # units per hidden layer (channels with conv)
     conv: bool = False              # 3x3 convolutions, padding 1, instead of fully connected layers
+    model: str = "mlp"              # the plain net, optionally with settings: 'mlp:width=128,conv=true'
     activation: str = "relu"
     optimizer: str = "sgd"          # sgd (Nesterov momentum 0.9, as He et al. train) | adam | adamw
     batch_size: int = 32
@@ -52,6 +53,23 @@ class DepthConfig:
     @property
     def deepest(self) -> int:
         return max(self.depths)
+
+
+def resolve(cfg: DepthConfig) -> DepthConfig:
+    """``cfg`` with the settings of ``--model mlp:key=value`` moved into ``width`` and ``conv``; a
+    ValueError (one line) for another model, a ``depth=`` (``--depths`` sets it) or a setting given
+    both ways with different values."""
+    name, options = models.parse_model(cfg.model)
+    if name != "mlp":
+        raise ValueError(f"depth trains the mlp (a plain net); got --model {name}")
+    if "depth" in options:
+        raise ValueError("--depths sets the depth: drop depth= from --model")
+    base = DepthConfig()
+    for key in ("width", "conv"):
+        given = getattr(cfg, key)
+        if key in options and given != getattr(base, key) and given != options[key]:
+            raise ValueError(f"{key} given twice: {options[key]} in --model, {given} by --{key}")
+    return replace(cfg, model="mlp", **options)
 
 
 def study_config(cfg: DepthConfig, depth: int, lr: float) -> study.StudyConfig:
@@ -76,6 +94,10 @@ def probe_config(cfg: DepthConfig) -> probe.ProbeConfig:
 
 def validate(cfg: DepthConfig) -> None:
     """Raise UsageError (one line) for the first bad setting, before any training."""
+    try:
+        cfg = resolve(cfg)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     if not cfg.depths or any(d < 1 for d in cfg.depths):
         raise UsageError(f"--depths must be >= 1, got {' '.join(map(str, cfg.depths)) or 'none'}")
     if not cfg.lrs or any(not (math.isfinite(lr) and lr > 0) for lr in cfg.lrs):
@@ -99,6 +121,7 @@ def run_depth(cfg: DepthConfig, dataset=None, progress: bool = True) -> DepthRes
     """Probe the deepest net, then train every depth x lr x init x seed; deepest first, so that an
     interrupted run has the most telling column."""
     validate(cfg)
+    cfg = resolve(cfg)
     ds = dataset if dataset is not None else data_mod.load_dataset(cfg.dataset, cfg.data_dir, quiet=True)
     result = DepthResult([], [], probe.run_probe(probe_config(cfg), dataset=ds, progress=progress))
     for lr in cfg.lrs:

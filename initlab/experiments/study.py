@@ -37,7 +37,7 @@ class StudyConfig:
     inits: List[str] = field(default_factory=lambda: list(LAB_INITS))
     seeds: int = 3                  # seeds 0 .. seeds-1 (each: one data order, one init draw)
     first_seed: int = 0
-    model: str = "lenet5"
+    model: str = "lenet5"           # a registered model, optionally with settings: 'mlp:width=256,depth=30'
     activation: str = "relu"
     pool: str = "avg"               # LeNet-5 subsampling: avg (the paper's) or max
     c3_table: bool = False          # LeNet-5's partial C3 connections (Table I)
@@ -80,8 +80,6 @@ def validate(cfg: StudyConfig) -> None:
     checks = [
         (cfg.activation in ACTIVATIONS,
          f"unknown activation {cfg.activation!r}; choose from: {', '.join(ACTIVATIONS.names())}"),
-        (cfg.model in models.MODELS,
-         f"unknown model {cfg.model!r}; choose from: {', '.join(models.MODELS.names())}"),
         (cfg.dataset in data_mod.dataset_names(),
          f"unknown dataset {cfg.dataset!r}; choose from: {', '.join(data_mod.dataset_names())}"),
         (cfg.pool in ("avg", "max"), f"unknown pool {cfg.pool!r}; choose from: avg, max"),
@@ -90,8 +88,6 @@ def validate(cfg: StudyConfig) -> None:
         (cfg.seeds >= 1, f"--seeds must be >= 1, got {cfg.seeds}"),
         (cfg.width is None or cfg.width >= 1, f"--width must be >= 1, got {cfg.width}"),
         (cfg.depth is None or cfg.depth >= 1, f"--depth must be >= 1, got {cfg.depth}"),
-        (cfg.model == "mlp" or (cfg.width is None and cfg.depth is None and not cfg.conv),
-         f"--width, --depth and --conv shape the mlp; --model {cfg.model} has its own layers"),
         (cfg.seeds_per_stack >= 0, f"--seeds-per-stack must be >= 0, got {cfg.seeds_per_stack}"),
         (cfg.workers >= 0, f"--workers must be >= 0, got {cfg.workers}"),
         (isinstance(cfg.bias_init, str) or math.isfinite(cfg.bias_init),
@@ -108,13 +104,22 @@ def validate(cfg: StudyConfig) -> None:
         (0 <= t.label_smoothing < 1, f"--label-smoothing must be in [0, 1), got {t.label_smoothing}"),
         (t.weight_decay >= 0, f"--weight-decay must be >= 0, got {t.weight_decay}"),
     ]
-    shape = image_shape(cfg.dataset)
-    checks.append((not (shape != LENET_INPUT and cfg.model == "lenet5"),
-                   f"--model lenet5 takes 1x28x28 images; {cfg.dataset} is {'x'.join(map(str, shape))}: use "
-                   f"--model three_layer_convnet, two_layer_fc or mlp"))
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    try:
+        name, _ = model_spec(cfg)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    try:
+        with torch.device("meta"):       # the constructor's own checks, without allocating weights
+            models.build(name, **model_options(cfg))
+    except ValueError as e:
+        raise ConfigError(f"--model {cfg.model}: {e}") from None
+    shape = image_shape(cfg.dataset)
+    if shape != LENET_INPUT and name == "lenet5":
+        raise ConfigError(f"--model lenet5 takes 1x28x28 images; {cfg.dataset} is {'x'.join(map(str, shape))}: "
+                          f"use --model three_layer_convnet, two_layer_fc or mlp")
     size = data_mod.DATASETS.get(cfg.dataset).train_size if cfg.dataset in data_mod.DATASETS else None
     if t.train_size is not None and size is not None and t.train_size > size:
         raise ConfigError(f"--train-size {t.train_size} is more than the {size:,} training images of "
@@ -162,7 +167,7 @@ def build_and_initialize(cfg: StudyConfig, spec: str, seed: int,
     ``dbn`` includes RBM pre-training). Model-level inits need ``x_train`` (float training images)."""
     import time
 
-    model = models.build(cfg.model, **model_options(cfg))
+    model = models.build(model_spec(cfg)[0], **model_options(cfg))
     batch = None if x_train is None else init_images(cfg, spec, seed, x_train)
     t0 = time.perf_counter()
     info = init.initialize(model, spec, generator=init_generator(seed), activation=cfg.activation,
@@ -190,7 +195,7 @@ def _check_model_inits(cfg: StudyConfig) -> None:
             if name in init.MODEL_INITIALIZERS else None
         if check is not None:
             try:
-                check(models.build(cfg.model, **model_options(cfg)))
+                check(models.build(model_spec(cfg)[0], **model_options(cfg)))
             except ValueError as e:
                 raise ConfigError(f"--inits {spec}: {e}") from None
 
@@ -203,16 +208,34 @@ def image_shape(dataset: str) -> Tuple[int, int, int]:
     return data_mod.DATASETS.get(dataset).image_shape if dataset in data_mod.DATASETS else LENET_INPUT
 
 
+def model_spec(cfg: StudyConfig) -> Tuple[str, Dict]:
+    """(model name, its settings) from ``--model name:key=value`` and the flags that shape a model
+    (``--width``, ``--depth``, ``--conv`` for the mlp; ``--pool``, ``--c3-table`` for LeNet-5). A
+    setting given both ways must agree; a flag the model does not have is refused."""
+    name, options = models.parse_model(cfg.model)
+    flags = {"width": cfg.width, "depth": cfg.depth, "conv": cfg.conv or None,
+             "pool": None if cfg.pool == "avg" else cfg.pool, "c3_table": cfg.c3_table or None}
+    valid = models.settable_options(name)
+    for key, value in flags.items():
+        if value is None:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if key not in valid:
+            raise ValueError(f"{flag} does not apply: {name} has no {key} (its settings: "
+                             f"{', '.join(valid) or 'none'})")
+        if options.setdefault(key, value) != value:
+            raise ValueError(f"{key} given twice: {options[key]} in --model, {value} by {flag}")
+    return name, options
+
+
 def model_options(cfg: StudyConfig) -> Dict:
-    if cfg.model == "lenet5":
-        return {"activation": cfg.activation, "pool": cfg.pool, "c3_table": cfg.c3_table}
-    options = {"activation": cfg.activation}
+    """Keyword arguments that build the study's model: its settings, the activation and the dataset's
+    image shape where it differs from 1x28x28."""
+    name, options = model_spec(cfg)
+    options["activation"] = cfg.activation
     c, h, _ = image_shape(cfg.dataset)
-    if (c, h) != LENET_INPUT[:2]:
+    if name != "lenet5" and (c, h) != LENET_INPUT[:2]:
         options.update(in_channels=c, image_size=h)
-    options.update({k: v for k, v in (("width", cfg.width), ("depth", cfg.depth)) if v is not None})
-    if cfg.conv:
-        options["conv"] = True
     return options
 
 

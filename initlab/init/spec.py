@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import inspect
 import math
-import re
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
 
-from initlab.registry import Registry, UnknownNameError
+from initlab.registry import Registry, UnknownNameError, split_spec
 
 
 class Limit:
@@ -141,22 +140,6 @@ def init_params(name: str) -> Dict[str, Any]:
 # Specs: "name:key=value,..."
 # =============================================================================================
 
-_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-_INT_RE = re.compile(r"[+-]?\d+\Z")
-
-
-def _parse_value(text: str) -> Any:
-    """``"3"`` -> 3, ``"0.1"`` / ``"1e-3"`` -> float, ``"None"`` -> None, anything else -> the string."""
-    if text == "None":
-        return None
-    if _INT_RE.match(text):
-        return int(text)
-    try:
-        return float(text)
-    except ValueError:
-        return text
-
-
 def parse_spec(spec: str) -> Tuple[str, Dict[str, Any]]:
     """Parse ``"name"`` or ``"name:key=value,key=value"`` into ``(name, params)``.
 
@@ -170,26 +153,13 @@ def parse_spec(spec: str) -> Tuple[str, Dict[str, Any]]:
         >>> parse_spec("zeros")
         ('zeros', {})
     """
-    if not isinstance(spec, str):
-        raise ValueError(f"init spec must be a string like 'kaiming:mode=fan_out'; got {spec!r}")
-    head, sep, tail = spec.strip().partition(":")
-    name = head.strip()
-    if not _NAME_RE.match(name):
-        raise ValueError(f"bad init spec {spec!r}: expected 'name' or 'name:key=value,...'")
+    name, params = split_spec(spec, "init")
     _lookup(name)  # unknown name -> UnknownNameError listing the valid ones
     valid = init_params(name)
-    valid_txt = ", ".join(valid) or "none"
-    params: Dict[str, Any] = {}
-    if sep and tail.strip():
-        for item in tail.split(","):
-            key, eq, value = (s.strip() for s in item.partition("="))
-            if not eq or not _NAME_RE.match(key) or not value:
-                raise ValueError(f"bad init spec {spec!r}: {item.strip()!r} is not key=value")
-            if key not in valid:
-                raise ValueError(f"unknown parameter {key!r} for initializer {name!r}; valid: {valid_txt}")
-            if key in params:
-                raise ValueError(f"bad init spec {spec!r}: parameter {key!r} given twice")
-            params[key] = _parse_value(value)
+    unknown = [k for k in params if k not in valid]
+    if unknown:
+        raise ValueError(f"unknown parameter {unknown[0]!r} for initializer {name!r}; "
+                         f"valid: {', '.join(valid) or 'none'}")
     fn, _ = _lookup(name)
     for key, value in params.items():
         limit = getattr(fn, "limits", {}).get(key)
