@@ -42,6 +42,46 @@ def test_engine_matches_the_plain_loop_step_for_step(spec):
         assert torch.allclose(p, q, atol=1e-4, rtol=1e-3), name
 
 
+SMALL_MODELS = {"lenet5": {}, "mlp": {"width": 16, "depth": 3}, "two_layer_fc": {"hidden": 32},
+                "three_layer_convnet": {"channel_1": 4, "channel_2": 4}}
+# the path each model's stack takes: the hand-written kernel, batched matrix products, or vmap
+STACK_PATHS = {"lenet5": "kernel", "mlp": "chain", "two_layer_fc": "chain", "three_layer_convnet": "vmap"}
+
+
+def test_every_model_has_a_small_form_and_a_known_stack_path():
+    assert set(SMALL_MODELS) == set(models.MODELS) == set(STACK_PATHS)
+
+
+@pytest.mark.parametrize("name", list(models.MODELS))
+def test_every_model_trains_in_a_stack_as_in_the_plain_loop(name):
+    data, cfg = _data()
+    seeds = [3, 4]
+
+    def build(spec, seed):
+        m = models.build(name, **SMALL_MODELS[name])
+        init.initialize(m, spec, generator=torch.Generator().manual_seed(seed))
+        return m
+
+    stack = [[build("xavier", s), build("kaiming", s)] for s in seeds]
+    reference = copy.deepcopy(stack[1][1])
+    probe_model = copy.deepcopy(stack[0][1])
+    built = engine.Stack(stack, "cpu")
+    path = "kernel" if built.kernel is not None else "chain" if built.chain is not None else "vmap"
+    assert path == STACK_PATHS[name]
+    # every layer's output on shared images is the model's own forward's
+    _, _, acts = built.evaluate(data.x_test[:40], data.y_test[:40], probe=40)
+    _, own = probe_model(data.x_test[:40], return_activations=True)
+    assert set(acts) == set(own)
+    for layer, value in own.items():
+        assert torch.allclose(acts[layer][0, 1], value, atol=1e-5, rtol=1e-4), layer
+    res = engine.train_stack(stack, seeds, data, cfg)
+    ref_losses = engine.train_reference(reference, data, engine.data_order(640, seeds[1], 1), cfg)
+    diff = (torch.tensor(ref_losses) - res.step_losses[:, 1, 1]).abs().max().item()
+    assert diff < 1e-4 * max(1.0, max(abs(x) for x in ref_losses)), diff
+    for (layer, p), q in zip(stack[1][1].named_parameters(), reference.parameters()):
+        assert torch.allclose(p, q, atol=1e-4, rtol=1e-3), layer
+
+
 def test_models_in_a_stack_do_not_influence_each_other_and_divergence_is_contained():
     data, cfg = _data()
     healthy = _model("kaiming", 0)

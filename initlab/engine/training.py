@@ -4,8 +4,9 @@ Why: a LeNet-5 step at batch 32 is tiny, so the textbook loop spends its time in
 per-sample DataLoader. Here the data is one in-memory tensor, and a *stack* of S seeds x I members
 (e.g. 3 seeds x 5 inits) is trained at once over stacked parameters; every member of a seed sees that
 seed's batches, every seed has its own data order. LeNet-5 stacks run through the hand-written forward
-and backward of ``lenet_kernel``; any other model through ``torch.func.vmap`` (the inner vmap shares a
-seed's batch between its members, the outer one gives every seed its own) and autograd. The loss is the
+and backward of ``lenet_kernel``; fully connected chains (``mlp``, ``two_layer_fc``) as batched matrix
+products (``linear_chain``) with autograd; any other model through ``torch.func.vmap`` (the inner vmap
+shares a seed's batch between its members, the outer one gives every seed its own) and autograd. The loss is the
 sum of the per-model mean losses, so each model's gradient is exactly its own, and Adam is element-wise,
 so one (fused) optimizer over the stacked tensors does exactly what M separate optimizers would.
 ``train_reference`` is the plain one-model loop the engine is tested against, step for step.
@@ -28,7 +29,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, vmap
 
 from initlab.data import DATASETS
-from initlab.engine import lenet_kernel
+from initlab.engine import lenet_kernel, linear_chain
 from initlab.engine import record as rec
 from initlab.engine.config import TrainConfig
 from initlab.engine.optim import StackOptimizer, make_optimizer
@@ -197,6 +198,7 @@ class Stack:
                 {k: v.detach().view(M, *v.shape[2:]) for k, v in self.params.items()},
                 {k: v.grad.view(M, *v.shape[2:]) for k, v in self.params.items()},
                 first.activation, self.buffers.get("c3_mask"))
+        self.chain = None if self.kernel is not None else linear_chain.chain_of(first)
 
         def one(p, x, return_activations=False):
             return functional_call(self.template, (p, self.buffers), (x,),
@@ -209,7 +211,9 @@ class Stack:
                                     in_dims=(0, None))
 
     def forward(self, xb: torch.Tensor) -> torch.Tensor:
-        """xb (S, B, 1, 28, 28) -> logits (S, I, B, 10), through vmap (with autograd)."""
+        """xb (S, B, 1, 28, 28) -> logits (S, I, B, 10), with autograd."""
+        if self.chain is not None:
+            return linear_chain.forward(self.params, self.chain, self.act.fn, xb, self.S, self.I)[0]
         return self._train_fn(self.params, xb)
 
     def loss_and_grad(self, xb: torch.Tensor, yb: torch.Tensor, alive: Optional[torch.Tensor] = None,
@@ -242,7 +246,7 @@ class Stack:
         Small chunks keep the S*I-wide intermediates in cache (vmap: 64 images ~2.5x faster than
         1000; the LeNet kernel: 128 images ~1.9x faster than 1000). The kernel takes the probe
         images as one chunk, so its activations come back as views, not copies."""
-        chunk = chunk or (128 if self.kernel is not None else 64)
+        chunk = chunk or (128 if self.kernel is not None else 256 if self.chain is not None else 64)
         bounds = list(range(0, len(x), chunk))
         if self.kernel is not None and probe:
             bounds = [0] + list(range(min(probe, len(x)), len(x), chunk))
@@ -253,6 +257,9 @@ class Stack:
             xb, yb = x[start:stop], y[start:stop]
             if self.kernel is not None:
                 logits, a = self._kernel_outputs(xb)
+            elif self.chain is not None:
+                logits, a = linear_chain.forward(self.params, self.chain, self.act.fn, xb, self.S, self.I,
+                                                 return_activations=start < probe)
             elif start < probe:
                 logits, a = self._shared_acts_fn(self.params, xb)                   # (S, I, n, 10)
             else:

@@ -50,6 +50,8 @@ class MLP(nn.Module):
             self.add_module(name, nn.Conv2d(fan, width, 3, padding=1) if conv else nn.Linear(fan, width))
             fan = width
         self.output = nn.Linear(width * h * w if conv else width, num_classes)
+        # a plain chain of linear layers (the engine trains it as batched matrix products)
+        self.linear_chain = [] if conv else self.hidden_names + ["output"]
 
     def forward(self, x: torch.Tensor, return_activations: bool = False):
         f = self.act.fn
@@ -78,6 +80,7 @@ class TwoLayerFC(nn.Module):
         self.act = activations.get(activation)
         self.fc1 = nn.Linear(in_channels * image_size * image_size, hidden)
         self.output = nn.Linear(hidden, num_classes)
+        self.linear_chain = ["fc1", "output"]
 
     def forward(self, x: torch.Tensor, return_activations: bool = False):
         acts: Dict[str, torch.Tensor] = {}
