@@ -166,8 +166,8 @@ def add_output_flags(p: argparse.ArgumentParser, command: str) -> None:
 
 
 def add_workers_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workers", type=int, default=0, help="training processes, one thread each "
-                   "(default 0 = one per CPU core; 1 on a GPU)")
+    p.add_argument("--workers", type=int, default=0, help="training processes (default 0 = one per CPU "
+                   "core, 1 on a GPU); with fewer models than that, they train in this process")
 
 
 def settings_of(args: argparse.Namespace, flags: Sequence[Flag]) -> Dict[str, Any]:

@@ -68,6 +68,8 @@ OTHER_CASES = [
     (["sweep", "GRID", "--backend", "mpi"], "unknown backend 'mpi'"),
     (["sweep", "GRID", "--workers", "0"], "--workers must be >= 1"),
     (["sweep", "GRID", "--address", "1.2.3.4:6379"], "--address is for --backend ray"),
+    (["sweep", "GRID", "--backend", "ray", "--address", "127.0.0.1:1"], "cannot reach a Ray cluster at 127.0.0.1:1"),
+    (["sweep", "GRID", "--backend", "ray", "--address", "nowhere"], "expected HOST:PORT"),
     (["report", "NOWHERE"], "is not a folder"), (["runs", "NOWHERE"], "is not a folder"),
     (["data", "fetch", "svhn"], "unknown dataset"), (["data", "fetch", "--data-dir", "/etc"], "has no train-images"),
     (["summary", "--model", "resnet"], "unknown model"),

@@ -35,7 +35,7 @@ DEPTH_FLAGS = [
     Flag("--optimizer", "optimizer", str, "sgd (Nesterov momentum 0.9) | adam | adamw"),
     Flag("--batch-size", "batch_size", int, "images per step"),
     Flag("--epochs", "epochs", int, "passes over the training images"),
-    Flag("--train-size", "train_size", int, "train on the first N images of a seeded shuffle (none: all)"),
+    Flag("--train-size", "train_size", str, "train on the first N images of a seeded shuffle (none: all)", "N"),
     Flag("--bias-init", "bias_init", float, "constant every bias starts at"),
     Flag("--dataset", "dataset", str, "dataset name"),
     Flag("--data-dir", "data_dir", str, "folder holding the dataset's files"),
@@ -64,7 +64,8 @@ def run(args) -> int:
     result = depth.run_depth(cfg, dataset=ds, progress=not args.quiet)
     depth.write_depth(out, cfg, result)
     path = depth_report.write_report(out)
-    print(text_table(*depth_report.summary_table(out)))
+    for table in depth_report.summary_tables(out):
+        print(text_table(*table) + "\n")
     for sentence in depth_report.observations(result.runs, result.probe, depth.asdict(cfg)):
         print("- " + sentence)
     if result.interrupted:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import os
 import sys
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from initlab.options import (
     prepare_out,
 )
 from initlab.runs import store as st
-from initlab.runs.backends import BACKENDS, run_local, run_ray
+from initlab.runs.backends import BACKENDS, ClusterError, connect_ray, run_local, run_ray, use_ray_token
 from initlab.runs.cells import cells_of, varied_settings
 from initlab.runs.gridfile import read_grid
 from initlab.runs.plan import plan_tasks, split_tasks
@@ -85,6 +86,7 @@ def run(args) -> int:
     if args.backend not in BACKENDS:
         raise UsageError(f"unknown backend {args.backend!r}; choose from: {', '.join(BACKENDS)}")
     if args.backend == "ray":
+        use_ray_token()                # before Ray is imported: it reads the mode once
         try:
             import ray  # noqa: F401
         except ImportError:
@@ -103,6 +105,12 @@ def run(args) -> int:
         raise UsageError("give a grid file (initlab sweep GRID.toml), or --resume --out DIR")
     out = args.out or Path("runs") / f"{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-sweep"
     configs = read_grid(args.grid, args) if args.grid is not None else None   # (errors before any write)
+    address = args.address or (os.environ.get("RAY_ADDRESS") if args.backend == "ray" else None)
+    if address:
+        try:
+            connect_ray(address)           # an unreachable or unauthenticated cluster: before any write
+        except ClusterError as e:
+            raise UsageError(str(e)) from None
     if st.exists(out):
         with st.Store(out) as store:
             if store.meta("plan", {}).get("kind") == "study":

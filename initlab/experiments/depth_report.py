@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from initlab import files
-from initlab.document import Document, colours, mean, settings_line
+from initlab.document import Document, colours, mean, settings_line, std
 from initlab.experiments import grid, probe_report
 
 REACH = 0.90        # "trains": mean final test accuracy at or above this
@@ -30,8 +30,26 @@ def depth_table(runs: Sequence[dict], inits: Sequence[str], depths: Sequence[int
                 lr: float) -> Tuple[List[str], List[List[str]]]:
     """Rows: inits; columns: depths; cells: mean ± std of the final test accuracy (%), n/c below 20 %."""
     acc = accuracy(runs)
-    body = [[i] + [grid.cell(acc.get((lr, i, d), [])) for d in depths] for i in inits]
+    gone = {d: diverged(runs, lr, d) for d in depths}
+    body = [[i] + ["diverged" if i in gone[d] and gone[d][i][0] == gone[d][i][1] else
+                   grid.cell(acc.get((lr, i, d), [])) for d in depths] for i in inits]
     return ["init \\ depth"] + [str(d) for d in depths], body
+
+
+def diverged(runs: Sequence[dict], lr: float, depth: int) -> Dict[str, Tuple[int, int, int]]:
+    """{init: (seeds diverged, seeds run, first step a loss was not finite)} at one lr and depth, for
+    the inits with at least one diverged seed."""
+    seeds: Dict[str, List[dict]] = defaultdict(list)
+    for r in runs:
+        if r["lr"] == lr and r["depth"] == depth:
+            seeds[r["init"]].append(r)
+    out = {}
+    for init, rows in seeds.items():
+        bad = [r for r in rows if r.get("diverged")]
+        if bad:
+            steps = [int(r["diverged_step"]) for r in bad if r.get("diverged_step") not in (None, "")]
+            out[init] = (len(bad), len(rows), min(steps) if steps else -1)
+    return out
 
 
 def deepest_reaching(runs: Sequence[dict], init: str, lr: float, threshold: float = REACH) -> Optional[int]:
@@ -66,41 +84,76 @@ def observations(runs: Sequence[dict], probe_rows: Sequence[dict], cfg: dict) ->
         out.append(f"lr {lr:g}: deepest depth at which each init still reaches {100 * REACH:.0f} % "
                    f"(mean over {seeds} seed{'s' if seeds != 1 else ''}) -- " + "; ".join(parts) + ".")
         at_deep = {i: mean(acc[(lr, i, deepest)]) for i in inits if (lr, i, deepest) in acc}
-        stalled = [f"{i} ({100 * a:.2f} %)" for i, a in at_deep.items() if a < STALLED]
+        blew_up = {i: d for i, d in diverged(runs, lr, deepest).items() if i in at_deep}
+        stalled = [f"{i} ({100 * a:.2f} %)" for i, a in at_deep.items() if a < STALLED and i not in blew_up]
         trained = [f"{i} ({100 * a:.2f} %)" for i, a in at_deep.items() if a >= REACH]
-        if stalled or trained:
+        gone = [f"{i} ({n} of {total} seeds, first at step {step})" for i, (n, total, step) in blew_up.items()]
+        if stalled or trained or gone:
             out.append(f"lr {lr:g}, {deepest} layers: " + "; ".join(
                 part for part in (f"trains: {', '.join(trained)}" if trained else "",
-                                  f"stalls near chance: {', '.join(stalled)}" if stalled else "") if part)
+                                  f"stalls near chance: {', '.join(stalled)}" if stalled else "",
+                                  f"diverges (loss not finite): {', '.join(gone)}" if gone else "") if part)
                 + ".")
     if len(lrs) > 1:
         # deepest depth reaching 90 % first, then the accuracy at the deepest depth
         best = {lr: max(inits, key=lambda i: (reach[lr][i] or 0, mean(acc.get((lr, i, deepest), []))))
                 for lr in lrs}
+        leads = "; ".join(f"lr {lr:g}: {_lead(acc, lr, inits, best[lr], deepest)}" for lr in lrs
+                          if _lead(acc, lr, inits, best[lr], deepest))
         if len(set(best.values())) == 1:
             out.append(f"The init that trains best at depth is {best[lrs[0]]} at every learning rate tried "
-                       f"({', '.join(f'{lr:g}' for lr in lrs)}): the conclusion is not an artefact of "
-                       f"one learning rate.")
+                       f"({', '.join(f'{lr:g}' for lr in lrs)})" + (f" ({leads})" if leads else "") + ".")
         else:
             out.append("The init that trains best at depth changes with the learning rate: "
-                       + ", ".join(f"lr {lr:g}: {best[lr]}" for lr in lrs) + ".")
+                       + ", ".join(f"lr {lr:g}: {best[lr]}" for lr in lrs) + (f" ({leads})" if leads else "")
+                       + ".")
     spread = probe_report.spread(list(probe_rows))
     if spread:
         ratios = {}
         for (i, _, _), v in spread.items():
             ratios.setdefault(i, []).append(v["ratio"])
         kept = [i for i in inits if all(v["kept"] for (ii, _, _), v in spread.items() if ii == i)]
-        text = ", ".join(f"{i} {probe_report.num(_finite_or_zero(probe_report.geomean(ratios[i])))}"
-                         for i in inits if i in ratios)
+        text = ", ".join(f"{i} {probe_report.num(probe_report.geomean(ratios[i]))}"
+                         if math.isfinite(probe_report.geomean(ratios[i])) and probe_report.geomean(ratios[i]) > 0
+                         else f"{i} (no signal)" for i in inits if i in ratios)
+        factor = probe_report.KEEP_FACTOR
+        ratio = {i: probe_report.geomean(ratios[i]) for i in inits if i in ratios}
+        silent = [i for i, r in ratio.items() if not (math.isfinite(r) and r > 0)]
+        shrinks = [i for i, r in ratio.items() if i not in silent and r < 1 / factor]
+        grows = [i for i, r in ratio.items() if i not in silent and r > factor]
+        why = []
+        if shrinks:
+            why.append(f"a signal that shrinks geometrically with depth ({', '.join(shrinks)}) gives the first "
+                       f"layers a vanishing gradient, so they barely move in one epoch")
+        if silent:
+            why.append(f"no signal passes at all with {', '.join(silent)} (every hidden output is the same for "
+                       f"every image), so at the first step no layer below the output gets a gradient")
+        if grows:
+            why.append(f"one that grows ({', '.join(grows)}) starts with huge logits and gradients, which "
+                       f"a fixed learning rate turns into divergence or a stall")
         out.append(f"At initialization, last/first forward std over the {max(cfg['depths'])} "
-                   f"hidden layers: {text}; within x{probe_report.KEEP_FACTOR:g} at every layer: "
-                   f"{', '.join(kept) or 'none'}. A signal that shrinks geometrically with depth gives the "
-                   f"first layers a vanishing gradient, so they barely move in one epoch.")
+                   f"hidden layers: {text}; within x{factor:g} at every layer: {', '.join(kept) or 'none'}."
+                   + (" " + _sentence("; ".join(why)) if why else ""))
     return out
 
 
-def _finite_or_zero(x: float) -> float:
-    return x if math.isfinite(x) else 0.0
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + "."
+
+
+def _lead(acc, lr: float, inits: Sequence[str], best: str, depth: int) -> str:
+    """How far ``best`` is ahead of the runner-up at ``depth``, and whether beyond the seed spread."""
+    others = [i for i in inits if i != best and (lr, i, depth) in acc]
+    if not others or (lr, best, depth) not in acc:
+        return ""
+    second = max(others, key=lambda i: mean(acc[(lr, i, depth)]))
+    a, b = acc[(lr, best, depth)], acc[(lr, second, depth)]
+    gap = 100 * (mean(a) - mean(b))
+    if min(len(a), len(b)) < 2:
+        return f"{gap:.2f} points ahead of {second} at {depth} layers (1 seed: no spread)"
+    beyond = gap > 100 * max(std(a), std(b))
+    return (f"{gap:.2f} points ahead of {second} at {depth} layers, "
+            f"{'beyond' if beyond else 'within'} the seed spread")
 
 
 def plot_depth(runs: Sequence[dict], cfg: dict, path: Path) -> Path:
@@ -178,11 +231,19 @@ def describe(cfg: dict) -> str:
 
 
 def summary_table(out: Path) -> Tuple[List[str], List[List[str]]]:
-    """One table for the terminal: the first learning rate's depth table."""
+    """The first learning rate's depth table (the catalog's one table per experiment)."""
+    return summary_tables(out)[0]
+
+
+def summary_tables(out: Path) -> List[Tuple[List[str], List[List[str]]]]:
+    """The terminal's tables: one depth table per learning rate."""
     cfg = files.read_json(Path(out) / "config.json")
     runs = files.read_table(out, "runs")
-    head, body = depth_table(runs, cfg["inits"], sorted(cfg["depths"]), cfg["lrs"][0])
-    return [f"{head[0]} (lr {cfg['lrs'][0]:g})"] + head[1:], body
+    tables = []
+    for lr in cfg["lrs"]:
+        head, body = depth_table(runs, cfg["inits"], sorted(cfg["depths"]), lr)
+        tables.append(([f"{head[0]} (lr {lr:g})"] + head[1:], body))
+    return tables
 
 
 def write_report(out: Path) -> Path:
@@ -195,7 +256,7 @@ def write_report(out: Path) -> Path:
                    settings_line(describe(cfg), meta))
     doc.heading("Final test accuracy (%) by depth")
     doc.paragraph(f"Cells: mean ± std over seeds; 'n/c' = mean below {100 * STALLED:.0f} % (chance is "
-                  "10 %); a diverged run counts as 0.")
+                  "10 %); a diverged run counts as 0; 'diverged' = every seed's loss became non-finite.")
     for lr in cfg["lrs"]:
         doc.heading(f"lr {lr:g}", level=3).table(*depth_table(runs, cfg["inits"], sorted(cfg["depths"]), lr))
     doc.heading("What depth does to each init").bullets(observations(runs, probe_rows, cfg))

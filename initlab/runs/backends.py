@@ -10,7 +10,10 @@ Parallelism: each local worker is a fresh (spawned) process with ``cores // work
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
@@ -188,17 +191,88 @@ def _train_and_commit(task: Task, steps, out: str, session: str, tensorboard: bo
         return commit(Path(out), store, task, result, token)
 
 
+class ClusterError(ValueError):
+    """The Ray cluster named by ``--address`` cannot be reached or joined (one line)."""
+
+
+RAY_TOKEN_FILE = Path.home() / ".ray" / "auth_token"   # where `ray get-auth-token --generate` writes
+_ray_joined = False   # this process joined a cluster through connect_ray (run_ray leaves it at the end)
+
+
+def ray_token_available() -> bool:
+    """True when this machine has a Ray token: $RAY_AUTH_TOKEN, the file $RAY_AUTH_TOKEN_PATH or
+    ~/.ray/auth_token."""
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    return bool(os.environ.get("RAY_AUTH_TOKEN")) or Path(path or RAY_TOKEN_FILE).is_file()
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """File descriptor 2 points at /dev/null inside the block (Python's and C++'s writes alike)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as sink:
+        os.dup2(sink.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def use_ray_token() -> None:
+    """Send this machine's Ray token (if it has one and $RAY_AUTH_MODE is unset): what ``ray start``
+    does on the nodes. Ray reads the mode once, when it is imported, so this runs before that."""
+    if "RAY_AUTH_MODE" not in os.environ and ray_token_available():
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
+def connect_ray(address: str, timeout: float = 5.0) -> None:
+    """Join the Ray cluster at ``address`` (HOST:PORT or auto) before any work, or raise ClusterError.
+
+    A cluster started with ``ray start --head`` (Ray >= 2.59) checks a token on every call. The driver
+    sends one when it has one and $RAY_AUTH_MODE is unset: the token mode is switched on here for
+    this process (what ``ray start`` does on the nodes), so a token in ~/.ray/auth_token or
+    $RAY_AUTH_TOKEN is enough."""
+    use_ray_token()
+    import ray
+
+    if address != "auto":
+        host, _, port = address.rpartition(":")
+        try:
+            socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout).close()
+        except ValueError:
+            raise ClusterError(f"--address {address}: expected HOST:PORT (e.g. 10.0.0.1:6379) or auto") from None
+        except OSError as e:
+            raise ClusterError(f"cannot reach a Ray cluster at {address}: {e.strerror or e}") from None
+    if "RAY_AUTH_MODE" not in os.environ and ray_token_available():
+        os.environ["RAY_AUTH_MODE"] = "token"
+    global _ray_joined
+    try:
+        with _native_stderr_silenced():   # Ray's C++ client logs every failed retry straight to fd 2
+            ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+        _ray_joined = True
+    except Exception as e:  # Ray raises ConnectionError, RuntimeError, AuthenticationError...
+        hint = "" if ray_token_available() else (
+            " (a cluster with token authentication needs its token here: copy the head's ~/.ray/auth_token "
+            "or set RAY_AUTH_TOKEN)")
+        raise ClusterError(f"cannot join the Ray cluster at {address}: {pool.one_line(e)}{hint}") from None
+
+
 def run_ray(out: Path, store: st.Store, tasks: Sequence[Task], session: str, on_step, on_done,
             threads: int, address: Optional[str], tensorboard: bool = False) -> None:
     """The same tasks as Ray tasks (``threads`` CPUs each). The workers only train and return rows;
     this process writes the record files and the store. Without ``address`` (and no RAY_ADDRESS)
-    Ray starts a local instance for the duration of the sweep."""
+    Ray starts a local instance for the duration of the sweep; with one, this process joins that
+    cluster (:func:`connect_ray`) unless it already has."""
     import ray
 
-    started = not ray.is_initialized()
-    if started:
+    global _ray_joined
+    started = not ray.is_initialized() or _ray_joined
+    if not ray.is_initialized():
         if address:
-            ray.init(address=address, logging_level="WARNING")
+            connect_ray(address)
         else:
             ray.init(include_dashboard=False, logging_level="WARNING", log_to_driver=False)
     try:
@@ -229,6 +303,7 @@ def run_ray(out: Path, store: st.Store, tasks: Sequence[Task], session: str, on_
         store.release(session)
         if started:
             ray.shutdown()
+            _ray_joined = False
 
 
 def _ray_task(task: Task, threads: int, tensorboard: bool) -> TaskResult:
