@@ -68,6 +68,12 @@ MIN_STEP_S = 10        # a step with less budget left than this is skipped, not 
 # Children: each runs in its own process and writes one JSON file
 # --------------------------------------------------------------------------------------------------
 
+
+def _failure_text(case) -> str:
+    """The message of a junit test case's failure (or error) element, at most 300 characters."""
+    found = case.find("failure") if case.find("failure") is not None else case.find("error")
+    return found.get("message", "")[:300]
+
 def _peaks(device: str) -> dict:
     """Peak memory of this process: the CUDA caching allocator's, or resident memory on the CPU."""
     out = {"rss_peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -112,9 +118,10 @@ def child_env(device: str) -> dict:
 # synchronize, so queued GPU work is charged to the phase that queued it. A name that no longer
 # resolves (modules moved) is listed as missing; the check runs on without it. Only this process is
 # timed: on a GPU that is all of the study; on the CPU the workers' training is not in it.
-PHASES = ("initlab.data:load_dataset", "initlab.engine:train_stack", "initlab.engine:_snapshot",
-          "initlab.engine:_record_layers", "initlab.engine:Stack.evaluate", "initlab.sweep:commit",
-          "initlab.sweep:rebuild", "initlab.report:write_report")
+PHASES = ("initlab.data:load_dataset", "initlab.engine.training:train_stack",
+          "initlab.engine.training:_snapshot", "initlab.engine.training:_record_layers",
+          "initlab.engine.training:Stack.evaluate", "initlab.runs.backends:commit",
+          "initlab.runs.rebuild:rebuild", "initlab.experiments.study_report:write_report")
 
 
 def _time_phases(names) -> tuple:
@@ -435,7 +442,7 @@ def parse_junit(path: Path) -> dict:
     suite = root if root.tag == "testsuite" else root.find("testsuite")
     n = {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
     failed = [f"{case.get('classname')}::{case.get('name')}: "
-              f"{(case.find('failure') if case.find('failure') is not None else case.find('error')).get('message', '')[:300]}"
+              f"{_failure_text(case)}"
               for case in suite.iter("testcase")
               if case.find("failure") is not None or case.find("error") is not None]
     return {"collected": n["tests"], "passed": n["tests"] - n["failures"] - n["errors"] - n["skipped"],

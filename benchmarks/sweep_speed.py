@@ -65,7 +65,7 @@ def main() -> None:
 
     import torch
 
-    from initlab.runs.sweep import cores
+    from initlab.engine.pool import cores
 
     n = cores()
     pools = sorted(set(args.workers or [2, n]) - {1})

@@ -69,7 +69,8 @@ STUDY_FLAGS = [
     Flag("--width", "width", int, "--model mlp: units per hidden layer (none: 500)", "N"),
     Flag("--depth", "depth", int, "--model mlp: hidden layers (none: 2)", "N"),
     Flag("--conv", "conv", "bool", "--model mlp: 3x3 convolutions with padding 1 instead of linear layers"),
-    Flag("--bias-init", "bias_init", float, "constant every bias starts at"),
+    Flag("--bias-init", "bias_init", str, "constant every bias starts at, or a distribution it is drawn "
+         "from (normal:std=S, uniform:low=A,high=B)", "B"),
     Flag("--dataset", "dataset", str, "dataset name"),
     Flag("--data-dir", "data_dir", str, "folder holding the dataset's files (the four IDX files, raw "
          "or .gz); else $INITLAB_DATA_DIR, the cache, then the download sources"),
@@ -208,6 +209,11 @@ def coerce(value, expected: str, kind=None):
         return [_int(v) for v in split_list(value)]
     if kind == "floats" or "List[float]" in expected:
         return [_float(v) for v in split_list(value)]
+    if "Union[float, str]" in expected:          # a number, else a spec (validated by the experiment)
+        try:
+            return _float(value)
+        except ValueError:
+            return str(value)
     if "bool" in expected:
         return value if isinstance(value, bool) else parse_bool(str(value))
     if value is None or (isinstance(value, str) and value.lower() == "none" and "Optional" in expected):

@@ -112,3 +112,26 @@ def test_result_files_get_the_users_umask(tmp_path):
         os.umask(old)
     for name in ("config.json", "meta.json", "runs.csv"):
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
+
+
+@pytest.mark.slow
+def test_a_run_that_fails_makes_the_study_exit_1(tmp_path, capsys, monkeypatch):
+    """A failure inside training (not bad input) is reported in one line per stack, and exit code 1."""
+    from initlab.experiments import study
+
+    real = study.build_and_initialize
+
+    def fail_for_seed_1(cfg, spec, seed, x_train=None):
+        if seed == 1:
+            raise RuntimeError("simulated failure")
+        return real(cfg, spec, seed, x_train)
+
+    monkeypatch.setattr(study, "build_and_initialize", fail_for_seed_1)
+    out = tmp_path / "s"
+    code = cli.main(["study", "--inits", "kaiming", "--seeds", "2", "--seeds-per-stack", "1",
+                     "--train-size", "96", "--record-every", "4", "--workers", "1", "--out", str(out),
+                     "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "initlab: failed: kaiming seeds [1]: RuntimeError: simulated failure" in err
+    assert [r["seed"] for r in files.read_csv(out / "runs.csv")] == [0]     # what finished is written

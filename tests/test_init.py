@@ -342,7 +342,8 @@ def ks_two_sample(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 # torch 2.13's trunc_normal_ rejection-samples (our inverse CDF draws differently): compare distributions.
-@pytest.mark.parametrize("spec,mean,std", [("truncated_normal", 0.0, 0.1), ("truncated_normal:std=0.5,mean=1", 1.0, 0.5)])
+@pytest.mark.parametrize("spec,mean,std", [("truncated_normal", 0.0, 0.1),
+                                           ("truncated_normal:std=0.5,mean=1", 1.0, 0.5)])
 def test_truncated_normal_matches_torch_in_distribution(spec, mean, std):
     shape = (500, 400)
     ours, theirs = apply(spec, shape, seed=11), torch.empty(shape)

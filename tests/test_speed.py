@@ -9,7 +9,7 @@ import torch
 
 from initlab import engine, models
 from initlab.engine import lenet_kernel
-from initlab.engine import training as tr
+from initlab.engine import threads as tr
 from initlab.experiments import study
 
 

@@ -18,8 +18,12 @@ from initlab.experiments import study
 from initlab.experiments import study_report as report
 from initlab.experiments.study import StudyConfig
 from initlab.files import read_csv
+from initlab.runs import backends
 from initlab.runs import store as st
-from initlab.runs import sweep
+from initlab.runs.cells import cell_settings, cells_of, make_cell
+from initlab.runs.gridfile import read_grid
+from initlab.runs.plan import plan_tasks, split_tasks
+from initlab.runs.study_store import run_study_stored
 
 TINY = ["--train-size", "96", "--record-every", "4", "--quiet"]     # 3 steps per run
 TEST_IMAGES = 2000   # in-process tests evaluate on the first 2,000 test images (the held-out 1,000 too)
@@ -36,7 +40,7 @@ def small_mnist(monkeypatch):
     small = dataclasses.replace(full, test_images=full.test_images[:TEST_IMAGES],
                                 test_labels=full.test_labels[:TEST_IMAGES])
     monkeypatch.setattr(data, "load_dataset", lambda *a, **k: small)
-    monkeypatch.setattr(sweep, "_DATASETS", {})
+    monkeypatch.setattr(backends, "_DATASETS", {})
     return small
 
 
@@ -58,11 +62,11 @@ def run_cli(argv, capsys):
 def test_grid_is_the_cartesian_product_of_its_lists(tmp_path):
     grid = write(tmp_path / "g.toml", 'inits = ["zeros", "kaiming"]\nseeds = 2\nlr = [1e-3, 3e-3]\n'
                  'activation = ["relu", "tanh"]\ntrain-size = 500\n')
-    configs = sweep.read_grid(grid)
+    configs = read_grid(grid)
     assert [(c.train.lr, c.activation) for c in configs] == [
         (0.001, "relu"), (0.001, "tanh"), (0.003, "relu"), (0.003, "tanh")]
     assert all(c.inits == ["zeros", "kaiming"] and c.train.train_size == 500 for c in configs)
-    cells = [cell for c in configs for cell in sweep.cells_of(c)]
+    cells = [cell for c in configs for cell in cells_of(c)]
     assert len(cells) == 4 * 2 * 2 and len({c["hash"] for c in cells}) == 16
     assert len({c["grp"] for c in cells}) == 4                  # one group per (lr, activation)
 
@@ -70,7 +74,7 @@ def test_grid_is_the_cartesian_product_of_its_lists(tmp_path):
 def test_cell_tables_are_merged_over_the_top_and_expanded(tmp_path):
     grid = write(tmp_path / "g.toml", 'seeds = 1\ntrain_size = 500\n\n[[cell]]\ninit = "xavier"\n'
                  'lr = [0.001, 0.01]\n\n[[cell]]\ninits = ["kaiming", "zeros"]\noptimizer = "sgd"\n')
-    configs = sweep.read_grid(grid)
+    configs = read_grid(grid)
     assert [(c.inits, c.train.lr, c.train.optimizer) for c in configs] == [
         (["xavier"], 0.001, "adam"), (["xavier"], 0.01, "adam"), (["kaiming", "zeros"], 0.001, "sgd")]
 
@@ -78,7 +82,7 @@ def test_cell_tables_are_merged_over_the_top_and_expanded(tmp_path):
 def test_flags_override_the_grid(tmp_path):
     grid = write(tmp_path / "g.toml", 'lr = [0.001, 0.01]\ntrain_size = 500\n')
     args = cli.build_parser().parse_args(["sweep", str(grid), "--train-size", "64", "--seeds", "2"])
-    configs = sweep.read_grid(grid, args)
+    configs = read_grid(grid, args)
     assert [(c.train.train_size, c.seeds) for c in configs] == [(64, 2), (64, 2)]
 
 
@@ -103,11 +107,9 @@ def test_bad_sweep_options_are_usage_errors(tmp_path, capsys):
     for argv, message in [
         (["sweep", "--out", tmp_path / "o"], "give a grid file"),
         (["sweep", grid, "--resume"], "--resume needs --out"),
-        (["sweep", grid, "--out", tmp_path / "none", "--resume"], "holds no run store"),
         (["sweep", grid, "--out", tmp_path / "o", "--backend", "slurm"], "unknown backend 'slurm'"),
         (["sweep", grid, "--out", tmp_path / "o", "--workers", "0"], "--workers must be >= 1"),
         (["sweep", grid, "--out", tmp_path / "o", "--address", "h:1"], "--address is for --backend ray"),
-        (["study", "--out", tmp_path / "none", "--resume"], "holds no run store"),
         (["runs", tmp_path], "holds no run store"),
     ]:
         code, _, err = run_cli(argv, capsys)
@@ -120,16 +122,16 @@ def test_cell_hash_is_what_a_run_computes_not_how():
                     seeds_per_stack=2)
     if hasattr(b, "workers"):
         b.workers = 4
-    assert sweep.cells_of(a)[0]["hash"] == sweep.cells_of(b)[0]["hash"]
+    assert cells_of(a)[0]["hash"] == cells_of(b)[0]["hash"]
     a.train.lr = 0.002
-    assert sweep.cells_of(a)[0]["hash"] != sweep.cells_of(b)[0]["hash"]
+    assert cells_of(a)[0]["hash"] != cells_of(b)[0]["hash"]
 
 
 def stored_cells(configs, done=()):
     """Plan rows as the store returns them (config parsed), minus the cells in ``done``."""
     rows = []
     for c in configs:
-        for cell in sweep.cells_of(c):
+        for cell in cells_of(c):
             if (cell["init"], cell["seed"], c.train.lr) not in done:
                 rows.append({**cell, "config": json.loads(cell["config"])})
     return rows
@@ -145,31 +147,31 @@ def test_pending_cells_are_grouped_into_rectangular_stacks():
     done = {("zeros", 1, 0.001), ("xavier", 1, 0.001), ("zeros", 2, 0.001), ("xavier", 2, 0.001),
             ("kaiming", 2, 0.001)}
     pending = stored_cells(configs, done)
-    tasks = sweep.plan_tasks(pending, {}, 0, {("mnist", None): 60000})
+    tasks = plan_tasks(pending, {}, 0, {("mnist", None): 60000})
     shapes = [(t.cfg.train.lr, t.cfg.seed_list, t.cfg.inits) for t in tasks]
     assert shapes == [(0.001, [0], ["zeros", "xavier", "kaiming"]), (0.001, [1], ["kaiming"]),
                       (0.001, [3], ["zeros", "xavier", "kaiming"]),
                       (0.01, [0, 1, 2, 3], ["zeros", "xavier", "kaiming"])]
     assert sorted(h for t in tasks for h in t.flat) == sorted(c["hash"] for c in pending)
     assert all(t.steps == 10 for t in tasks)                     # 320 images / batch 32
-    by_two = sweep.plan_tasks(pending, {}, 2, {})
+    by_two = plan_tasks(pending, {}, 2, {})
     assert [t.cfg.seed_list for t in by_two][-2:] == [[0, 1], [2, 3]]
     for t in by_two:                                            # each cell is where its config says
         for s, seed in enumerate(t.cfg.seed_list):
             for i, spec in enumerate(t.cfg.inits):
-                cell = sweep.make_cell(sweep.cell_settings(t.cfg), spec, seed)
+                cell = make_cell(cell_settings(t.cfg), spec, seed)
                 assert t.hashes[s][i] == cell["hash"]
 
 
 def test_split_tasks_gives_every_worker_a_share():
     c = StudyConfig(inits=["zeros", "xavier", "kaiming"], seeds=1)
-    tasks = sweep.plan_tasks(stored_cells([c]), {}, 0, {})
+    tasks = plan_tasks(stored_cells([c]), {}, 0, {})
     assert len(tasks) == 1
-    split = sweep.split_tasks(tasks, 2)
+    split = split_tasks(tasks, 2)
     assert [t.cfg.inits for t in split] == [["zeros", "xavier"], ["kaiming"]]
     assert [t.tid for t in split] == [0, 1]
     assert sorted(h for t in split for h in t.flat) == sorted(tasks[0].flat)
-    assert len(sweep.split_tasks(split, 10)) == 3               # one cell per task at most
+    assert len(split_tasks(split, 10)) == 3               # one cell per task at most
 
 
 # --------------------------------------------------------------------------------------------------
@@ -192,7 +194,7 @@ def test_study_through_the_store_writes_the_tables_run_study_writes(tmp_path, sm
     ds = small_mnist
     cfg = tiny_config()
     study.write_tables(tmp_path / "old", cfg, study.run_study(cfg, dataset=ds, progress=False))
-    outcome = sweep.run_study_stored(cfg, tmp_path / "new", dataset=ds, progress=False)
+    outcome = run_study_stored(cfg, tmp_path / "new", dataset=ds, progress=False)
     assert not outcome.interrupted
     for name in ("curves", "layers", "histograms", "config"):
         suffix = ".json" if name == "config" else ".csv"
@@ -384,8 +386,22 @@ def test_ray_backend_gives_the_local_results(tmp_path, capsys):
 def test_cell_hashes_of_earlier_stores_are_unchanged():
     """Hashes computed by initlab 0.1.0 for the default study's cells: a store written then resumes."""
     cfg = StudyConfig()
-    assert sweep.cells_of(cfg)[0]["hash"] == "9e3d76f26dc7f09bbf868aeae6eb10d6f920c83c6476561c1b9d0b4e0e4136e9"
+    assert cells_of(cfg)[0]["hash"] == "9e3d76f26dc7f09bbf868aeae6eb10d6f920c83c6476561c1b9d0b4e0e4136e9"
     cfg.model = "mlp"
-    assert sweep.cells_of(cfg)[1]["hash"] == "9dd3c8defc4d373b575d467812ff385bfd4357089108628b471336e85d23396a"
+    assert cells_of(cfg)[1]["hash"] == "9dd3c8defc4d373b575d467812ff385bfd4357089108628b471336e85d23396a"
     cfg.depth = 30       # a setting added later changes the hash once it is set
-    assert sweep.cells_of(cfg)[1]["hash"] != "9dd3c8defc4d373b575d467812ff385bfd4357089108628b471336e85d23396a"
+    assert cells_of(cfg)[1]["hash"] != "9dd3c8defc4d373b575d467812ff385bfd4357089108628b471336e85d23396a"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["study", "sweep"])
+def test_resume_on_a_folder_without_a_store_starts_it(command, tmp_path, capsys, small_mnist):
+    """The same command, re-run after a kill at any moment (even before the store existed), finishes."""
+    out = tmp_path / "fresh"
+    grid = tmp_path / "g.toml"
+    grid.write_text('inits = ["kaiming"]\nseeds = 1\n')
+    argv = ([command] if command == "study" else [command, str(grid)]) + \
+        ["--inits", "kaiming", "--seeds", "1", *TINY, "--workers", "1", "--out", str(out), "--resume"]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    assert [r["status"] for r in st.Store(out).runs()] == ["done"]
+    assert cli.main(argv) == 0                       # and again: nothing left to do, nothing retrained

@@ -12,7 +12,7 @@ from initlab import cli, data
 from initlab.engine import tensorboard as tb  # noqa: E402
 from initlab.experiments import study_report as report
 from initlab.files import read_csv
-from initlab.runs import sweep
+from initlab.runs import backends
 
 SIZE = {"scalars": 0, "histograms": 0}   # 0 = keep every event
 
@@ -110,7 +110,7 @@ def test_study_writes_events_equal_to_its_records(tmp_path, monkeypatch, one_thr
     small = dataclasses.replace(full, test_images=full.test_images[:2000],
                                 test_labels=full.test_labels[:2000])
     monkeypatch.setattr(data, "load_dataset", lambda *a, **k: small)
-    monkeypatch.setattr(sweep, "_DATASETS", {})
+    monkeypatch.setattr(backends, "_DATASETS", {})
     monkeypatch.setattr(report, "make_plots", lambda f: [])     # (plots are the report's tests' job)
     out = tmp_path / "s"
     assert cli.main(["study", "--out", str(out), "--inits", "zeros", "kaiming", "--seeds", "1",

@@ -169,7 +169,8 @@ def _fake_results(out, gap_small, gap_large):
     atomic_write_text(out / "curves.csv", rows_to_csv(curves))
     atomic_write_text(out / "pretrain.csv", rows_to_csv([{"seed": 0, "source": "fashion_mnist", "test_acc": 0.85}]))
     cfg = {**dataclasses.asdict(TransferConfig()), "seed_list": [0, 1], "head_init": "kaiming",
-           "plan": [{"target_images": 100, "epochs": 75, "steps": 300}, {"target_images": 10000, "epochs": 1, "steps": 313}]}
+           "plan": [{"target_images": 100, "epochs": 75, "steps": 300},
+                    {"target_images": 10000, "epochs": 1, "steps": 313}]}
     atomic_write_text(out / "config.json", json.dumps(cfg))
 
 

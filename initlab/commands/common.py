@@ -16,7 +16,8 @@ from initlab.options import (
     configure,
 )
 from initlab.runs import store as st
-from initlab.runs.sweep import NOT_IN_CELL, config_for
+from initlab.runs.cells import NOT_IN_CELL
+from initlab.runs.plan import config_for
 
 
 def add_study_options(p: argparse.ArgumentParser, name: str, base: study.StudyConfig) -> None:
@@ -49,7 +50,7 @@ def stored_study_config(args):
     if args.out is None:
         raise UsageError("--resume needs --out DIR, the folder to continue")
     if not st.exists(args.out):
-        raise UsageError(f"--out {args.out} holds no run store to resume (no {st.STORE_NAME})")
+        return None                       # nothing stored yet: --resume starts the study
     with st.Store(args.out) as store:
         plan = store.meta("plan", {})
     if plan.get("kind") != "study":

@@ -10,7 +10,7 @@ NAME = "data"
 def add_parser(sub) -> None:
     d = sub.add_parser(NAME, help="fetch or inspect a dataset")
     d.add_argument("action", choices=["fetch", "info"])
-    d.add_argument("name", nargs="?", default="mnist", help="dataset (default mnist)")
+    d.add_argument("name", nargs="?", help="dataset (fetch: default mnist; info: default every dataset)")
     d.add_argument("--data-dir", help="folder holding the four IDX files to verify and cache")
     d.add_argument("--force", action="store_true", help="replace a cache entry that fails verification")
 
@@ -18,11 +18,14 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     try:
         if args.action == "fetch":
-            path = data.fetch(args.name, args.data_dir, force=args.force)
-            print(f"{args.name}: verified, cached at {path}")
+            name = args.name or "mnist"
+            path = data.fetch(name, args.data_dir, force=args.force)
+            print(f"{name}: verified, cached at {path}")
         else:
-            for key, value in data.info(args.name).items():
-                print(f"{key}: {value}")
+            for k, name in enumerate([args.name] if args.name else data.dataset_names()):
+                print("" if k else "", end="\n" if k else "")
+                for key, value in data.info(name).items():
+                    print(f"{key}: {value}")
     except (data.DataError, ValueError) as e:
         raise UsageError(str(e)) from None
     return EXIT_OK

@@ -9,7 +9,8 @@ from initlab.experiments import study_report
 from initlab.experiments.catalog import EXPERIMENTS
 from initlab.options import EXIT_OK, UsageError
 from initlab.runs import store as st
-from initlab.runs import sweep
+from initlab.runs.rebuild import rebuild, write_reports
+from initlab.runs.study_store import counts_line
 
 NAME = "report"
 
@@ -26,10 +27,10 @@ def run(args) -> int:
     if not args.dir.is_dir():
         raise UsageError(f"{args.dir} is not a folder")
     if st.exists(args.dir):   # a folder with a run store (study, sweep): rebuild its tables first
-        info = sweep.rebuild(args.dir)
+        info = rebuild(args.dir)
         if not info["finished"]:
-            raise UsageError(f"{args.dir} holds no finished runs yet ({sweep.counts_line(info['counts'])})")
-        path = sweep.write_reports(args.dir, info, title="initlab study" if info["kind"] == "study"
+            raise UsageError(f"{args.dir} holds no finished runs yet ({counts_line(info['counts'])})")
+        path = write_reports(args.dir, info, title="initlab study" if info["kind"] == "study"
                                    else f"initlab sweep: {Path(args.dir).name}")
         table = study_report.summary_table(study_report.load(args.dir))
     else:

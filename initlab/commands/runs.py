@@ -7,7 +7,8 @@ from initlab import files
 from initlab.document import text_table
 from initlab.options import EXIT_OK, UsageError
 from initlab.runs import store as st
-from initlab.runs import sweep
+from initlab.runs.cells import flatten, settings_of, varied_settings
+from initlab.runs.study_store import counts_line
 
 NAME = "runs"
 
@@ -31,17 +32,17 @@ def run(args) -> int:
     with st.Store(args.dir) as store:
         runs = store.runs(plan_only=not args.all)
         counts = store.counts()
-    varied = sweep.varied_settings([r["config"] for r in runs])
+    varied = varied_settings([r["config"] for r in runs])
     head = ["#", "status", "init", "seed", "test_acc"] + list(varied) + ["attempts", "hash"]
     body = []
     for r in runs:
         acc = (r["row"] or {}).get("test_acc")
-        flat = sweep.flatten(sweep.settings_of(r["config"]))
+        flat = flatten(settings_of(r["config"]))
         body.append(["-" if r["position"] is None else r["position"], r["status"], r["init"], r["seed"],
                      "" if acc is None else f"{100 * acc:.2f} %"] + [flat.get(k) for k in varied]
                     + [r["attempts"], r["hash"][:12]])
     print(text_table(head, body))
-    print(f"\n{sweep.counts_line(counts)}")
+    print(f"\n{counts_line(counts)}")
     for r in runs:
         if r["status"] == "failed" and r["error"]:
             print(f"failed {r['init']} seed {r['seed']}: {r['error']}")
@@ -53,7 +54,7 @@ def list_folder(folder: Path) -> int:
     name = files.experiment_of(folder)
     runs = files.read_table(folder, "runs")
     if name is None or not runs:
-        raise UsageError(f"{folder} holds no initlab runs (no {st.STORE_NAME} and no runs.csv)")
+        raise UsageError(f"{folder} holds no run store ({st.STORE_NAME}) and no runs.csv")
     cols = [c for c in KEY_COLUMNS if c in runs[0]]
     interrupted = any(r.get("interrupted") for r in runs)
     head = ["#", "status"] + cols

@@ -15,11 +15,12 @@ from initlab.experiments import study_report as report
 from initlab.experiments.study import StudyConfig
 from initlab.options import (
     EXIT_CODES_HELP,
+    EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
     prepare_out,
 )
-from initlab.runs import sweep
+from initlab.runs.study_store import run_study_stored
 
 NAME = "study"
 
@@ -50,12 +51,17 @@ def run(args) -> int:
     out = prepare_out(args.out, NAME, args.force or args.resume)
     ds = load_data(cfg.dataset, cfg.data_dir, args.quiet)
     # train what the run store (OUT/store.sqlite) lacks, then rebuild the tables from it
-    result = sweep.run_study_stored(cfg, out, dataset=ds, progress=not args.quiet, resume=args.resume,
-                                    force=args.force, tensorboard=args.tensorboard)
+    result = run_study_stored(cfg, out, dataset=ds, progress=not args.quiet, resume=args.resume,
+                              force=args.force, tensorboard=args.tensorboard)
+    if not result.info["finished"]:
+        print(f"initlab: no run finished; nothing to report in {out}", file=sys.stderr)
+        return EXIT_INTERRUPTED if result.interrupted else EXIT_FAILED
     html_path = report.write_report(out, title="initlab study: initialization of "
                                     f"{cfg.model} on {cfg.dataset}")
     print(text_table(*report.summary_table(report.load(out))))
     if result.interrupted:
         print("interrupted: the report covers the runs recorded before Ctrl-C", file=sys.stderr)
     print(f"\nreport: {html_path}\n        {out / 'report.md'}")
-    return EXIT_INTERRUPTED if result.interrupted else EXIT_OK
+    if result.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if result.failed else EXIT_OK

@@ -11,6 +11,7 @@ from tqdm import tqdm
 from initlab.commands.common import check_options
 from initlab.commands.study import add_store_flags
 from initlab.document import text_table
+from initlab.engine.pool import cores
 from initlab.experiments import study_report as report
 from initlab.experiments.study import StudyConfig
 from initlab.files import environment
@@ -25,7 +26,12 @@ from initlab.options import (
     prepare_out,
 )
 from initlab.runs import store as st
-from initlab.runs import sweep
+from initlab.runs.backends import BACKENDS, run_local, run_ray
+from initlab.runs.cells import cells_of, varied_settings
+from initlab.runs.gridfile import read_grid
+from initlab.runs.plan import plan_tasks, split_tasks
+from initlab.runs.rebuild import rebuild, write_reports
+from initlab.runs.study_store import counts_line, new_session, open_out, train_sizes
 
 NAME = "sweep"
 
@@ -62,7 +68,7 @@ def add_parser(sub) -> None:
     s.add_argument("--force", action="store_true", help="start over in an --out folder that holds runs")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.add_argument("--workers", type=int, default=None,
-                   help=f"local worker processes (default: the core count, here {sweep.cores()})")
+                   help=f"local worker processes (default: the core count, here {cores()})")
     s.add_argument("--threads", type=int, default=None,
                    help="torch threads per worker (default: cores // workers)")
     s.add_argument("--backend", default="local", help="local (worker processes) | ray "
@@ -76,8 +82,8 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     check_options(args)
-    if args.backend not in sweep.BACKENDS:
-        raise UsageError(f"unknown backend {args.backend!r}; choose from: {', '.join(sweep.BACKENDS)}")
+    if args.backend not in BACKENDS:
+        raise UsageError(f"unknown backend {args.backend!r}; choose from: {', '.join(BACKENDS)}")
     if args.backend == "ray":
         try:
             import ray  # noqa: F401
@@ -85,10 +91,10 @@ def run(args) -> int:
             raise UsageError("--backend ray needs Ray: pip install 'initlab[ray]'") from None
     elif args.address:
         raise UsageError("--address is for --backend ray")
-    workers = args.workers if args.workers is not None else sweep.cores()
+    workers = args.workers if args.workers is not None else cores()
     if workers < 1:
         raise UsageError(f"--workers must be >= 1, got {workers}")
-    threads = args.threads if args.threads is not None else max(1, sweep.cores() // workers)
+    threads = args.threads if args.threads is not None else max(1, cores() // workers)
     if threads < 1:
         raise UsageError(f"--threads must be >= 1, got {threads}")
     if args.resume and args.out is None:
@@ -96,12 +102,12 @@ def run(args) -> int:
     if args.grid is None and not args.resume:
         raise UsageError("give a grid file (initlab sweep GRID.toml), or --resume --out DIR")
     out = args.out or Path("runs") / f"{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-sweep"
-    configs = sweep.read_grid(args.grid, args) if args.grid is not None else None   # (errors before any write)
+    configs = read_grid(args.grid, args) if args.grid is not None else None   # (errors before any write)
     if st.exists(out):
         with st.Store(out) as store:
             if store.meta("plan", {}).get("kind") == "study":
                 raise UsageError(f"--out {out} holds a study; resume it with initlab study --resume")
-    sweep.open_out(out, args.resume, args.force)
+    open_out(out, args.resume, args.force)
     prepare_out(out, "sweep", force=True)      # (only proves the folder is writable here)
 
     env = {**environment(), "cpu_threads": threads}
@@ -112,7 +118,7 @@ def run(args) -> int:
             first = configs[0]
             options = {"data_dir": first.data_dir, "device": first.device,
                        "seeds_per_stack": first.seeds_per_stack}
-            cells = list({c["hash"]: c for cfg in configs for c in sweep.cells_of(cfg)}.values())
+            cells = list({c["hash"]: c for cfg in configs for c in cells_of(cfg)}.values())
             store.plan(cells, environment=env, plan={"kind": "sweep", "source": str(args.grid),
                                                      "options": options, "execution": execution})
         else:
@@ -124,22 +130,22 @@ def run(args) -> int:
             store.plan([{**r, "config": st.canonical_json(r["config"])} for r in store.runs()],
                        environment=env, plan={**plan, "execution": execution})
         everything = store.runs()
-        varied = sweep.varied_settings([r["config"] for r in everything])
+        varied = varied_settings([r["config"] for r in everything])
         pending = [r for r in everything if r["status"] not in st.FINAL]
-        sizes = sweep.train_sizes(pending, options, required=args.backend == "local")
-        tasks = sweep.plan_tasks(pending, options, options.get("seeds_per_stack") or 1, sizes,
+        sizes = train_sizes(pending, options, required=args.backend == "local")
+        tasks = plan_tasks(pending, options, options.get("seeds_per_stack") or 1, sizes,
                            args.tensorboard, varied)
         if args.backend == "local":
-            tasks = sweep.split_tasks(tasks, workers)
+            tasks = split_tasks(tasks, workers)
         summary = _run_tasks(out, store, tasks, args, workers, threads, len(everything))
-    info = sweep.rebuild(out)
+    info = rebuild(out)
     if info["finished"]:
         print(text_table(*report.summary_table(report.load(out))))
         if args.no_report:
             print(f"\ntables: {out}/runs.csv ...; the report: initlab report {out}")
         else:
-            print(f"\nreport: {sweep.write_reports(out, info, title=f'initlab sweep: {out.name}')}")
-    print(f"runs: {sweep.counts_line(info['counts'])}  (initlab runs {out})")
+            print(f"\nreport: {write_reports(out, info, title=f'initlab sweep: {out.name}')}")
+    print(f"runs: {counts_line(info['counts'])}  (initlab runs {out})")
     for error in summary["errors"][:5]:
         print(f"initlab: failed: {error}", file=sys.stderr)
     if summary["interrupted"]:
@@ -164,14 +170,14 @@ def _run_tasks(out, store, tasks, args, workers, threads, n_cells) -> dict:
             summary["done"] += task.size
         bar.set_postfix(runs=summary["done"], failed=len(summary["errors"]), refresh=False)
 
-    session = sweep.new_session()
+    session = new_session()
     try:
         if not tasks:
             pass
         elif args.backend == "local":
-            sweep.run_local(out, store, tasks, session, bar.update, on_done, workers, threads, args.tensorboard)
+            run_local(out, store, tasks, session, bar.update, on_done, workers, threads, args.tensorboard)
         else:
-            sweep.run_ray(out, store, tasks, session, bar.update, on_done, threads, args.address,
+            run_ray(out, store, tasks, session, bar.update, on_done, threads, args.address,
                     args.tensorboard)
     except KeyboardInterrupt:
         summary["interrupted"] = True

@@ -160,10 +160,18 @@ def fetch(name: Union[str, Spec], data_dir: Union[str, os.PathLike, None] = None
     folder = cache_dir(spec.name)
     if isinstance(spec, ArchiveSpec):
         return _fetch_archive_to_cache(spec, data_dir, force, quiet)
+    chosen = _chosen_dir(data_dir)
+    if data_dir is not None:              # a folder the user names is read and verified, cache or not
+        tensors = _load_dir(spec, chosen)
+        if (folder / DATA_FILE).exists() and not force:
+            _read_cache(spec)
+            return folder
+        _write_cache(spec, tensors, f"dir {chosen}")
+        _say(quiet, f"cached {spec.name} in {folder}")
+        return folder
     if (folder / DATA_FILE).exists() and not force:
         _read_cache(spec)
         return folder
-    chosen = _chosen_dir(data_dir)
     if chosen is not None:
         tensors, source = _load_dir(spec, chosen), f"dir {chosen}"
     else:

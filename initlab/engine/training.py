@@ -18,7 +18,6 @@ from __future__ import annotations
 import copy
 import ctypes
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -31,33 +30,14 @@ from torch.func import functional_call, vmap
 from initlab.data import DATASETS
 from initlab.engine import lenet_kernel
 from initlab.engine import record as rec
+from initlab.engine.config import TrainConfig
+from initlab.engine.optim import StackOptimizer, make_optimizer
+from initlab.engine.threads import ThreadGovernor
 
 # The default standardization, MNIST's pixel mean/std in [0, 1] units (every dataset's own: initlab.data.DATASETS)
 MNIST_MEAN, MNIST_STD = DATASETS.get("mnist").mean[0], DATASETS.get("mnist").std[0]
 
 
-@dataclass
-class TrainConfig:
-    """Hyperparameters of one training run. Defaults are the lab's: Adam, lr 1e-3, batch 32, 1 epoch."""
-    epochs: int = 1                 # full passes over the training images
-    lr: float = 1e-3                # peak learning rate (the constant one unless a schedule is set)
-    batch_size: int = 32            # images per step
-    optimizer: str = "adam"         # adam | adamw | sgd (sgd uses Nesterov momentum 0.9)
-    weight_decay: float = 0.0       # L2 (adam, sgd) or decoupled (adamw) decay
-    schedule: str = "constant"      # constant | onecycle (cosine warm-up from lr/25 to lr, cosine down to lr/25e3)
-    warmup: float = 0.2             # onecycle: fraction of the steps spent warming up
-    label_smoothing: float = 0.0    # cross-entropy target smoothing
-    normalize: bool = False         # standardize pixels with the dataset's mean/std instead of [0, 1]
-    train_size: Optional[int] = None  # train on the first N images of a seeded shuffle (None = all)
-    record_every: int = 100         # steps between record points; 4x denser over the first 2 intervals
-    hist_every: int = 300           # steps between weight histograms (plus the first and last step)
-    heldout_size: int = 500         # held-out images for the accuracy curve (at every record point)
-    probe_size: int = 256           # of those, images used for activation statistics
-    record: bool = True             # False: only final metrics (used to measure recording overhead)
-
-
-OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("constant", "onecycle")
 
 
 @dataclass
@@ -124,111 +104,6 @@ def keep_freed_memory() -> bool:
         return False
 
 
-# --------------------------------------------------------------------------------------------------
-# Threads: as many as the other processes leave idle.
-# --------------------------------------------------------------------------------------------------
-
-def cpu_cores() -> int:
-    """Cores this process may run on (its affinity set; the machine's count where there is none)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100   # /proc/stat's ticks per second
-
-
-def cpu_reading() -> Optional[Tuple[float, float, float]]:
-    """(wall seconds, busy CPU-seconds of this process's cores summed over every process, this
-    process's CPU-seconds), or None where there is no /proc/stat. Two readings give the cores that
-    other processes kept busy in between."""
-    try:
-        allowed = {f"cpu{c}" for c in os.sched_getaffinity(0)}
-    except AttributeError:
-        allowed = None
-    try:
-        with open("/proc/stat") as f:
-            lines = [line.split() for line in f if line.startswith("cpu") and not line.startswith("cpu ")]
-    except OSError:
-        return None
-    busy = 0
-    for name, *ticks in lines:
-        if allowed is None or name in allowed:
-            t = [int(v) for v in ticks[:8]]       # user nice system idle iowait irq softirq steal
-            busy += sum(t) - t[3] - t[4]
-    return time.monotonic(), busy / _CLK_TCK, time.process_time()
-
-
-_IMPORTED = cpu_reading()   # the first window runs from here (process start) to the first training step
-
-
-def busy_elsewhere(since: Optional[Tuple[float, float, float]], window: float = 0.2) -> float:
-    """Cores kept busy by other processes since the reading ``since`` (if it is under ``window``
-    seconds old, or None, this waits out the window). 0 where it cannot be measured."""
-    if since is None:
-        since = cpu_reading()
-        if since is None:
-            return 0.0
-    wait = window - (time.monotonic() - since[0])
-    if wait > 0:
-        time.sleep(wait)
-    now = cpu_reading()
-    if now is None:
-        return 0.0
-    wall = now[0] - since[0]
-    return max(0.0, ((now[1] - since[1]) - (now[2] - since[2])) / wall)
-
-
-class ThreadGovernor:
-    """Torch's thread count while a stack trains on the CPU: never above the count set when training
-    starts (``torch.set_num_threads``: a worker pool sets 1 per worker; a lone process keeps torch's
-    default, one per core), and no more than the cores other processes leave idle, measured from
-    ``/proc/stat`` every ``every`` seconds. Why: OpenMP threads that share a core with another busy
-    process wait on each other at every operation -- on this 2-core machine, with two other
-    processes running, a one-model LeNet-5 step took 19 ms on one thread and 250 ms on two -- while on
-    an idle machine the second core is free speed. A thread is kept while other processes use less
-    than a quarter of its core. ``stop`` restores the starting count. Thread counts change the
-    summation order of some kernels, so a run whose count changed matches the one-thread run
-    statistically, not bit for bit."""
-
-    SPARE = 0.25    # a core counts as idle while other processes use less than this share of it
-
-    def __init__(self, every: float = 1.0) -> None:
-        self.most = torch.get_num_threads()
-        self.every = every
-        self.threads = self.most
-        self.used = set()
-        self._last = None
-
-    def start(self) -> "ThreadGovernor":
-        if self.most > 1:
-            fresh = _IMPORTED is not None and time.monotonic() - _IMPORTED[0] < 30.0
-            self._decide(_IMPORTED if fresh else None)
-        self.used.add(self.threads)
-        return self
-
-    def tick(self) -> None:
-        """Call once a step: re-measures when ``every`` seconds have passed."""
-        if self.most > 1 and time.monotonic() - self._last[0] >= self.every:
-            self._decide(self._last)
-            self.used.add(self.threads)
-
-    def _decide(self, since) -> None:
-        others = busy_elsewhere(since)
-        self._last = cpu_reading() or (time.monotonic(), 0.0, 0.0)
-        free = min(self.most, cpu_cores()) - others
-        threads = max(1, min(self.most, int(free + self.SPARE)))
-        if threads != self.threads:
-            torch.set_num_threads(threads)
-            self.threads = threads
-
-    def stop(self) -> None:
-        if self.threads != self.most:
-            torch.set_num_threads(self.most)
-            self.threads = self.most
-
-
 SUBSET_SEED = 0  # the --train-size subset is the same images for every seed, so seeds vary order only
 
 
@@ -254,104 +129,6 @@ def record_schedule(total: int, every: int) -> List[int]:
 
 def steps_for(n_images: int, cfg: TrainConfig) -> int:
     return math.ceil(n_images / cfg.batch_size) * cfg.epochs
-
-
-def make_optimizer(params: Sequence[torch.Tensor], cfg: TrainConfig, total_steps: int):
-    """Optimizer and per-step LR scheduler (or None). Shared by the engine and the reference loop."""
-    # fused: the same update maths in one kernel per step (7x faster than the per-tensor loop here)
-    fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
-    if cfg.optimizer == "adam":
-        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
-    elif cfg.optimizer == "adamw":
-        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
-    elif cfg.optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True,
-                              weight_decay=cfg.weight_decay, fused=fused)
-    else:
-        raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose from: {', '.join(OPTIMIZERS)}")
-    if cfg.schedule == "constant":
-        return opt, None
-    if cfg.schedule == "onecycle":
-        sched = torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=cfg.lr, total_steps=total_steps, pct_start=cfg.warmup,
-            anneal_strategy="cos", cycle_momentum=False, div_factor=25.0, final_div_factor=1e3)
-        return opt, sched
-    raise ValueError(f"unknown schedule {cfg.schedule!r}; choose from: {', '.join(SCHEDULES)}")
-
-
-def onecycle_lrs(cfg: TrainConfig, total_steps: int) -> List[float]:
-    """The learning rate of every step under ``--schedule onecycle``: what ``torch.optim.lr_scheduler.
-    OneCycleLR(max_lr=lr, pct_start=warmup, anneal_strategy="cos", div_factor=25,
-    final_div_factor=1e3)`` sets before each step, the same floats (tests compare them). Cosine from
-    lr/25 up to lr over the warm-up, then down to lr/25e3 at the last step."""
-    initial = cfg.lr / 25.0
-    phases = [(float(cfg.warmup * total_steps) - 1, initial, cfg.lr),
-              (total_steps - 1, cfg.lr, initial / 1e3)]
-    lrs = []
-    for step in range(total_steps):
-        start = 0
-        for k, (end, lo, hi) in enumerate(phases):
-            if step <= end or k == len(phases) - 1:
-                pct = (step - start) / (end - start)
-                lrs.append(hi + (lo - hi) / 2.0 * (math.cos(math.pi * pct) + 1))
-                break
-            start = end
-    return lrs
-
-
-class StackOptimizer:
-    """The engine's optimizer step: Adam, AdamW or Nesterov SGD over the stack's tensors as one call of
-    the fused kernel that ``torch.optim.Adam(..., fused=True)`` (AdamW, SGD) calls, with the same
-    arguments, so the same arithmetic bit for bit (``tests/test_engine.py`` checks it against
-    ``torch.optim``). What it leaves out: torch.optim's per-step Python (hooks, grouping by device,
-    state look-ups; ~0.3 ms a step, a tenth of a one-model LeNet-5 step) and the import of
-    ``torch._dynamo`` that building any ``torch.optim`` optimizer triggers (~1 s of start-up).
-    ``supported(params)`` is False where there is no fused kernel; the engine then uses
-    :func:`make_optimizer`."""
-
-    BETAS, EPS, MOMENTUM = (0.9, 0.999), 1e-8, 0.9    # torch.optim's Adam defaults; the lab's momentum
-
-    def __init__(self, params: Sequence[torch.Tensor], cfg: TrainConfig, total_steps: int) -> None:
-        if cfg.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose from: {', '.join(OPTIMIZERS)}")
-        if cfg.schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {cfg.schedule!r}; choose from: {', '.join(SCHEDULES)}")
-        self.params, self.cfg = list(params), cfg
-        self.lrs = onecycle_lrs(cfg, total_steps) if cfg.schedule == "onecycle" else None
-        self.steps = 0
-        if cfg.optimizer == "sgd":
-            self.buffers: List[torch.Tensor] = []       # momentum, allocated at the first step
-        else:
-            self.exp_avg = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
-            self.exp_avg_sq = [torch.zeros_like(p, memory_format=torch.preserve_format)
-                               for p in self.params]
-            # one step counter per tensor, as torch.optim keeps them (float32 for the fused kernel)
-            self.counters = [torch.zeros((), dtype=torch.float32, device=p.device) for p in self.params]
-
-    @staticmethod
-    def supported(params: Sequence[torch.Tensor]) -> bool:
-        return all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float64)
-                   for p in params) and hasattr(torch, "_fused_adam_")
-
-    @torch.no_grad()
-    def step(self) -> None:
-        cfg, params = self.cfg, self.params
-        grads = [p.grad for p in params]
-        lr = cfg.lr if self.lrs is None else self.lrs[min(self.steps, len(self.lrs) - 1)]
-        self.steps += 1
-        if cfg.optimizer == "sgd":
-            first = not self.buffers
-            if first:
-                self.buffers = [torch.empty_like(g) for g in grads]
-            torch._fused_sgd_(params, grads, self.buffers, weight_decay=cfg.weight_decay,
-                              momentum=self.MOMENTUM, lr=lr, dampening=0.0, nesterov=True,
-                              maximize=False, is_first_step=first, grad_scale=None, found_inf=None)
-            return
-        torch._foreach_add_(self.counters, 1)
-        fused = torch._fused_adamw_ if cfg.optimizer == "adamw" else torch._fused_adam_
-        fused(params, grads, self.exp_avg, self.exp_avg_sq, [], self.counters, amsgrad=False, lr=lr,
-              beta1=self.BETAS[0], beta2=self.BETAS[1], weight_decay=cfg.weight_decay, eps=self.EPS,
-              maximize=False, grad_scale=None, found_inf=None)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -594,7 +371,9 @@ def train_stack(models: List[List[nn.Module]], seeds: Sequence[int], data: Train
             is_record = step in record_at
             if is_record:
                 pending = _snapshot(stack, data, cfg, step, run_loss, run_correct, run_seen, records)
-                run_loss.zero_(); run_correct.zero_(); run_seen = 0
+                run_loss.zero_()
+                run_correct.zero_()
+                run_seen = 0
             e, k = divmod(step, per_epoch)
             start = e * n_images + k * cfg.batch_size
             idx = orders[:, start:min(start + cfg.batch_size, (e + 1) * n_images)]     # (S, B)

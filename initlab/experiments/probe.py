@@ -305,11 +305,11 @@ class ProbeConfig:
 
     @property
     def resolved_width(self) -> int:
-        return self.width or (32 if self.conv else 256)
+        return self.width if self.width is not None else (32 if self.conv else 256)
 
     @property
     def resolved_images(self) -> int:
-        return self.images or (32 if self.conv else 512)
+        return self.images if self.images is not None else (32 if self.conv else 512)
 
 
 def validate(cfg: ProbeConfig) -> None:
@@ -396,10 +396,15 @@ def run_probe(cfg: ProbeConfig, dataset=None, progress: bool = True) -> List[dic
 # Files
 # --------------------------------------------------------------------------------------------------
 
-def write_probe(out: Path, cfg: ProbeConfig, rows: List[dict], seconds: float = math.nan) -> Path:
-    """config.json, meta.json, probe.csv (one row per layer), runs.csv, then the report."""
+def write_tables(out: Path, cfg: ProbeConfig, rows: List[dict], seconds: float = math.nan) -> None:
+    """config.json, meta.json, probe.csv (one row per layer), runs.csv."""
     d = asdict(cfg)
     d.update(width=cfg.resolved_width, images=cfg.resolved_images)
     files.write_result(out, "probe", d, {"probe": rows, "runs": probe_report.run_rows(rows)},
                        {"seconds": seconds})
+
+
+def write_probe(out: Path, cfg: ProbeConfig, rows: List[dict], seconds: float = math.nan) -> Path:
+    """The tables (:func:`write_tables`), then the report."""
+    write_tables(out, cfg, rows, seconds)
     return probe_report.write_report(out)

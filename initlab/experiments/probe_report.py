@@ -139,19 +139,19 @@ def observations(rows: List[dict], inits: List[str], activations: List[str]) -> 
 # Files
 # --------------------------------------------------------------------------------------------------
 
-def plot(rows: List[dict], inits: List[str], activations: List[str], path: Path) -> Path:
+def figure(rows: List[dict], inits: List[str], activations: List[str]):
     """Per activation two panels, forward std per layer above the gradient std, up to 4 activations
     side by side; one colour per init; solid = measured (geometric mean over seeds, band = min-max),
-    dashed = predicted (dash-dotted where the prediction is the mean-field approximation)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    dashed = predicted (dash-dotted where the prediction is the mean-field approximation).
+    A matplotlib Figure (not attached to pyplot)."""
+    from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
     colors = colours(inits)
     cols = min(4, len(activations))
     blocks = math.ceil(len(activations) / cols)
-    fig, axes = plt.subplots(2 * blocks, cols, figsize=(4.2 * cols, 3.3 * 2 * blocks + 0.6), squeeze=False)
+    fig = Figure(figsize=(4.2 * cols, 3.3 * 2 * blocks + 0.6))
+    axes = fig.subplots(2 * blocks, cols, squeeze=False)
     index: Dict[Tuple[str, str], Dict[int, List[dict]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
         index[(r["init"], r["activation"])][r["layer"]].append(r)
@@ -191,8 +191,11 @@ def plot(rows: List[dict], inits: List[str], activations: List[str], path: Path)
     labels += ["measured (band: seeds)", "predicted (exact formula)", "predicted (mean-field approx.)"]
     fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 7), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / (6.6 * blocks + 0.6)))
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    return fig
+
+
+def plot(rows: List[dict], inits: List[str], activations: List[str], path: Path) -> Path:
+    figure(rows, inits, activations).savefig(path, dpi=90)
     return path
 
 

@@ -13,7 +13,7 @@ import os
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 
@@ -25,6 +25,7 @@ from initlab import (
     models,
 )
 from initlab.activations import ACTIVATIONS
+from initlab.engine import pool
 from initlab.options import UsageError
 
 LAB_INITS = ("zeros", "uniform", "normal", "xavier", "kaiming")
@@ -43,7 +44,8 @@ class StudyConfig:
     width: Optional[int] = None     # mlp: units per hidden layer (None: the model's own, 500)
     depth: Optional[int] = None     # mlp: hidden layers (None: the model's own, 2)
     conv: bool = False              # mlp: 3x3 convolutions (padding 1) instead of linear layers
-    bias_init: float = 0.0          # every bias starts at this constant, for every init
+    bias_init: Union[float, str] = 0.0  # every bias starts at this constant, or is drawn from this
+                                    # distribution (e.g. 'normal:std=0.1'), for every init
     dataset: str = "mnist"
     data_dir: Optional[str] = None
     device: str = "auto"            # auto | cpu | cuda
@@ -70,6 +72,11 @@ def validate(cfg: StudyConfig) -> None:
             init.init_params(name)  # raises for an unknown name
         except ValueError as e:
             raise ConfigError(str(e)) from None
+    if isinstance(cfg.bias_init, str):
+        try:
+            init.bias_distribution(cfg.bias_init)
+        except ValueError as e:
+            raise ConfigError(f"--bias-init: {e}") from None
     checks = [
         (cfg.activation in ACTIVATIONS,
          f"unknown activation {cfg.activation!r}; choose from: {', '.join(ACTIVATIONS.names())}"),
@@ -87,7 +94,8 @@ def validate(cfg: StudyConfig) -> None:
          f"--width, --depth and --conv shape the mlp; --model {cfg.model} has its own layers"),
         (cfg.seeds_per_stack >= 0, f"--seeds-per-stack must be >= 0, got {cfg.seeds_per_stack}"),
         (cfg.workers >= 0, f"--workers must be >= 0, got {cfg.workers}"),
-        (math.isfinite(cfg.bias_init), f"--bias-init must be a finite number, got {cfg.bias_init}"),
+        (isinstance(cfg.bias_init, str) or math.isfinite(cfg.bias_init),
+         f"--bias-init must be a finite number or a distribution, got {cfg.bias_init}"),
         (math.isfinite(t.lr) and t.lr > 0, f"--lr must be > 0, got {t.lr}"),
         (t.batch_size >= 1, f"--batch-size must be >= 1, got {t.batch_size}"),
         (t.epochs >= 1, f"--epochs must be >= 1, got {t.epochs}"),
@@ -107,6 +115,10 @@ def validate(cfg: StudyConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    size = data_mod.DATASETS.get(cfg.dataset).train_size if cfg.dataset in data_mod.DATASETS else None
+    if t.train_size is not None and size is not None and t.train_size > size:
+        raise ConfigError(f"--train-size {t.train_size} is more than the {size:,} training images of "
+                          f"{cfg.dataset}")
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("--device cuda asked for, but torch sees no CUDA device; use --device cpu")
     _check_model_inits(cfg)
@@ -301,98 +313,10 @@ def _train_block(cfg: StudyConfig, seeds: List[int], inits: List[str], ds, devic
     return res, [info for row in built for _, info in row]
 
 
-def _block_worker(cfg: StudyConfig, blocks, ds, device, threads: int, tasks, queue) -> None:
-    """A worker process with ``threads`` torch threads: takes the next block index from ``tasks``
-    (None: stop), trains that stack, reports steps in tens and then the result; repeats."""
-    torch.set_num_threads(threads)
-    parent = os.getppid()
-    while True:
-        index = tasks.get()
-        if index is None:
-            return
-        seeds, inits = blocks[index]
-        pending = [0]
-
-        def report(n: int, index=index) -> None:
-            if os.getppid() != parent:        # the study was killed: do not train on for nobody
-                raise SystemExit(1)
-            pending[0] += n
-            if pending[0] >= 10:
-                queue.put(("steps", index, pending[0]))
-                pending[0] = 0
-
-        try:
-            res, infos = _train_block(cfg, seeds, inits, ds, device, report)
-            queue.put(("done", index, (_tensors_to(res, "numpy"), infos)))
-            if res.interrupted:
-                return
-        except KeyboardInterrupt:
-            queue.put(("done", index, None))
-            return
-        except BaseException as e:             # noqa: BLE001 - reported to the parent, one line
-            queue.put(("error", index, f"{type(e).__name__}: {e}"))
-            return
-
-
-def _tensors_to(res: engine.StackResult, kind: str) -> engine.StackResult:
-    """StackResult with its tensors as numpy arrays (to cross a process boundary by value: a torch
-    tensor would travel as a shared-memory handle that dies with the worker) or back to torch."""
-    import dataclasses as dc
-
-    import numpy as np
-
-    source, convert = (torch.Tensor, torch.Tensor.numpy) if kind == "numpy" else (np.ndarray, torch.from_numpy)
-    return dc.replace(res, **{f.name: convert(getattr(res, f.name)) for f in dc.fields(res)
-                             if isinstance(getattr(res, f.name), source)})
-
-
-def _run_blocks_in_processes(cfg, blocks, ds, device, workers: int, bump):
-    """Run the blocks on ``workers`` spawned processes, each taking the next block (in the given
-    order) when it is free; yields (block index, result). ``bump(block index, steps)`` is called
-    as workers report progress."""
-    import queue as queue_mod
-
-    import torch.multiprocessing as tmp
-
-    ctx = tmp.get_context("spawn")
-    q, tasks = ctx.Queue(), ctx.Queue()
-    for k in range(len(blocks)):
-        tasks.put(k)
-    for _ in range(workers):
-        tasks.put(None)
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    procs = [ctx.Process(target=_block_worker, args=(cfg, blocks, ds, device, threads, tasks, q),
-                         daemon=True) for _ in range(workers)]
-    for p in procs:
-        p.start()
-    left = set(range(len(blocks)))
-    interrupted = False
-    try:
-        while left:
-            try:
-                kind, k, payload = q.get(timeout=0.5)
-                if kind == "steps":
-                    bump(k, payload)
-                    continue
-            except queue_mod.Empty:
-                if not any(p.is_alive() for p in procs) and q.empty():
-                    if interrupted:
-                        break
-                    raise RuntimeError("a training worker died (exit code "
-                                       f"{', '.join(str(p.exitcode) for p in procs)})")
-                continue
-            except KeyboardInterrupt:
-                interrupted = True      # the workers got Ctrl-C too: collect what they recorded
-                continue
-            left.discard(k)
-            if kind == "error":
-                raise RuntimeError(f"training worker failed: {payload}")
-            yield k, None if payload is None else (_tensors_to(payload[0], "torch"), payload[1])
-    finally:
-        for p in procs:
-            if left:
-                p.terminate()
-            p.join(timeout=10)
+def _train_item(block, steps, cfg: StudyConfig, ds, device):
+    """A pool worker's item (``initlab.engine.pool``): one stack, block = (seeds, inits)."""
+    seeds, inits = block
+    return _train_block(cfg, seeds, inits, ds, device, steps)
 
 
 def run_study(cfg: StudyConfig, dataset=None, progress=True) -> StudyResult:
@@ -436,27 +360,24 @@ def run_study(cfg: StudyConfig, dataset=None, progress=True) -> StudyResult:
                 overall.update(n * width)
         return bump
 
-    if workers == 1:
-        def sequential():
-            for k, (bs, bi) in enumerate(blocks):
-                yield k, _train_block(cfg, bs, bi, ds, device, bumper(k))
-        finished = sequential()
-    else:
-        finished = _run_blocks_in_processes(
-            cfg, blocks, ds, device, workers,
-            lambda k, n: bumper(k)(n))
     done = {}
-    for k, payload in finished:
-        if payload is None:
-            result.interrupted = True
-            continue
-        done[k] = payload
-        if payload[0].interrupted:
-            result.interrupted = True
-            if workers == 1:
+    if workers == 1:
+        for k, (bs, bi) in enumerate(blocks):
+            done[k] = _train_block(cfg, bs, bi, ds, device, bumper(k))
+            if done[k][0].interrupted:
                 break
-    if len(done) < len(blocks):
-        result.interrupted = True
+    else:
+        bumps = [bumper(k) for k in range(len(blocks))]
+
+        def on_result(k: int, payload, error) -> None:
+            if error:
+                raise RuntimeError(f"training worker failed: {error}")
+            done[k] = payload
+
+        # Ctrl-C reaches the workers too: each keeps what its stack recorded so far
+        pool.run(_train_item, blocks, workers, shared=(cfg, ds, device),
+                 on_steps=lambda k, n: bumps[k](n), on_result=on_result, keep_interrupted=True)
+    result.interrupted = len(done) < len(blocks) or any(res.interrupted for res, _ in done.values())
     for k in sorted(done):
         res, infos = done[k]
         seeds_k, inits_k = blocks[k]

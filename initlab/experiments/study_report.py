@@ -160,8 +160,13 @@ def _final_train_loss(f: StudyFiles, init: str) -> str:
             f"(best: {best}, {_fmt(mean(ends[best]))})")
 
 
+# The lab's two questions: the report's headings, and the keys of ``observations``.
+QUESTIONS = {"speed": "Why do better-scaled initializations train faster?",
+             "zeros": "Why do all-zero weights stop learning?"}
+
+
 def observations(f: StudyFiles) -> Dict[str, List[str]]:
-    """{"speed": [...], "zeros": [...]}: sentences answering the lab's two questions."""
+    """{"speed": [...], "zeros": [...]}: sentences answering the lab's two questions (``QUESTIONS``)."""
     summary = {r["init"]: r for r in summary_rows(f)}
     layers = layer_names(f)
     hidden = [l for l in layers if l != layers[-1]] if layers else []
@@ -265,11 +270,67 @@ def observations(f: StudyFiles) -> Dict[str, List[str]]:
         distinct = layer_at(f, name, "last", "distinct_units")
         same = [l for l in hidden if distinct.get(l) == 1]
         if same:
-            zeros.append("Distinct units at the end: " + ", ".join(
+            split = [l for l in hidden if distinct.get(l, 1) > 1]
+            zeros.append(f"Distinct units of {name} at the end: " + ", ".join(
                 f"{l} {distinct[l]:.0f}" for l in layers) + ". Units that start identical receive "
-                "identical gradients and stay identical: the symmetry is never broken, so even a "
-                "nonzero constant would give each layer the capacity of a single unit.")
+                "identical gradients and stay identical: " + (
+                    "the symmetry is never broken." if not split else
+                    f"{', '.join(same)} kept a single unit; {', '.join(split)} split into a few only "
+                    "through floating-point rounding -- the symmetry is not broken by learning.")
+                + ("" if any(n.startswith("constant") for n in summary) else
+                   " (--inits constant:value=c measures what a nonzero constant does.)"))
+        order = first_moves(f, name)
+        if order:
+            zeros.append(moves_sentence(name, order, layers))
+    for name in summary:
+        if not name.startswith("zero_one"):
+            continue
+        start = layer_at(f, name, "first", "distinct_units")
+        end = layer_at(f, name, "last", "distinct_units")
+        grew = [l for l in layers if end.get(l, 0) > start.get(l, 0)]
+        zeros.append(f"{name} (ZerO) is deterministic too, yet ended at {pct(summary[name]['acc_mean'])} "
+                     "test accuracy (mean over seeds). Distinct units at step 0: "
+                     + ", ".join(f"{l} {start[l]:.0f}" for l in layers if l in start) + "; at the end: "
+                     + ", ".join(f"{l} {end[l]:.0f}" for l in layers if l in end)
+                     + (f". Units of {', '.join(grew)} that started equal came apart: the Hadamard "
+                        "signs give them different weights above, hence different gradients -- structure "
+                        "breaks the symmetry that chance breaks for the random inits." if grew else "."))
     return {"speed": speed, "zeros": zeros}
+
+
+def moves_sentence(name: str, order: List[Tuple[str, int]], layers: List[str]) -> str:
+    """Which layers' weights left 0 at which record step, and whether that went from the top down."""
+    steps: Dict[int, List[str]] = defaultdict(list)
+    for layer, step in order:
+        steps[step].append(layer)
+    text = "; ".join(f"{', '.join(ls)} at step {s:,}" for s, ls in sorted(steps.items()))
+    s = f"{name}: the weights left 0 -- {text} (first record point with a nonzero weight, first seed)"
+    if len(steps) == 1:
+        return s + ("; every layer moved between two record points: --record-every 4 resolves the first "
+                    "steps one by one.")
+    depth = {l: k for k, l in enumerate(layers)}
+    top_down = all(depth[a] >= depth[b] for (a, sa), (b, sb) in zip(order, order[1:]) if sa < sb)
+    return s + ("; learning works down from the top: a layer's weight gradient is its input times the "
+                "gradient from above, which is 0 until the layers above have moved." if top_down else
+                "; the order is not top-down.")
+
+
+def first_moves(f: StudyFiles, init: str) -> List[Tuple[str, int]]:
+    """For a run whose weights all start at exactly 0: (layer, first record step with a nonzero
+    weight), in the order the layers moved (the first seed's run; [] when a weight started nonzero)."""
+    rows = [r for r in f.layers if r["init"] == init]
+    if not rows:
+        return []
+    run = min(r["run"] for r in rows if r["seed"] == min(rr["seed"] for rr in rows))
+    rows = sorted((r for r in rows if r["run"] == run), key=lambda r: r["step"])
+    first_step = rows[0]["step"]
+    if any(max(abs(r["w_min"]), abs(r["w_max"])) != 0 for r in rows if r["step"] == first_step):
+        return []
+    moved: Dict[str, int] = {}
+    for r in rows:
+        if r["layer"] not in moved and max(abs(r["w_min"]), abs(r["w_max"])) != 0:
+            moved[r["layer"]] = r["step"]
+    return sorted(moved.items(), key=lambda kv: kv[1])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -306,7 +367,9 @@ def _figure(rows: int, cols: int, width: float, height: float, left: float = 0.7
     return fig, axes
 
 
-def plot_curves(f: StudyFiles, path: Path) -> Path:
+def figure_curves(f: StudyFiles):
+    """Held-out accuracy (whole range and top end) and training loss against step, per init: the mean
+    over seeds as a line, min–max as a band. A matplotlib Figure (not attached to pyplot)."""
     colors = colours(f.inits)
     fig, grid = _figure(1, 3, 16, 4.6, left=0.7, wgap=0.75)
     axes = grid[0]
@@ -331,14 +394,19 @@ def plot_curves(f: StudyFiles, path: Path) -> Path:
         ax.grid(alpha=0.3)
     axes[0].legend(title=f"init (line: mean, band: min–max of {n_seeds} seeds)", fontsize=8,
                    title_fontsize=8, loc="center right")
-    fig.savefig(path, dpi=110)
+    return fig
+
+
+def plot_curves(f: StudyFiles, path: Path) -> Path:
+    figure_curves(f).savefig(path, dpi=110)
     return path
 
 
-def plot_weight_grid(f: StudyFiles, path: Path, seed: Optional[int] = None) -> Optional[Path]:
+def figure_weight_grid(f: StudyFiles, seed: Optional[int] = None):
     """Rows: inits. Columns: layers. Each panel overlays the weight histogram at several moments of
     training, light (start) to dark (end), on the layer's fixed bins. The panels share one y axis
-    (share of weights, log scale, 1e-4 to 1.2), labelled once per row."""
+    (share of weights, log scale, 1e-4 to 1.2), labelled once per row. A matplotlib Figure, or None
+    without histograms; ``seed``: whose weights (default the first)."""
     if not f.hists:
         return None
     import matplotlib
@@ -367,7 +435,8 @@ def plot_weight_grid(f: StudyFiles, path: Path, seed: Optional[int] = None) -> O
                     continue
                 centers = [(x["bin_left"] + x["bin_right"]) / 2 for x in bins]
                 total = sum(x["count"] for x in bins) or 1
-                ax.plot(centers, [x["count"] / total for x in bins], color=cmap(0.15 + 0.85 * k / max(1, len(steps) - 1)),
+                shade = cmap(0.15 + 0.85 * k / max(1, len(steps) - 1))
+                ax.plot(centers, [x["count"] / total for x in bins], color=shade,
                         lw=1.3, label=f"step {step}")
             ax.tick_params(labelsize=7)
             ax.xaxis.set_major_locator(MaxNLocator(4))     # fewer ticks: the grid draws ~40 % faster
@@ -389,13 +458,20 @@ def plot_weight_grid(f: StudyFiles, path: Path, seed: Optional[int] = None) -> O
                  y=1 - 0.12 / fig.get_figheight(), va="top", fontsize=11)
     fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 1 - 0.38 / fig.get_figheight()),
                ncol=min(len(labels), 9), fontsize=8, frameon=False)
+    return fig
+
+
+def plot_weight_grid(f: StudyFiles, path: Path, seed: Optional[int] = None) -> Optional[Path]:
+    fig = figure_weight_grid(f, seed)
+    if fig is None:
+        return None
     fig.savefig(path, dpi=90)
     return path
 
 
-def plot_layer_scales(f: StudyFiles, path: Path) -> Optional[Path]:
+def figure_layer_scales(f: StudyFiles):
     """At init: activation std and gradient norm per layer (log scale), and dead-ReLU fraction over
-    training for the first hidden layer."""
+    training for the first hidden layer. A matplotlib Figure, or None without layer records."""
     if not f.layers:
         return None
     colors = colours(f.inits)
@@ -421,6 +497,13 @@ def plot_layer_scales(f: StudyFiles, path: Path) -> Optional[Path]:
     axes[0].legend(fontsize=8)
     axes[0].text(0.01, 0.01, "zero-valued points are not drawn on a log axis", transform=axes[0].transAxes,
                  fontsize=7, color="gray")
+    return fig
+
+
+def plot_layer_scales(f: StudyFiles, path: Path) -> Optional[Path]:
+    fig = figure_layer_scales(f)
+    if fig is None:
+        return None
     fig.savefig(path, dpi=110)
     return path
 
@@ -472,8 +555,8 @@ def write_report(out: Path, title: str = "initlab study") -> Path:
     doc.paragraph("Steps to 90/97 % use the held-out curve (first record point at or above the "
                   "threshold; mean over seeds, 'never' when a seed never got there). 's / model' is each "
                   "model's share of the batched training time.")
-    for heading, sentences in (("Why do better-scaled initializations train faster?", obs["speed"]),
-                               ("Why do all-zero weights stop learning?", obs["zeros"])):
+    for key, heading in QUESTIONS.items():
+        sentences = obs[key]
         if sentences:
             doc.heading(heading).bullets(sentences)
     doc.heading("Plots")

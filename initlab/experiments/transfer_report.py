@@ -164,16 +164,15 @@ def _bands(f: Dict, n: int):
     return out
 
 
-def plot_curves(f: Dict, path: Path) -> Path:
-    """One panel per target size: held-out accuracy against step (mean, min–max band over seeds)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def figure_curves(f: Dict):
+    """One panel per target size: held-out accuracy against step (mean, min–max band over seeds).
+    A matplotlib Figure (not attached to pyplot)."""
+    from matplotlib.figure import Figure
 
     sizes = sorted({r["target_images"] for r in f["runs"]})
     colors = colours(_inits(f))
-    fig, axes = plt.subplots(1, len(sizes), figsize=(5.2 * len(sizes), 4.2), squeeze=False)
+    fig = Figure(figsize=(5.2 * len(sizes), 4.2))
+    axes = fig.subplots(1, len(sizes), squeeze=False)
     n_seeds = len({r["seed"] for r in f["runs"]})
     for ax, n in zip(axes[0], sizes):
         for name, (steps, avg, lo, hi) in _bands(f, n).items():
@@ -185,22 +184,24 @@ def plot_curves(f: Dict, path: Path) -> Path:
     axes[0][0].legend(title=f"solid: pretrained, dashed: scratch\n(mean, band min–max of {n_seeds} seeds)",
                       fontsize=8, title_fontsize=8, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig
+
+
+def plot_curves(f: Dict, path: Path) -> Path:
+    figure_curves(f).savefig(path, dpi=100)
     return path
 
 
-def plot_sizes(f: Dict, path: Path) -> Path:
-    """Accuracy against target-set size: early (after the last early step) and final."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def figure_sizes(f: Dict):
+    """Accuracy against target-set size: early (after the last early step) and final. A matplotlib
+    Figure (not attached to pyplot)."""
+    from matplotlib.figure import Figure
 
     rows = summary_rows(f)
     colors = colours(_inits(f))
     early = EARLY_STEPS[-1]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig = Figure(figsize=(11, 4.2))
+    axes = fig.subplots(1, 2)
     for name in _inits(f):
         mine = [r for r in rows if r["init"] == name]
         xs = [r["target_images"] for r in mine]
@@ -218,8 +219,11 @@ def plot_sizes(f: Dict, path: Path) -> Path:
         ax.grid(alpha=0.3, which="both")
     axes[1].legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig
+
+
+def plot_sizes(f: Dict, path: Path) -> Path:
+    figure_sizes(f).savefig(path, dpi=100)
     return path
 
 

@@ -37,9 +37,11 @@ from initlab.init.schemes import (
     zeros,
 )
 from initlab.init.spec import (
+    BIAS_INITS,
     INIT_LAYER_TYPES,
     INITIALIZERS,
     MODEL_INITIALIZERS,
+    bias_distribution,
     describe,
     format_spec,
     init_layers,
@@ -54,7 +56,8 @@ from initlab.init.structured import constant, zero_one
 __all__ = [
     "fans", "calculate_gain", "gain_names", "variance_scaling", "TRUNC_STD_FACTOR",
     "INITIALIZERS", "MODEL_INITIALIZERS", "register_init", "init_names", "init_params",
-    "INIT_LAYER_TYPES", "init_layers", "parse_spec", "format_spec", "describe", "initialize",
+    "INIT_LAYER_TYPES", "init_layers", "BIAS_INITS", "bias_distribution", "parse_spec", "format_spec",
+    "describe", "initialize",
     "zeros", "uniform", "normal", "truncated_normal", "xavier", "xavier_uniform", "kaiming",
     "kaiming_uniform", "lecun_normal", "lecun_uniform", "orthogonal", "torch_default", "constant",
     "zero_one",

@@ -8,13 +8,14 @@ import torch
 from torch import Tensor, nn
 
 from initlab.init.schemes import orthogonal
-from initlab.init.spec import MODEL_INITIALIZERS, init_layers
+from initlab.init.spec import MODEL_INITIALIZERS, Limit, init_layers, limits
 
 _LSUV_TOL = 0.1      # Tol_var of Mishkin & Matas (2015), Algorithm 1
 _LSUV_MAX_ITER = 10  # T_max of Mishkin & Matas (2015)
 
 
 @MODEL_INITIALIZERS.register("lsuv")
+@limits(tol=Limit(0, 1, open=True), max_iter=Limit(0, integer=True))
 def lsuv(
     model: nn.Module,
     *,

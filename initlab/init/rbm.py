@@ -41,7 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from initlab.init.schemes import xavier
-from initlab.init.spec import MODEL_INITIALIZERS, init_layers
+from initlab.init.spec import COUNT, MODEL_INITIALIZERS, POSITIVE, init_layers, limits
 
 # Hinton (2010), "A practical guide to training RBMs" — the defaults below, with the section they come from.
 INIT_STD = 0.01        # sec. 8: W ~ N(0, 0.01^2)
@@ -156,6 +156,7 @@ def check_model(model: nn.Module) -> None:
 
 
 @MODEL_INITIALIZERS.register("dbn")
+@limits(images=COUNT, epochs=COUNT, batch_size=COUNT, lr=POSITIVE)
 def dbn(
     model: nn.Module,
     *,

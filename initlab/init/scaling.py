@@ -11,7 +11,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 from torch import Tensor
 
-from initlab.init.spec import register_init
+from initlab.init.spec import NON_NEGATIVE, Limit, register_init
 from initlab.registry import UnknownNameError
 
 # =============================================================================================
@@ -197,7 +197,9 @@ def _fan(weight: Tensor, mode: str) -> float:
 # =============================================================================================
 
 
-@register_init("variance_scaling", formula="zero mean, variance scale/n, n = fan_in | fan_out | fan_avg")
+@register_init("variance_scaling", formula="zero mean, variance scale/n, n = fan_in | fan_out | fan_avg",
+               limits={"scale": NON_NEGATIVE, "mode": Limit(choices=("fan_in", "fan_out", "fan_avg")),
+                       "distribution": Limit(choices=("normal", "uniform", "truncated_normal"))})
 def variance_scaling(
     weight: Tensor,
     *,

@@ -14,7 +14,9 @@ import torch
 from torch import Tensor
 
 from initlab.init.scaling import _choose, _trunc_normal_, calculate_gain, fans, variance_scaling
-from initlab.init.spec import register_init
+from initlab.init.spec import FINITE, NON_NEGATIVE, POSITIVE, Limit, register_init
+
+FAN_MODE = Limit(choices=("fan_in", "fan_out"))
 
 
 @register_init("zeros", formula="0")
@@ -40,7 +42,7 @@ def zeros(weight: Tensor, *, generator: torch.Generator, activation: str = "relu
     weight.zero_()
 
 
-@register_init("uniform", formula="U(low, high)")
+@register_init("uniform", formula="U(low, high)", limits={"low": FINITE, "high": FINITE})
 def uniform(
     weight: Tensor, *, generator: torch.Generator, activation: str = "relu", low: float = -1.0, high: float = 1.0
 ) -> None:
@@ -68,7 +70,7 @@ def uniform(
     weight.uniform_(low, high, generator=generator)
 
 
-@register_init("normal", formula="N(mean, std^2)")
+@register_init("normal", formula="N(mean, std^2)", limits={"mean": FINITE, "std": NON_NEGATIVE})
 def normal(
     weight: Tensor, *, generator: torch.Generator, activation: str = "relu", mean: float = 0.0, std: float = 0.1
 ) -> None:
@@ -94,7 +96,8 @@ def normal(
     weight.normal_(mean, std, generator=generator)
 
 
-@register_init("truncated_normal", formula="N(mean, std^2) cut at mean +- 2 std (sample std 0.88 std)")
+@register_init("truncated_normal", formula="N(mean, std^2) cut at mean +- 2 std (sample std 0.88 std)",
+               limits={"mean": FINITE, "std": POSITIVE})
 def truncated_normal(
     weight: Tensor, *, generator: torch.Generator, activation: str = "relu", mean: float = 0.0, std: float = 0.1
 ) -> None:
@@ -129,7 +132,7 @@ def truncated_normal(
     _trunc_normal_(weight, mean, std, generator)
 
 
-@register_init("xavier", formula="N(0, gain^2 * 2/(fan_in + fan_out))")
+@register_init("xavier", formula="N(0, gain^2 * 2/(fan_in + fan_out))", limits={"gain": POSITIVE})
 def xavier(weight: Tensor, *, generator: torch.Generator, activation: str = "relu", gain: float = 1.0) -> None:
     r"""Glorot/Xavier normal: keep variance between the forward and backward fans.
 
@@ -158,7 +161,7 @@ def xavier(weight: Tensor, *, generator: torch.Generator, activation: str = "rel
     variance_scaling(weight, generator=generator, scale=gain**2, mode="fan_avg", distribution="normal")
 
 
-@register_init("xavier_uniform", formula="U(+-gain * sqrt(6/(fan_in + fan_out)))")
+@register_init("xavier_uniform", formula="U(+-gain * sqrt(6/(fan_in + fan_out)))", limits={"gain": POSITIVE})
 def xavier_uniform(
     weight: Tensor, *, generator: torch.Generator, activation: str = "relu", gain: float = 1.0
 ) -> None:
@@ -187,7 +190,8 @@ def xavier_uniform(
     variance_scaling(weight, generator=generator, scale=gain**2, mode="fan_avg", distribution="uniform")
 
 
-@register_init("kaiming", formula="N(0, 2/((1 + a^2) * fan)), fan = fan_in | fan_out")
+@register_init("kaiming", formula="N(0, 2/((1 + a^2) * fan)), fan = fan_in | fan_out",
+               limits={"a": NON_NEGATIVE, "mode": FAN_MODE})
 def kaiming(
     weight: Tensor, *, generator: torch.Generator, activation: str = "relu", a: float = 0.0, mode: str = "fan_in"
 ) -> None:
@@ -221,7 +225,8 @@ def kaiming(
     variance_scaling(weight, generator=generator, scale=2.0 / (1.0 + a**2), mode=mode, distribution="normal")
 
 
-@register_init("kaiming_uniform", formula="U(+-sqrt(6/((1 + a^2) * fan))), fan = fan_in | fan_out")
+@register_init("kaiming_uniform", formula="U(+-sqrt(6/((1 + a^2) * fan))), fan = fan_in | fan_out",
+               limits={"a": NON_NEGATIVE, "mode": FAN_MODE})
 def kaiming_uniform(
     weight: Tensor, *, generator: torch.Generator, activation: str = "relu", a: float = 0.0, mode: str = "fan_in"
 ) -> None:
@@ -304,7 +309,9 @@ def lecun_uniform(weight: Tensor, *, generator: torch.Generator, activation: str
     variance_scaling(weight, generator=generator, scale=1.0, mode="fan_in", distribution="uniform")
 
 
-@register_init("orthogonal", formula="gain * Q, Q Haar-random (semi-)orthogonal (out, in*k); gain None = calculate_gain(activation)")
+@register_init("orthogonal",
+               formula="gain * Q, Q Haar-random (semi-)orthogonal (out, in*k); gain None = calculate_gain(activation)",
+               limits={"gain": Limit(0, open=True, optional=True)})
 def orthogonal(
     weight: Tensor, *, generator: torch.Generator, activation: str = "relu", gain: Optional[float] = None
 ) -> None:

@@ -7,13 +7,63 @@ schemes that need the whole model and a data batch (``lsuv``, ``dbn``). ``parse_
 from __future__ import annotations
 
 import inspect
+import math
 import re
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
 
 from initlab.registry import Registry, UnknownNameError
+
+
+class Limit:
+    """The valid values of one initializer parameter, declared next to the function and checked by
+    :func:`parse_spec` before any weight is drawn: a finite number (``integer`` for a count) within
+    ``low``/``high`` (``open`` ends excluded), or one of ``choices``; ``optional`` admits ``None``."""
+
+    def __init__(self, low: Optional[float] = None, high: Optional[float] = None, *, open: bool = False,
+                 integer: bool = False, choices: Tuple[str, ...] = (), optional: bool = False) -> None:
+        self.low, self.high, self.open, self.integer = low, high, open, integer
+        self.choices, self.optional = tuple(choices), optional
+
+    def describe(self, key: str) -> str:
+        """``"std > 0 (a finite number)"``, ``"mode one of fan_in, fan_out"``."""
+        if self.choices:
+            return f"{key} one of " + ", ".join(self.choices)
+        kind = "an integer" if self.integer else "a finite number"
+        lo = "" if self.low is None else f" {'>' if self.open else '>='} {self.low:g}"
+        hi = "" if self.high is None else f"{' and' if lo else ''} <= {self.high:g}"
+        return f"{key}{lo}{hi} ({kind}{' or None' if self.optional else ''})"
+
+    def ok(self, value: Any) -> bool:
+        if value is None or value == "None":
+            return self.optional
+        if self.choices:
+            return value in self.choices
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return False
+        if self.integer and not float(value).is_integer():
+            return False
+        if self.low is not None and (value <= self.low if self.open else value < self.low):
+            return False
+        return self.high is None or value <= self.high
+
+
+POSITIVE = Limit(0, open=True)          # a std, a gain, a scale, a learning rate
+NON_NEGATIVE = Limit(0)
+FINITE = Limit()
+COUNT = Limit(1, integer=True)
+
+
+def limits(**declared: Limit) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: declare the valid values of an initializer's parameters (``@limits(std=POSITIVE)``)."""
+
+    def attach(fn: Callable[..., Any]) -> Callable[..., Any]:
+        fn.limits = declared  # type: ignore[attr-defined]
+        return fn
+
+    return attach
 
 # =============================================================================================
 # The registries and the decorator
@@ -34,6 +84,7 @@ def register_init(
     *,
     formula: str,
     bias_init: Optional[Callable[..., None]] = None,
+    limits: Optional[Dict[str, Limit]] = None,
 ) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """Decorator: register a per-weight initializer in :data:`INITIALIZERS`, run under ``no_grad``.
 
@@ -43,12 +94,14 @@ def register_init(
         bias_init: the bias hook. ``None``: :func:`initialize` sets biases to a constant (0
             unless told otherwise). Otherwise ``bias_init(bias, weight, *, generator)`` draws the
             bias of the same layer, right after its weight, unless a constant bias is given.
+        limits: the valid values of its parameters (:class:`Limit`), checked by :func:`parse_spec`.
     """
 
     def add(fn: Callable[..., None]) -> Callable[..., None]:
         wrapped = torch.no_grad()(fn)  # functools.wraps keeps __doc__ and the signature
         wrapped.formula = formula  # type: ignore[attr-defined]
         wrapped.bias_init = bias_init  # type: ignore[attr-defined]
+        wrapped.limits = dict(limits or {})  # type: ignore[attr-defined]
         return INITIALIZERS.register(name)(wrapped)
 
     return add
@@ -93,7 +146,9 @@ _INT_RE = re.compile(r"[+-]?\d+\Z")
 
 
 def _parse_value(text: str) -> Any:
-    """``"3"`` -> 3, ``"0.1"`` / ``"1e-3"`` -> float, anything else -> the string."""
+    """``"3"`` -> 3, ``"0.1"`` / ``"1e-3"`` -> float, ``"None"`` -> None, anything else -> the string."""
+    if text == "None":
+        return None
     if _INT_RE.match(text):
         return int(text)
     try:
@@ -135,6 +190,11 @@ def parse_spec(spec: str) -> Tuple[str, Dict[str, Any]]:
             if key in params:
                 raise ValueError(f"bad init spec {spec!r}: parameter {key!r} given twice")
             params[key] = _parse_value(value)
+    fn, _ = _lookup(name)
+    for key, value in params.items():
+        limit = getattr(fn, "limits", {}).get(key)
+        if limit is not None and not limit.ok(value):
+            raise ValueError(f"{name}: need {limit.describe(key)}, got {value!r}")
     return name, params
 
 
@@ -182,23 +242,26 @@ def initialize(
     *,
     generator: torch.Generator,
     activation: str = "relu",
-    bias: Optional[float] = None,
+    bias: Union[float, str, None] = None,
     data: Optional[Tensor] = None,
 ) -> Dict[str, Any]:
     """Initialize every Linear/ConvNd of ``model`` in place from ``spec``, all randomness from ``generator``.
 
     Layers are visited in definition order (:func:`init_layers`); for each, the weight is
-    drawn, then its bias. Biases are set to the constant ``bias``; ``bias=None`` (default)
-    means the method's own default: 0 for every method except ``torch_default``, which draws
-    them PyTorch's way (its ``bias_init`` hook). Model-level initializers (``lsuv``) get the
-    biases set first, then the whole model and ``data``.
+    drawn, then its bias. Biases are set to the constant ``bias``, or drawn from the generator when
+    ``bias`` is a spec of a distribution that needs no fans (:data:`BIAS_INITS`, e.g.
+    ``"normal:std=0.1"``: zero weights with random biases break the symmetry through the biases
+    alone); ``bias=None`` (default) means the method's own default: 0 for every method except
+    ``torch_default``, which draws them PyTorch's way (its ``bias_init`` hook). Model-level
+    initializers (``lsuv``) get the biases set first, then the whole model and ``data``.
 
     Args:
         model: the model to initialize in place.
         spec: ``"name"`` or ``"name:key=value,..."`` (see :func:`parse_spec`).
         generator: the source of all randomness (on the parameters' device).
         activation: the network's nonlinearity, for initializers that read a gain from it.
-        bias: a constant for every bias; ``None`` = the method's default (see above).
+        bias: a constant for every bias, a bias distribution's spec, or ``None`` = the method's
+            default (see above).
         data: a batch for data-dependent initializers (required by ``lsuv``; ignored by the others).
 
     Returns:
@@ -215,13 +278,15 @@ def initialize(
     fn, model_level = _lookup(name)
     layers = list(init_layers(model))
     bias_hook = None if (model_level or bias is not None) else getattr(fn, "bias_init", None)
-    const_bias = 0.0 if bias is None else float(bias)
+    drawn_bias = bias_distribution(bias) if isinstance(bias, str) else None
+    const_bias = 0.0 if bias is None or drawn_bias else float(bias)
     info: Dict[str, Any] = {
         "init": format_spec(name, params),
         "name": name,
         "params": params,
         "layers": [n for n, _ in layers],
-        "bias": name if bias_hook is not None else const_bias,
+        "bias": name if bias_hook is not None else (format_spec(*drawn_bias[1:]) if drawn_bias
+                                                    else const_bias),
     }
     with torch.no_grad():
         for _, m in layers:
@@ -230,8 +295,25 @@ def initialize(
             if m.bias is not None:
                 if bias_hook is not None:
                     bias_hook(m.bias, m.weight, generator=generator)
+                elif drawn_bias:
+                    drawn_bias[0](m.bias, generator=generator, **drawn_bias[2])
                 else:
                     m.bias.fill_(const_bias)
     if model_level:
         info.update(fn(model, generator=generator, activation=activation, data=data, **params))
     return info
+
+
+# initializers that need no fans, so they can draw a bias vector too
+BIAS_INITS = ("zeros", "constant", "normal", "uniform", "truncated_normal")
+
+
+def bias_distribution(spec: str) -> Tuple[Callable[..., None], str, Dict[str, Any]]:
+    """(initializer, name, params) of a bias spec such as ``"normal:std=0.1"``; a ValueError names
+    the valid choices."""
+    name, params = parse_spec(spec)
+    if name not in BIAS_INITS:
+        raise ValueError(f"a bias distribution must need no fans; choose from: {', '.join(BIAS_INITS)} "
+                         f"(e.g. normal:std=0.1), got {spec!r}")
+    fn, _ = _lookup(name)
+    return fn, name, params

@@ -10,10 +10,10 @@ import math
 import torch
 from torch import Tensor
 
-from initlab.init.spec import register_init
+from initlab.init.spec import FINITE, register_init
 
 
-@register_init("constant", formula="c (every weight)")
+@register_init("constant", formula="c (every weight)", limits={"value": FINITE})
 def constant(weight: Tensor, *, generator: torch.Generator, activation: str = "relu",
              value: float = 0.01) -> None:
     r"""Fill ``weight`` with one constant ``value``.
@@ -83,7 +83,8 @@ def zero_one(weight: Tensor, *, generator: torch.Generator, activation: str = "r
     (entries :math:`\pm 1`): a narrowing or square layer passes its first ``m`` inputs through; a
     widening one spreads every input over all outputs with Hadamard sign patterns (orthonormal columns
     when ``m`` is a power of 2; rows repeat with period :math:`2^{\lceil\log_2 n\rceil}`, and the next
-    layer's different outgoing weights tell such twins apart). A convolution gets that matrix at the centre of its kernel and zeros elsewhere.
+    layer's different outgoing weights tell such twins apart). A convolution gets that matrix at the
+    centre of its kernel and zeros elsewhere.
     Nothing is random: every seed gives the same network.
 
     Args:

@@ -26,12 +26,11 @@ import hashlib
 import json
 import os
 import sqlite3
-import tempfile
 import time
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Sequence, Tuple
-from initlab.files import rows_to_csv
-from initlab.files import read_csv
+
+from initlab.files import atomic_write_text, read_csv, rows_to_csv
 
 STORE_NAME = "store.sqlite"
 RECORDS_DIR = "records"
@@ -234,21 +233,11 @@ class Store:
 # --------------------------------------------------------------------------------------------------
 
 def durable_write_text(path: Path, text: str) -> None:
-    """Temp file in the same folder, fsync, rename, fsync the folder: after this returns the file is
-    complete on disk, and at no moment does ``path`` hold half a file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
+    """An atomic write (temp file, fsync, rename: :func:`initlab.files.atomic_write_text`), then an
+    fsync of the folder: after this returns the file is complete on disk, and at no moment does
+    ``path`` hold half a file."""
+    atomic_write_text(path, text)
+    _fsync_dir(Path(path).parent)
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -1,0 +1,236 @@
+"""Backends: running a task (one engine stack) and committing its runs to the store, in this process,
+on a local pool of worker processes, or as Ray tasks.
+
+Each backend calls ``on_step(n)`` as training advances (n model-steps) and ``on_done(task, counts |
+None, error)`` when a task ends. Local workers write their records and the store themselves; Ray
+workers only train and return rows, and the driver (where the store is) commits them.
+
+Parallelism: each local worker is a fresh (spawned) process with ``cores // workers`` torch threads
+(``initlab.engine.pool``), so the machine is not oversubscribed.
+"""
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+import torch
+
+from initlab import data, engine
+from initlab.engine import pool
+from initlab.engine import tensorboard as tb
+from initlab.engine.tensorboard import gradient_histograms
+from initlab.experiments import study
+from initlab.runs import store as st
+from initlab.runs.plan import Task
+
+BACKENDS = ("local", "ray")
+
+
+# --------------------------------------------------------------------------------------------------
+# Running one task (in any process) and committing its result (where the store is)
+# --------------------------------------------------------------------------------------------------
+
+_DATASETS: Dict[tuple, object] = {}   # per process: a worker loads each dataset once
+
+
+def dataset(name: str, data_dir: Optional[str]):
+    """This process's copy of a dataset, loaded on first use."""
+    key = (name, data_dir)
+    if key not in _DATASETS:
+        _DATASETS[key] = data.load_dataset(name, data_dir, quiet=True)
+    return _DATASETS[key]
+
+
+def keep_dataset(name: str, data_dir: Optional[str], ds) -> None:
+    """Use ``ds`` (already loaded by the command) for ``name`` in this process."""
+    _DATASETS[(name, data_dir)] = ds
+
+
+@dataclass
+class CellResult:
+    """One trained run of a task: its runs.csv row and record rows."""
+    hash: str
+    row: dict                                   # its runs.csv row
+    tables: Dict[str, List[dict]]               # curves / layers / histograms rows
+    grads: Optional[Dict[str, dict]] = None     # gradient histograms at init (TensorBoard)
+
+
+@dataclass
+class TaskResult:
+    """What training a task gives back (from a worker or a Ray node) to be committed."""
+    tid: int
+    cells: List[CellResult]
+    interrupted: bool
+    dataset: str
+    majority: tuple                              # (share of the most common test label, label)
+    host: str = field(default_factory=socket.gethostname)
+
+
+def run_task(task: Task, progress: Optional[Callable[[int], None]] = None,
+             tensorboard: bool = False) -> TaskResult:
+    """Train one task's stack with ``study.run_study`` and split its rows per cell."""
+    cfg = task.cfg
+    ds = dataset(cfg.dataset, cfg.data_dir)
+    res = study.run_study(cfg, dataset=ds, progress=progress if progress is not None else False)
+    where = {(spec, seed): task.hashes[s][i] for s, seed in enumerate(cfg.seed_list)
+             for i, spec in enumerate(cfg.inits)}
+    run_hash = {r["run"]: where[(r["init"], r["seed"])] for r in res.runs}
+    cells = {h: CellResult(h, r, {name: [] for name in st.RECORD_TABLES})
+             for r in res.runs for h in [run_hash[r["run"]]]}
+    for name, rows in (("curves", res.curves), ("layers", res.layers), ("histograms", res.hists)):
+        for r in rows:
+            cells[run_hash[r["run"]]].tables[name].append(r)
+    if tensorboard and not res.interrupted:
+        grads = initial_gradients(task)
+        for h, g in grads.items():
+            if h in cells:
+                cells[h].grads = g
+    return TaskResult(task.tid, [cells[h] for h in task.flat if h in cells], res.interrupted,
+                      cfg.dataset, (res.majority_share, res.majority_label))
+
+
+def initial_gradients(task: Task) -> Dict[str, Dict[str, dict]]:
+    """{hash: {layer: histogram}} of each run's weight gradients at initialization on its first
+    training batch (the batch and weights of the engine's step 0; rebuilt from the seed)."""
+    cfg = task.cfg
+    ds = dataset(cfg.dataset, cfg.data_dir)
+    x_train = engine.to_float_images(ds.train_images, cfg.train.normalize, "cpu", ds.mean, ds.std)
+    out = {}
+    for s, seed in enumerate(cfg.seed_list):
+        idx = engine.data_order(len(x_train), seed, cfg.train.epochs,
+                                cfg.train.train_size)[: cfg.train.batch_size]
+        for i, spec in enumerate(cfg.inits):
+            model = study.build_initialized(cfg, spec, seed, x_train)
+            out[task.hashes[s][i]] = gradient_histograms(model, x_train[idx], ds.train_labels[idx],
+                                                         cfg.train.label_smoothing)
+    return out
+
+
+def status_of(result: TaskResult, cell: CellResult) -> str:
+    """The store status a trained cell gets: interrupted, diverged or done."""
+    if result.interrupted:
+        return "interrupted"
+    return "diverged" if cell.row.get("diverged") else "done"
+
+
+def commit(out: Path, store: st.Store, task: Task, result: TaskResult, token: str) -> Dict[str, int]:
+    """Write every run's record files (and TensorBoard events), then mark the stack's runs finished in
+    one transaction. Returns {status: count}."""
+    finished = []
+    for cell in result.cells:
+        rel = st.write_records(out, cell.hash, cell.tables)
+        if task.tb_names is not None:
+            tb.write_run(Path(out) / tb.TB_DIR / task.tb_names[cell.hash], cell.tables["curves"],
+                         cell.tables["layers"], cell.tables["histograms"], cell.row, cell.grads)
+        finished.append((cell.hash, status_of(result, cell), cell.row, rel))
+    store.set_meta(**{f"majority:{result.dataset}": list(result.majority)})
+    store.finish(finished, token)
+    missing = [h for h in task.flat if h not in {c.hash for c in result.cells}]
+    if missing:
+        store.release_hashes(missing, token)
+    counts: Dict[str, int] = {}
+    for _, status, _, _ in finished:
+        counts[status] = counts.get(status, 0) + 1
+    return counts
+
+
+# --------------------------------------------------------------------------------------------------
+# Backends. Each calls on_step(n) as training advances and on_done(task, counts | None, error).
+# --------------------------------------------------------------------------------------------------
+
+def run_inline(out: Path, store: st.Store, tasks: Sequence[Task], session: str, on_step, on_done,
+               tensorboard: bool = False) -> bool:
+    """Train the tasks one after another in this process (``initlab study``). Returns True when
+    Ctrl-C stopped it (the interrupted stack's runs are kept as 'interrupted', as the study did). A task
+    that raises has its runs marked failed, and the next one trains, as on the local pool."""
+    for task in tasks:
+        token = f"{session}:{task.tid}"
+        store.claim(task.flat, token)
+        try:
+            result = run_task(task, progress=on_step, tensorboard=tensorboard)
+        except Exception as e:           # noqa: BLE001 - a failed stack: its runs marked failed, the rest go on
+            store.fail(task.flat, token, pool.one_line(e))
+            on_done(task, None, pool.one_line(e))
+            continue
+        on_done(task, commit(out, store, task, result, token), None)
+        if result.interrupted:
+            return True
+    return False
+
+
+def run_local(out: Path, store: st.Store, tasks: Sequence[Task], session: str, on_step, on_done,
+              workers: int, threads: int, tensorboard: bool = False) -> None:
+    """The tasks on ``workers`` spawned processes (``pool.run``), each claiming its task's runs,
+    training them, writing their records and marking them finished in the store. A task that raises,
+    or whose worker dies (killed, out of memory), has its runs marked failed (a new worker takes the
+    dead one's place); Ctrl-C stops every worker and puts the runs they held back to queued."""
+    def on_result(k: int, counts: Optional[Dict[str, int]], error: Optional[str]) -> None:
+        if error:
+            store.fail(tasks[k].flat, f"{session}:{tasks[k].tid}", error)
+        on_done(tasks[k], counts, error)
+
+    try:
+        pool.run(_train_and_commit, tasks, workers, threads, shared=(str(out), session, tensorboard),
+                 on_steps=lambda k, n: on_step(n), on_result=on_result)
+    finally:
+        store.release(session)
+
+
+def _train_and_commit(task: Task, steps, out: str, session: str, tensorboard: bool) -> Dict[str, int]:
+    """A local worker's item: claim the task's runs, train them, write their records, mark them
+    finished. Returns {status: count}."""
+    token = f"{session}:{task.tid}"
+    with st.Store(Path(out)) as store:
+        store.claim(task.flat, token)
+        result = run_task(task, progress=steps, tensorboard=tensorboard)
+        return commit(Path(out), store, task, result, token)
+
+
+def run_ray(out: Path, store: st.Store, tasks: Sequence[Task], session: str, on_step, on_done,
+            threads: int, address: Optional[str], tensorboard: bool = False) -> None:
+    """The same tasks as Ray tasks (``threads`` CPUs each). The workers only train and return rows;
+    this process writes the record files and the store. Without ``address`` (and no RAY_ADDRESS)
+    Ray starts a local instance for the duration of the sweep."""
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        if address:
+            ray.init(address=address, logging_level="WARNING")
+        else:
+            ray.init(include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    try:
+        remote = ray.remote(_ray_task).options(num_cpus=threads, max_retries=0)
+        pending = {}
+        for task in tasks:
+            token = f"{session}:{task.tid}"
+            store.claim(task.flat, token)
+            pending[remote.remote(task, threads, tensorboard)] = (task, token)
+        try:
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+                for ref in ready:
+                    task, token = pending.pop(ref)
+                    try:
+                        result = ray.get(ref)
+                    except Exception as e:
+                        store.fail(task.flat, token, pool.one_line(e))
+                        on_done(task, None, pool.one_line(e))
+                        continue
+                    on_step(task.steps * task.size)
+                    on_done(task, commit(out, store, task, result, token), None)
+        except BaseException:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            raise
+    finally:
+        store.release(session)
+        if started:
+            ray.shutdown()
+
+
+def _ray_task(task: Task, threads: int, tensorboard: bool) -> TaskResult:
+    torch.set_num_threads(threads)
+    return run_task(task, tensorboard=tensorboard)
