@@ -1,6 +1,6 @@
 """initlab against the textbook LAB03-1 loop: whole processes, timed from start to exit (`make bench`).
 
-    python benchmarks/engine_speed.py                   # (a), (b), (c), median of 3 (~6 min on 2 quiet cores)
+    python benchmarks/engine_speed.py                   # (a), (b), (c), median of 3 (~25 min on the lab VM)
     python benchmarks/engine_speed.py --repeats 1       # one round, a smoke test
     python benchmarks/engine_speed.py --against DIR     # also time the initlab of another checkout (before/after)
     python benchmarks/engine_speed.py --layouts         # also the default study in one process: accuracies
