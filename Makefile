@@ -30,6 +30,8 @@ lint: $(STAMP)
 test: data lint
 	$(BIN)/python -m pytest -q $(ARGS)
 
+# whole processes against the textbook loop: one model, the default study, 50 models; median of 3
+# (~25 min on the 2-core lab VM; ARGS="--repeats 1" for a smoke test, "--against DIR" to time another checkout)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/engine_speed.py $(ARGS)
 

@@ -1,6 +1,6 @@
 """initlab against the textbook LAB03-1 loop: whole processes, timed from start to exit (`make bench`).
 
-    python benchmarks/engine_speed.py                   # (a), (b), (c), median of 3 (~6 min on 2 quiet cores)
+    python benchmarks/engine_speed.py                   # (a), (b), (c), median of 3 (~25 min on the lab VM)
     python benchmarks/engine_speed.py --repeats 1       # one round, a smoke test
     python benchmarks/engine_speed.py --against DIR     # also time the initlab of another checkout (before/after)
     python benchmarks/engine_speed.py --layouts         # also the default study in one process: accuracies
@@ -65,15 +65,23 @@ LABELS = {"a": "(a) one model: study --inits kaiming --seeds 1",
           "c": "(c) study --seeds 10: 50 models"}
 
 
+def cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process's finished children and their children."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def timed(cmd, cwd: Path, env: dict) -> tuple:
-    """(seconds from start to exit, 1-minute load average when it started, stdout)."""
+    """(seconds from start to exit, 1-minute load average when it started, stdout, CPU seconds of
+    the command and every process it started: the work done, which a busy machine stretches less
+    than the wall clock)."""
     load = os.getloadavg()[0]
-    t0 = time.perf_counter()
+    c0, t0 = cpu_seconds(), time.perf_counter()
     done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, cpu_seconds() - c0
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(map(str, cmd))} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return seconds, load, done.stdout
+    return seconds, load, done.stdout, cpu
 
 
 def env_for(checkout: Path) -> dict:
@@ -109,30 +117,34 @@ def whole(args) -> int:
     print(f"torch {torch.__version__}, {os.cpu_count()} cores, {args.repeats} round(s), cases "
           f"{', '.join(cases)}; load average at start {os.getloadavg()[0]:.2f}", flush=True)
     times = {("textbook", None): []}
+    cpus: dict = {}
     loads = []
     accs: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.repeats):
-            s, load, stdout = timed([sys.executable, str(HERE / "textbook.py"), "--init", "kaiming",
-                                     "--seed", "0", "--threads", str(args.textbook_threads)],
-                                    ROOT, env_for(ROOT))
+            s, load, stdout, cpu = timed([sys.executable, str(HERE / "textbook.py"), "--init",
+                                          "kaiming", "--seed", "0", "--threads",
+                                          str(args.textbook_threads)], ROOT, env_for(ROOT))
             times[("textbook", None)].append(s)
+            cpus.setdefault(("textbook", None), []).append(cpu)
             loads.append(load)
             accs["textbook"] = float(stdout.split()[-1])
-            print(f"round {r + 1}: textbook {s:.1f} s (load {load:.2f})", flush=True)
+            print(f"round {r + 1}: textbook {s:.1f} s, {cpu:.1f} CPU s (load {load:.2f})", flush=True)
             for case in cases:
                 for name, checkout in checkouts.items():
                     out = Path(tmp) / f"{name}-{case}"
                     cmd = [sys.executable, "-m", "initlab.cli", "study", *CASES[case][1], "--quiet",
                            "--out", str(out), "--force"]
-                    s, load, _ = timed(cmd, Path(tmp), env_for(checkout))
+                    s, load, _, cpu = timed(cmd, Path(tmp), env_for(checkout))
                     times.setdefault((name, case), []).append(s)
+                    cpus.setdefault((name, case), []).append(cpu)
                     loads.append(load)
                     accs[(name, case)] = run_accuracies(out)
-                    print(f"         {name} ({case}) {s:.1f} s (load {load:.2f})", flush=True)
+                    print(f"         {name} ({case}) {s:.1f} s, {cpu:.1f} CPU s (load {load:.2f})",
+                          flush=True)
             if args.layouts:
                 out = Path(tmp) / "one-process"
-                s, load, _ = timed([sys.executable, "-m", "initlab.cli", "study", "--workers", "1",
+                s, load, _, _ = timed([sys.executable, "-m", "initlab.cli", "study", "--workers", "1",
                                     "--quiet", "--out", str(out), "--force"], Path(tmp), env_for(ROOT))
                 accs["one-process"] = run_accuracies(out)
                 print(f"         initlab (b) in one process {s:.1f} s (load {load:.2f})", flush=True)
@@ -152,6 +164,18 @@ def whole(args) -> int:
         for name in checkouts:
             t = times[(name, case)]
             row += f" {spread(t)} | {n * book / statistics.median(t):.2f}x |"
+        print(row)
+    print(f"\nCPU seconds of each command and the processes it started (the work; median of "
+          f"{args.repeats}):\n")
+    print("| case | textbook loop × models | " + " | ".join(f"{name} | ratio" for name in checkouts) + " |")
+    print("|" + "---|" * (2 + 2 * len(checkouts)))
+    cbook = statistics.median(cpus[("textbook", None)])
+    for case in cases:
+        n = CASES[case][0]
+        row = f"| ({case}) | {n * cbook:.1f} |"
+        for name in checkouts:
+            c = statistics.median(cpus[(name, case)])
+            row += f" {c:.1f} | {n * cbook / c:.2f}x |"
         print(row)
     # accuracies, same seeds
     print(f"\nkaiming, seed 0, test accuracy: textbook loop {100 * accs['textbook']:.2f} %", end="")
