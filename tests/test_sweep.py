@@ -405,3 +405,79 @@ def test_resume_on_a_folder_without_a_store_starts_it(command, tmp_path, capsys,
     assert cli.main(argv) == 0, capsys.readouterr().err
     assert [r["status"] for r in st.Store(out).runs()] == ["done"]
     assert cli.main(argv) == 0                       # and again: nothing left to do, nothing retrained
+
+
+def _training_workers(pid: int) -> list:
+    """The driver's spawned worker processes (not multiprocessing's resource tracker)."""
+    out = []
+    for kid in _children(pid):
+        try:
+            cmd = Path(f"/proc/{kid}/cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if b"spawn_main" in cmd:
+            out.append(kid)
+    return out
+
+
+@pytest.mark.slow
+def test_a_worker_killed_on_its_own_is_reported_and_resume_completes(tmp_path):
+    """kill -9 of one worker (not the driver, as the OOM killer would): the driver names the lost stack,
+    the other stacks finish, the exit code is 1, and the same command with --resume trains what was lost."""
+    grid = write(tmp_path / "grid.toml", GRID.replace('["zeros", "kaiming"]', '["kaiming"]')
+                 .replace("seeds = 1", "seeds = 2").replace("train_size = 96", "train_size = 30000"))
+    out = tmp_path / "out"
+    base = [sys.executable, "-m", "initlab.cli", "sweep", str(grid), "--out", str(out), "--workers", "2",
+            "--quiet"]
+    p = subprocess.Popen(base, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(lambda: _statuses(out).get("running", 0) > 0 or p.poll() is not None, 180)
+    workers = _training_workers(p.pid)
+    assert workers and p.poll() is None, "no worker was training"
+    os.kill(workers[0], signal.SIGKILL)
+    stdout, stderr = p.communicate(timeout=300)
+    assert p.returncode == 1, stderr[-2000:]
+    assert "worker died (exit code -9)" in stderr
+    counts = _statuses(out)
+    assert counts.get("failed", 0) >= 1 and counts.get("done", 0) >= 1, counts
+    done = subprocess.run(base + ["--resume"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    with st.Store(out) as s:
+        assert s.counts() == {"done": 4} and s.integrity() == "ok"
+    assert len(read_csv(out / "runs.csv")) == 4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["edit", "delete", "truncate_sums"])
+def test_a_damaged_record_file_is_found_reported_and_trained_again(damage, tmp_path, capsys, small_mnist,
+                                                                   monkeypatch):
+    """A finished run's record files are checked against the checksums written with them: damage is one
+    line and exit 1 (never a table built from it), and --resume trains that run again, only that one."""
+    monkeypatch.setattr(report, "make_plots", lambda f: [])
+    out = tmp_path / "s"
+    argv = ["study", "--out", out, "--inits", "zeros", "kaiming", "--seeds", "1", "--workers", "1"] + TINY
+    assert run_cli(argv, capsys)[0] == 0
+    with st.Store(out) as s:
+        runs = {r["init"]: r for r in s.runs()}
+        untouched = digest(out, runs["zeros"])
+    folder = out / runs["kaiming"]["records"]
+    if damage == "edit":
+        text = (folder / "curves.csv").read_text()
+        (folder / "curves.csv").write_text(text.replace("0.", "9.", 1))
+    elif damage == "delete":
+        (folder / "layers.csv").unlink()
+    else:
+        (folder / st.CHECKSUMS).write_text("")
+    code, _, err = run_cli(["report", out], capsys)
+    assert code == 1
+    line = [ln for ln in err.splitlines() if ln.startswith("initlab: failed: run kaiming seed 0")]
+    assert len(line) == 1 and "record files corrupt" in line[0] and "--resume" in line[0], err
+    assert [r["init"] for r in read_csv(out / "runs.csv")] == ["zeros"]     # the damaged run left out
+    code, _, err = run_cli(["study", "--out", out, "--resume", "--quiet"], capsys)
+    assert code == 0, err
+    with st.Store(out) as s:
+        after = {r["init"]: r for r in s.runs()}
+        assert s.counts() == {"done": 2}
+        assert after["kaiming"]["attempts"] == 2 and after["zeros"]["attempts"] == 1
+        assert digest(out, after["zeros"]) == untouched
+        assert st.verify_records(out, after["kaiming"]["records"]) is None
+    assert sorted(r["init"] for r in read_csv(out / "runs.csv")) == ["kaiming", "zeros"]

@@ -1,13 +1,14 @@
 """``initlab report DIR``: rebuild the report of any result folder from its files."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from initlab import files
 from initlab.document import text_table
 from initlab.experiments import study_report
 from initlab.experiments.catalog import EXPERIMENTS
-from initlab.options import EXIT_OK, UsageError
+from initlab.options import EXIT_FAILED, EXIT_OK, UsageError
 from initlab.runs import store as st
 from initlab.runs.rebuild import rebuild, write_reports
 from initlab.runs.study_store import counts_line
@@ -41,4 +42,7 @@ def run(args) -> int:
         table = EXPERIMENTS[name].summary(args.dir)
     print(text_table(*table))
     print(f"\nreport: {path}")
-    return EXIT_OK
+    corrupt = info["corrupt"] if st.exists(args.dir) else []
+    for line in corrupt:
+        print(f"initlab: failed: {line}", file=sys.stderr)
+    return EXIT_FAILED if corrupt else EXIT_OK

@@ -62,6 +62,8 @@ def run(args) -> int:
     if result.interrupted:
         print("interrupted: the report covers the runs recorded before Ctrl-C", file=sys.stderr)
     print(f"\nreport: {html_path}\n        {out / 'report.md'}")
+    for line in result.info["corrupt"]:
+        print(f"initlab: failed: {line}", file=sys.stderr)
     if result.interrupted:
         return EXIT_INTERRUPTED
-    return EXIT_FAILED if result.failed else EXIT_OK
+    return EXIT_FAILED if result.failed or result.info["corrupt"] else EXIT_OK

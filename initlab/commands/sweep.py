@@ -137,6 +137,7 @@ def run(args) -> int:
             options = plan["options"]
             store.plan([{**r, "config": st.canonical_json(r["config"])} for r in store.runs()],
                        environment=env, plan={**plan, "execution": execution})
+        store.requeue_corrupt(out)        # a finished run whose records were damaged trains again
         everything = store.runs()
         varied = varied_settings([r["config"] for r in everything])
         pending = [r for r in everything if r["status"] not in st.FINAL]
@@ -154,12 +155,12 @@ def run(args) -> int:
         else:
             print(f"\nreport: {write_reports(out, info, title=f'initlab sweep: {out.name}')}")
     print(f"runs: {counts_line(info['counts'])}  (initlab runs {out})")
-    for error in summary["errors"][:5]:
+    for error in (summary["errors"] + info["corrupt"])[:5]:
         print(f"initlab: failed: {error}", file=sys.stderr)
     if summary["interrupted"]:
         print(f"interrupted: resume with initlab sweep --resume --out {out}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    return EXIT_FAILED if summary["errors"] else EXIT_OK
+    return EXIT_FAILED if summary["errors"] or info["corrupt"] else EXIT_OK
 
 
 def _run_tasks(out, store, tasks, args, workers, threads, n_cells) -> dict:

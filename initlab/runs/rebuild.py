@@ -69,9 +69,11 @@ def rebuild(out: Path) -> dict:
     """Rewrite DIR's tables (and, for a sweep that varies more than init and seed, one study folder
     per setting combination under DIR/groups/) from the store and the record files. Returns
     {"kind", "varied", "groups": [(variant, folder, finished runs)], "counts", "interrupted",
-    "finished"}."""
+    "finished", "corrupt": [one line per run whose record files failed their checksums: set to
+    failed, left out of the tables, trained again by a resume]}."""
     out = Path(out)
     with st.Store(out) as store:
+        corrupt = store.requeue_corrupt(out)
         plan = store.meta("plan", {})
         env = store.meta("environment", {})
         runs = store.runs()
@@ -90,7 +92,7 @@ def rebuild(out: Path) -> dict:
                 "store": {"file": st.STORE_NAME, "status": counts, **plan.get("execution", {})}}
 
     info = {"kind": plan.get("kind", "sweep"), "varied": varied, "groups": [], "counts": counts,
-            "interrupted": incomplete, "finished": len(finished)}
+            "interrupted": incomplete, "finished": len(finished), "corrupt": corrupt}
     if not varied:
         config = plan["study"] if plan.get("kind") == "study" and "study" in plan else \
             (group_config(finished or runs, options) if runs else {})

@@ -28,7 +28,7 @@ import os
 import sqlite3
 import time
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, List, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from initlab.files import atomic_write_text, read_csv, rows_to_csv
 
@@ -223,6 +223,25 @@ class Store:
                               "WHERE status = 'running' AND substr(claim, 1, ?) = ?",
                               (time.time(), len(token_prefix), token_prefix)).rowcount
 
+    def requeue_corrupt(self, out: Path) -> List[str]:
+        """Runs marked finished whose record files fail their checksums (:func:`verify_records`): each
+        is set to 'failed' with the reason as its error, so a resume trains it again. Returns one line
+        per such run."""
+        bad = []
+        for r in self.runs():
+            if r["status"] in HAS_RECORDS and r["records"]:
+                problem = verify_records(out, r["records"])
+                if problem:
+                    bad.append({**r, "problem": problem})
+        if bad:
+            with self.transaction() as db:
+                for r in bad:
+                    db.execute("UPDATE runs SET status = 'failed', claim = NULL, error = ?, updated = ? "
+                               "WHERE hash = ?", (f"record files corrupt: {r['problem']}", time.time(),
+                                                  r["hash"]))
+        return [f"run {r['init']} seed {r['seed']} ({r['hash'][:8]}): record files corrupt ({r['problem']}); "
+                f"--resume trains it again" for r in bad]
+
     def integrity(self) -> str:
         """'ok', or SQLite's description of the damage."""
         return "; ".join(r[0] for r in self.db.execute("PRAGMA integrity_check"))
@@ -253,14 +272,46 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+CHECKSUMS = "SHA256SUMS"    # in each record folder, written last: "<sha256>  <file>" per table
+
+
 def write_records(out: Path, run_hash: str, tables: Dict[str, List[dict]]) -> str:
-    """Write one run's record tables; returns their folder relative to ``out``."""
+    """Write one run's record tables and their checksums; returns their folder relative to ``out``."""
     rel = f"{RECORDS_DIR}/{run_hash}"
     folder = Path(out) / rel
     folder.mkdir(parents=True, exist_ok=True)
+    sums = []
     for name in RECORD_TABLES:
         durable_write_text(folder / f"{name}.csv", rows_to_csv(tables.get(name, [])))
+        sums.append(f"{hashlib.sha256((folder / f'{name}.csv').read_bytes()).hexdigest()}  {name}.csv\n")
+    durable_write_text(folder / CHECKSUMS, "".join(sums))
     return rel
+
+
+def verify_records(out: Path, rel: str) -> Optional[str]:
+    """None when a run's record files match their checksums (or predate them), else what is wrong, in
+    a few words: a missing file, a checksum that differs, an unreadable checksum file."""
+    folder = Path(out) / rel
+    try:
+        listed = (folder / CHECKSUMS).read_text()
+    except FileNotFoundError:
+        return None if folder.is_dir() else "record folder missing"
+    except (OSError, UnicodeDecodeError) as e:
+        return f"{CHECKSUMS} unreadable ({e})"
+    expected = {}
+    for line in listed.splitlines():
+        digest, _, name = line.partition("  ")
+        expected[name] = digest
+    for name in RECORD_TABLES:
+        if f"{name}.csv" not in expected:
+            return f"{CHECKSUMS} does not list {name}.csv"
+        try:
+            data = (folder / f"{name}.csv").read_bytes()
+        except OSError:
+            return f"{name}.csv missing"
+        if hashlib.sha256(data).hexdigest() != expected[f"{name}.csv"]:
+            return f"{name}.csv differs from its checksum"
+    return None
 
 
 def read_records(out: Path, rel: str) -> Dict[str, List[dict]]:

@@ -92,6 +92,7 @@ def run_study_stored(cfg, out: Path, dataset=None, progress: bool = True, resume
                                 "execution": {"backend": "inline" if workers == 1 else "local",
                                               "workers": workers}},
                    environment={**files.environment(), **({"cpu_threads": threads} if workers > 1 else {})})
+        store.requeue_corrupt(out)        # a finished run whose records were damaged trains again
         pending = _pending(store)
         sizes = train_sizes(pending, options)
         tasks = split_tasks(plan_tasks(pending, options, cfg.seeds_per_stack or len(cfg.seed_list),
