@@ -14,6 +14,7 @@ from initlab import __version__
 from initlab.commands import COMMANDS
 from initlab.options import (
     EXIT_CODES_HELP,
+    EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
     Parser,
@@ -52,6 +53,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("initlab: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except OSError as e:             # a disk that filled up or became unwritable while working
+        print(f"initlab: failed: {e} (everything written before is complete; --resume continues a "
+              f"study or sweep)", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -481,3 +481,55 @@ def test_a_damaged_record_file_is_found_reported_and_trained_again(damage, tmp_p
         assert digest(out, after["zeros"]) == untouched
         assert st.verify_records(out, after["kaiming"]["records"]) is None
     assert sorted(r["init"] for r in read_csv(out / "runs.csv")) == ["kaiming", "zeros"]
+
+
+@pytest.mark.slow
+def test_a_disk_that_fills_up_mid_study_fails_one_stack_and_resume_completes(tmp_path, capsys, small_mnist,
+                                                                            monkeypatch):
+    """The second stack's record files cannot be written (ENOSPC): that stack fails in one line, exit 1,
+    the first stack's results stay whole, and once there is room --resume trains only what failed."""
+    import errno
+
+    monkeypatch.setattr(report, "make_plots", lambda f: [])
+    real = st.durable_write_text
+    written = []
+
+    def full_disk(path, text):
+        if Path(path).parent.name not in written and len(written) >= 1:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        if Path(path).parent.name not in written:
+            written.append(Path(path).parent.name)
+        real(path, text)
+
+    monkeypatch.setattr(st, "durable_write_text", full_disk)
+    out = tmp_path / "s"
+    argv = ["study", "--out", out, "--inits", "kaiming", "--seeds", "2", "--seeds-per-stack", "1",
+            "--workers", "1"] + TINY
+    code, _, err = run_cli(argv, capsys)
+    assert code == 1, err
+    failed = [ln for ln in err.splitlines() if ln.startswith("initlab: failed:")]
+    assert len(failed) == 1 and "No space left on device" in failed[0], err
+    with st.Store(out) as s:
+        assert s.integrity() == "ok" and s.counts() == {"done": 1, "failed": 1}
+        kept = {r["hash"]: digest(out, r) for r in s.runs() if r["status"] == "done"}
+    assert len(read_csv(out / "runs.csv")) == 1
+    monkeypatch.setattr(st, "durable_write_text", real)
+    code, _, err = run_cli(["study", "--out", out, "--resume", "--quiet"], capsys)
+    assert code == 0, err
+    with st.Store(out) as s:
+        assert s.counts() == {"done": 2}
+        assert all(digest(out, r) == kept[r["hash"]] for r in s.runs() if r["hash"] in kept)
+    assert len(read_csv(out / "runs.csv")) == 2
+
+
+def test_an_oserror_while_working_is_one_line_and_exit_1(tmp_path, capsys, monkeypatch):
+    from initlab.commands import data as data_command
+
+    def unwritable(args):
+        raise OSError(30, "Read-only file system", str(tmp_path / "x"))
+
+    monkeypatch.setattr(data_command, "run", unwritable)
+    monkeypatch.setitem(cli.COMMANDS, "data", data_command)
+    code = cli.main(["data", "info"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and err.startswith("initlab: failed: [Errno 30] Read-only"), err

@@ -143,6 +143,15 @@ def commit(out: Path, store: st.Store, task: Task, result: TaskResult, token: st
 # Backends. Each calls on_step(n) as training advances and on_done(task, counts | None, error).
 # --------------------------------------------------------------------------------------------------
 
+def _fail_quietly(store: st.Store, task: Task, token: str, error: BaseException) -> None:
+    """Mark a stack's runs failed if the store can still be written (on a full disk it may not: they
+    then stay 'running' under this session's claim, which a resume takes back)."""
+    try:
+        store.fail(task.flat, token, pool.one_line(error))
+    except (OSError, st.sqlite3.Error):
+        pass
+
+
 def run_inline(out: Path, store: st.Store, tasks: Sequence[Task], session: str, on_step, on_done,
                tensorboard: bool = False) -> bool:
     """Train the tasks one after another in this process (``initlab study``). Returns True when
@@ -157,7 +166,13 @@ def run_inline(out: Path, store: st.Store, tasks: Sequence[Task], session: str, 
             store.fail(task.flat, token, pool.one_line(e))
             on_done(task, None, pool.one_line(e))
             continue
-        on_done(task, commit(out, store, task, result, token), None)
+        try:
+            counts = commit(out, store, task, result, token)
+        except OSError as e:              # a full or unwritable disk: this stack failed, what is stored stays
+            _fail_quietly(store, task, token, e)
+            on_done(task, None, pool.one_line(e))
+            continue
+        on_done(task, counts, None)
         if result.interrupted:
             return True
     return False
@@ -294,7 +309,13 @@ def run_ray(out: Path, store: st.Store, tasks: Sequence[Task], session: str, on_
                         on_done(task, None, pool.one_line(e))
                         continue
                     on_step(task.steps * task.size)
-                    on_done(task, commit(out, store, task, result, token), None)
+                    try:
+                        counts = commit(out, store, task, result, token)
+                    except OSError as e:
+                        _fail_quietly(store, task, token, e)
+                        on_done(task, None, pool.one_line(e))
+                        continue
+                    on_done(task, counts, None)
         except BaseException:
             for ref in pending:
                 ray.cancel(ref, force=True)
