@@ -97,6 +97,28 @@ EXTRA = ["#7b4173", "#5254a3", "#8ca252", "#bd9e39", "#ad494a", "#a55194", "#6b6
          "#e7ba52", "#d6616b", "#ce6dbd", "#9c9ede", "#cedb9c", "#e7cb94", "#e7969c", "#de9ed6"]
 
 
+def note_panel(ax, note: str) -> None:
+    """Replace a plot panel that has nothing to show by a one-line note (no empty axes)."""
+    ax.clear()
+    ax.set_axis_off()
+    ax.text(0.5, 0.5, note, ha="center", va="center", wrap=True, fontsize=9, color="gray",
+            transform=ax.transAxes)
+
+
+def log_scale_or_note(ax, note: str) -> bool:
+    """A log y axis when the panel has a finite positive value to show; otherwise (every value 0, as
+    with all-zero weights) the panel becomes ``note``. True when the panel is drawn."""
+    import numpy as np
+
+    for line in ax.lines:
+        y = np.asarray(line.get_ydata(), dtype=float)
+        if np.any(np.isfinite(y) & (y > 0)):
+            ax.set_yscale("log")
+            return True
+    note_panel(ax, note)
+    return False
+
+
 def colours(names: Sequence[str]) -> Dict[str, str]:
     """{name: colour}: a registered name gets its own colour; a parametrized spec
     (``normal:std=0.05``) or an unknown name gets a colour by hash, moving to the next free one when

@@ -90,6 +90,8 @@ STUDY_FLAGS = [
          "(none: all)"),
     Flag("--record-every", "train.record_every", int, "steps between record points, 4x denser over "
          "the first two"),
+    Flag("--hist-moments", "train.hist_moments", int, "weight histograms at this many moments spread over "
+         "the run (first and last step included)", "N"),
 ]
 
 

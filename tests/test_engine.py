@@ -115,15 +115,28 @@ def test_records_cover_the_schedule_and_histograms_keep_their_bins():
     data, cfg = _data()
     res = engine.train_stack([[_model("xavier", 0)]], [0], data, cfg)
     steps = sorted({r["step"] for r in res.records.curves})
-    assert steps == engine.record_schedule(20, 8) + [20]
     hist_steps = sorted({r["step"] for r in res.records.hists})
-    assert hist_steps == [0, 8, 16, 20]
+    # 8 moments spread over the 20 steps (each a record point too), the last after the final step
+    assert hist_steps == [0, 3, 6, 9, 11, 14, 17, 20] and len(hist_steps) == cfg.hist_moments
+    assert steps == sorted(set(engine.record_schedule(20, 8)) | set(hist_steps))
+    cfg.hist_moments = 0                                        # the fixed interval instead
+    res = engine.train_stack([[_model("xavier", 0)]], [0], data, cfg)
+    assert sorted({r["step"] for r in res.records.hists}) == [0, 8, 16, 20]
     edges = {}
     for r in res.records.hists:
         edges.setdefault((r["layer"], r["step"]), []).append(r["bin_left"])
     assert edges[("c1", 0)] == edges[("c1", 20)]               # fixed bins per layer
     counts = [r["count"] for r in res.records.hists if r["layer"] == "c3" and r["step"] == 20]
     assert sum(counts) == 16 * 6 * 25                           # every weight counted once
+
+
+@pytest.mark.parametrize("total", [3, 40, 157, 1875, 5625])
+def test_histogram_moments_spread_over_any_run_length(total):
+    cfg = engine.TrainConfig()
+    steps = engine.training.hist_schedule(total, cfg) + [total]          # + the one after the last step
+    assert len(steps) == min(cfg.hist_moments, total + 1) and steps[0] == 0
+    gaps = [b - a for a, b in zip(steps, steps[1:])]
+    assert max(gaps) - min(gaps) <= 1                                  # evenly spread
 
 
 def test_record_schedule_is_denser_early():

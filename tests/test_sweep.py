@@ -430,7 +430,8 @@ def test_a_worker_killed_on_its_own_is_reported_and_resume_completes(tmp_path):
     base = [sys.executable, "-m", "initlab.cli", "sweep", str(grid), "--out", str(out), "--workers", "2",
             "--quiet"]
     p = subprocess.Popen(base, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for(lambda: _statuses(out).get("running", 0) > 0 or p.poll() is not None, 180)
+    # both workers hold a stack (one run each): whichever is killed, it dies mid-training
+    _wait_for(lambda: _statuses(out).get("running", 0) >= 2 or p.poll() is not None, 180)
     workers = _training_workers(p.pid)
     assert workers and p.poll() is None, "no worker was training"
     os.kill(workers[0], signal.SIGKILL)

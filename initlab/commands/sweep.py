@@ -86,7 +86,8 @@ def run(args) -> int:
     if args.backend not in BACKENDS:
         raise UsageError(f"unknown backend {args.backend!r}; choose from: {', '.join(BACKENDS)}")
     if args.backend == "ray":
-        use_ray_token()                # before Ray is imported: it reads the mode once
+        if args.address or os.environ.get("RAY_ADDRESS"):
+            use_ray_token()            # joining a cluster: before Ray is imported, which reads the mode
         try:
             import ray  # noqa: F401
         except ImportError:

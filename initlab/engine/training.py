@@ -128,6 +128,16 @@ def record_schedule(total: int, every: int) -> List[int]:
     return sorted(steps)
 
 
+def hist_schedule(total: int, cfg: TrainConfig) -> List[int]:
+    """Steps before which weight histograms are taken (each also a record point): ``cfg.hist_moments``
+    moments spread evenly over the ``total`` steps, the last of them after the final step (taken at the
+    end of training, so not listed here); with ``hist_moments`` 0, every ``hist_every`` steps."""
+    if cfg.hist_moments <= 0:
+        return list(range(0, total, cfg.hist_every))
+    n = cfg.hist_moments - 1
+    return sorted({min(total - 1, round(k * total / n)) for k in range(n)}) if total > 0 else []
+
+
 def steps_for(n_images: int, cfg: TrainConfig) -> int:
     return math.ceil(n_images / cfg.batch_size) * cfg.epochs
 
@@ -372,7 +382,8 @@ def train_stack(models: List[List[nn.Module]], seeds: Sequence[int], data: Train
     threads = ThreadGovernor().start() if device.type == "cpu" else None
     t0 = time.perf_counter()
     step = 0
-    record_at = set(record_schedule(total, cfg.record_every)) if cfg.record else set()
+    hist_at = set(hist_schedule(total, cfg)) if cfg.record else set()
+    record_at = set(record_schedule(total, cfg.record_every)) | hist_at if cfg.record else set()
     try:
         for step in range(total):
             is_record = step in record_at
@@ -388,7 +399,7 @@ def train_stack(models: List[List[nn.Module]], seeds: Sequence[int], data: Train
             per_model, logits = stack.loss_and_grad(xb, yb, None if all_alive else alive,
                                                     cfg.label_smoothing)
             if pending is not None:
-                hist = step % cfg.hist_every == 0
+                hist = step in hist_at
                 _record_layers(stack, step, pending, ranges, hist, records)
                 pending = None
             for name in held:

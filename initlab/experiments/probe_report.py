@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
 from initlab import files
-from initlab.document import Document, colours, settings_line
+from initlab.document import Document, colours, log_scale_or_note, settings_line
 
 KEEP_FACTOR = 2.0      # "kept": max/min of the forward std over the hidden layers <= 2
 
@@ -176,7 +176,9 @@ def figure(rows: List[dict], inits: List[str], activations: List[str]):
                 ax.fill_between(layers, lo, hi, color=colors[i], alpha=0.15, lw=0)
                 style = "--" if per_layer[layers[0]][0]["prediction"] == "exact" else "-."
                 ax.plot(layers, series(pkey, geomean), style, color=colors[i], lw=1.0, alpha=0.9)
-            ax.set_yscale("log")
+            if not log_scale_or_note(ax, f"{a} — {title}: every std is 0 (no signal), nothing to draw "
+                                         "on a log axis"):
+                continue
             ax.grid(alpha=0.3)
             ax.set_title(f"{a} — {title}", fontsize=9)
             ax.set_xlabel("layer (last = logits)", fontsize=8)

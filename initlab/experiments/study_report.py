@@ -12,8 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+import torch
+
+from initlab.activations import ACTIVATIONS
 from initlab.data import DATASETS
-from initlab.document import Document, colours, mean, pct, std
+from initlab.document import Document, colours, log_scale_or_note, mean, note_panel, pct, std
 from initlab.document import settings_line as settings_line_of
 from initlab.files import read_json, read_table
 
@@ -124,7 +127,8 @@ def summary_table(f: StudyFiles) -> Tuple[List[str], List[List[str]]]:
             "initial loss", "s / model", "diverged"]
     body = []
     for r in summary_rows(f):
-        body.append([r["init"], f"{pct(r['acc_mean'])} ± {100 * r['acc_std']:.2f}",
+        spread = f"± {100 * r['acc_std']:.2f}" if r["n"] > 1 else "(1 seed)"
+        body.append([r["init"], f"{pct(r['acc_mean'])} {spread}",
                      pct(r["acc_min"]), _steps(r, "steps_to_90"), _steps(r, "steps_to_97"),
                      f"{r['initial_loss']:.3g}", f"{r['seconds']:.1f}", f"{r['diverged']}/{r['n']}"])
     return head, body
@@ -200,7 +204,7 @@ def observations(f: StudyFiles) -> Dict[str, List[str]]:
     if scale:
         def kind(first, last):
             if last == 0 or first == 0:
-                return "dead (all zero)"
+                return "no variation: every image gives the same outputs"
             ratio = last / first
             return "grows" if ratio > 4 else "shrinks" if ratio < 0.25 else "stays within 4x"
         parts = [f"{name}: {_fmt(a)} at {hidden[0]} -> {_fmt(b)} at {hidden[-1]} ({kind(a, b)})"
@@ -242,14 +246,22 @@ def observations(f: StudyFiles) -> Dict[str, List[str]]:
         share = f.meta.get("majority_share", math.nan)
         label = f.meta.get("majority_label", -1)
         pinned = not math.isnan(share) and abs(r["acc_mean"] - share) < 0.005
-        spread = (f"{pct(r['acc_min'])} test accuracy on all {r['n']} seeds" if r["acc_min"] == r["acc_max"]
+        dataset = f.config.get("dataset", "mnist")
+        classes = DATASETS.get(dataset).classes if dataset in DATASETS else ()
+        thing = "digit" if dataset == "mnist" else "class"
+        balanced = len(classes) > 0 and not math.isnan(share) and round(share * len(classes), 3) == 1
+        if balanced:
+            thing = f"class (all {len(classes)} equally common)"
+        label_name = classes[label] if 0 <= label < len(classes) and dataset != "mnist" else label
+        spread = (f"{pct(r['acc_min'])} test accuracy (1 seed)" if r["n"] == 1 else
+                  f"{pct(r['acc_min'])} test accuracy on all {r['n']} seeds" if r["acc_min"] == r["acc_max"]
                   else f"{pct(r['acc_min'])}–{pct(r['acc_max'])} test accuracy over {r['n']} seeds")
         s = f"{name} ended at {spread}"
         if pinned:
-            s += (f", which is the share of the most common test digit ({label}: {pct(share)}): "
+            s += (f", which is the share of the most common test {thing} ({label_name}: {pct(share)}): "
                   f"it predicts that one class for every image")
         elif not math.isnan(share):
-            s += f" (the most common test digit, {label}, is {pct(share)} of the test set)"
+            s += f" (the most common test {thing}, {label_name}, is {pct(share)} of the test set)"
         zeros.append(s + ".")
         wmax = {l: max(abs(v) for v in (layer_at(f, name, "last", "w_min")[l],
                                          layer_at(f, name, "last", "w_max")[l])) for l in layers}
@@ -263,10 +275,11 @@ def observations(f: StudyFiles) -> Dict[str, List[str]]:
         gmax = layer_max_over_run(f, name, "grad_norm")
         zero_grad = [l for l in hidden if gmax.get(l) == 0]
         if zero_grad:
-            zeros.append(f"The gradient norm of {', '.join(zero_grad)} was 0 at every record point: with "
-                         f"all weights 0 every hidden unit outputs ReLU(0) = 0, so each weight's gradient "
-                         f"(its input times the gradient from above) is 0 and Adam has nothing to follow; "
-                         f"the output bias alone learns the class prior.")
+            zeros.append(f"The gradient norm of {', '.join(zero_grad)} was 0 at every record point: a "
+                         f"weight's gradient is its input times the gradient from above, and with the "
+                         f"weights above all 0 the gradient from above is 0{_constant_units(f)}, so Adam "
+                         f"has nothing to follow"
+                         + ("; the output bias alone learns the class prior." if "output" in stuck else "."))
         distinct = layer_at(f, name, "last", "distinct_units")
         same = [l for l in hidden if distinct.get(l) == 1]
         if same:
@@ -274,7 +287,9 @@ def observations(f: StudyFiles) -> Dict[str, List[str]]:
             zeros.append(f"Distinct units of {name} at the end: " + ", ".join(
                 f"{l} {distinct[l]:.0f}" for l in layers) + ". Units that start identical receive "
                 "identical gradients and stay identical: " + (
-                    "the symmetry is never broken." if not split else
+                    "no hidden layer's symmetry is ever broken"
+                    + (f" (the {distinct[layers[-1]]:.0f} output units differ: each logit has its own "
+                       "target)." if distinct.get(layers[-1], 1) > 1 else ".") if not split else
                     f"{', '.join(same)} kept a single unit; {', '.join(split)} split into a few only "
                     "through floating-point rounding -- the symmetry is not broken by learning.")
                 + ("" if any(n.startswith("constant") for n in summary) else
@@ -296,6 +311,17 @@ def observations(f: StudyFiles) -> Dict[str, List[str]]:
                         "signs give them different weights above, hence different gradients -- structure "
                         "breaks the symmetry that chance breaks for the random inits." if grew else "."))
     return {"speed": speed, "zeros": zeros}
+
+
+def _constant_units(f: StudyFiles) -> str:
+    """'; every hidden unit outputs relu(0) = 0 for every image' for the study's activation and
+    constant bias (nothing for a random bias: its units differ)."""
+    b = f.config.get("bias_init", 0.0)
+    name = f.config.get("activation", "relu")
+    if not isinstance(b, (int, float)) or name not in ACTIVATIONS:
+        return ""
+    value = float(ACTIVATIONS.get(name).fn(torch.tensor(float(b))))
+    return f"; every hidden unit outputs {name}({b:g}) = {value:.4g} for every image"
 
 
 def moves_sentence(name: str, order: List[Tuple[str, int]], layers: List[str]) -> str:
@@ -387,9 +413,12 @@ def figure_curves(f: StudyFiles):
             s2, m2, l2, h2 = loss[init]
             axes[2].plot(s2, m2, color=colors[init], label=init, lw=1.8)
             axes[2].fill_between(s2, l2, h2, color=colors[init], alpha=0.2, lw=0)
+    top = max((max(hi) for _, _, _, hi in acc.values() if hi), default=1.0)
+    low = 0.9 if top >= 0.92 else max(0.0, math.floor(100 * (top - 0.15)) / 100)  # the run's own top end
     axes[0].set(title="Held-out accuracy", xlabel="step", ylabel="accuracy", ylim=(0, 1))
-    axes[1].set(title="Held-out accuracy, top end", xlabel="step", ylim=(0.9, 1.0))
-    axes[2].set(title="Training loss (running mean)", xlabel="step", ylabel="cross-entropy", yscale="log")
+    axes[1].set(title="Held-out accuracy, top end", xlabel="step", ylim=(low, min(1.0, max(top + 0.01, low + 0.05))))
+    axes[2].set(title="Training loss (running mean)", xlabel="step", ylabel="cross-entropy")
+    log_scale_or_note(axes[2], "no training loss recorded")
     for ax in axes:
         ax.grid(alpha=0.3)
     axes[0].legend(title=f"init (line: mean, band: min–max of {n_seeds} seeds)", fontsize=8,
@@ -469,6 +498,9 @@ def plot_weight_grid(f: StudyFiles, path: Path, seed: Optional[int] = None) -> O
     return path
 
 
+RELU_LIKE = ("relu", "leaky_relu", "very_leaky_relu")   # activations whose units can be dead (exactly 0)
+
+
 def figure_layer_scales(f: StudyFiles):
     """At init: activation std and gradient norm per layer (log scale), and dead-ReLU fraction over
     training for the first hidden layer. A matplotlib Figure, or None without layer records."""
@@ -488,15 +520,23 @@ def figure_layer_scales(f: StudyFiles):
         dead = _dead_curve(f, init)
         if dead[0]:
             axes[2].plot(dead[0], dead[1], color=colors[init], label=init)
-    axes[0].set(title="Activation std at initialization (probe batch)", yscale="log", ylabel="std")
-    axes[1].set(title="Gradient norm per layer at step 0", yscale="log", ylabel="L2 norm")
+    axes[0].set(title="Activation std at initialization (probe batch)", ylabel="std")
+    axes[1].set(title="Gradient norm per layer at step 0", ylabel="L2 norm")
     axes[2].set(title="Dead ReLUs, all hidden layers (mean over seeds)", xlabel="step",
                 ylabel="fraction of units never > 0", ylim=(-0.02, 1.02))
+    drawn = [log_scale_or_note(axes[0], "every activation std is 0 at initialization: nothing to draw "
+                               "on a log axis"),
+             log_scale_or_note(axes[1], "every gradient norm is 0 at step 0: nothing to draw on a log axis")]
+    if not axes[2].lines:
+        note_panel(axes[2], f"no dead units to count: {f.config.get('activation', 'this activation')} "
+                            "units are never exactly 0" if f.config.get("activation") not in RELU_LIKE
+                   else "no dead-unit records")
     for ax in axes:
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    axes[0].text(0.01, 0.01, "zero-valued points are not drawn on a log axis", transform=axes[0].transAxes,
-                 fontsize=7, color="gray")
+    if drawn[0]:
+        axes[0].legend(fontsize=8)
+        axes[0].text(0.01, 0.01, "zero-valued points are not drawn on a log axis",
+                     transform=axes[0].transAxes, fontsize=7, color="gray")
     return fig
 
 
@@ -524,13 +564,26 @@ def _dead_curve(f: StudyFiles, init: str):
 # --------------------------------------------------------------------------------------------------
 
 def settings_line(f: StudyFiles) -> str:
+    """What was trained, from the config and the runs' own records: images actually used, steps,
+    LeNet-5's pool and C3 table, the bias init."""
     c, t = f.config, f.config.get("train", {})
     seeds = sorted({r["seed"] for r in f.runs})
-    size = t.get("train_size") or DATASETS.get(c.get("dataset", "mnist")).train_size
+    dataset = c.get("dataset", "mnist")
+    available = DATASETS.get(dataset).train_size if dataset in DATASETS else None
+    size = t.get("train_size") or available
+    if size and available:
+        size = min(size, available)
+    steps = sorted({r["steps"] for r in f.runs if r.get("steps") is not None})
+    steps_text = (f"{steps[0]:,} steps" if len(steps) == 1 else
+                  f"{steps[0]:,}-{steps[-1]:,} steps" if steps else "no steps")
+    model = str(c.get("model"))
+    if model.split(":")[0] == "lenet5":
+        model += f" ({c.get('pool', 'avg')} pool, {'C3 table' if c.get('c3_table') else 'full C3'})"
+    seeds_text = (f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''} ({', '.join(map(str, seeds))})")
     return settings_line_of(
-        f"{c.get('model')} on {c.get('dataset')}, activation {c.get('activation')}, "
+        f"{model} on {dataset}, activation {c.get('activation')}, "
         f"{t.get('optimizer')} lr {t.get('lr')} ({t.get('schedule')}), batch {t.get('batch_size')}, "
-        f"{t.get('epochs')} epoch(s) over {size:,} images; {len(seeds)} seeds ({', '.join(map(str, seeds))}); "
+        f"{t.get('epochs')} epoch(s) over {size:,} images ({steps_text}); {seeds_text}; "
         f"bias init {c.get('bias_init')}", f.meta)
 
 

@@ -57,6 +57,7 @@ SCRATCH_INITS = ("kaiming", "xavier")
 TARGET_SIZES = (100, 1000, 10000)
 MIN_STEPS = 300            # a 100-image subset still gets 300 steps (75 epochs), like 10,000 images get
 RECORD_EVERY = 20          # curve points every 20 steps (every 5 over the first 40)
+HELDOUT = TrainConfig().heldout_size   # held-out images behind each curve point (steps to 90 % counts them)
 EARLY_STEPS = (20, 100)    # "early": held-out accuracy after this many steps (must be record points)
 HEAD_INIT = "kaiming"      # reinit_head redraws the output layer with this
 PRETRAIN_SEED_OFFSET = 20_000  # pretraining draws from its own generator, not the scratch runs'
@@ -66,7 +67,7 @@ TransferError = UsageError   # a bad transfer setting or checkpoint: one line, e
 
 
 def _default_train():
-    return TrainConfig(record_every=RECORD_EVERY)
+    return TrainConfig(record_every=RECORD_EVERY, heldout_size=HELDOUT)
 
 
 @dataclass
@@ -398,7 +399,7 @@ def _collect(result: TransferResult, cfg: TransferConfig, plan: dict, members: L
                 "test_loss": float(res.test_loss[s_idx, i_idx]),
                 "acc_at_0": acc_at(curve, 0),
                 **{f"acc_at_{s}": acc_at(curve, s) for s in EARLY_STEPS},
-                "steps_to_90": steps_to(curve, 0.90), "steps_to_97": steps_to(curve, 0.97),
+                "steps_to_90": steps_to(curve, 0.90, HELDOUT), "steps_to_97": steps_to(curve, 0.97, HELDOUT),
                 "steps": res.steps, "epochs": plan["epochs"],
                 "pretrain_test_acc": pre_acc.get(seed) if name in MODES else None,
                 "diverged": dstep >= 0, "train_seconds": res.wall_seconds / (len(seeds) * I),

@@ -238,9 +238,15 @@ def _native_stderr_silenced():
 
 def use_ray_token() -> None:
     """Send this machine's Ray token (if it has one and $RAY_AUTH_MODE is unset): what ``ray start``
-    does on the nodes. Ray reads the mode once, when it is imported, so this runs before that."""
+    does on the nodes, for a cluster to join (a local instance makes its own token)."""
     if "RAY_AUTH_MODE" not in os.environ and ray_token_available():
         os.environ["RAY_AUTH_MODE"] = "token"
+        if "ray" in sys.modules:          # imported already: refresh its cached config, as Ray itself does
+            try:
+                from ray._raylet import Config
+                Config.initialize("")
+            except Exception:  # noqa: BLE001 - an older or newer Ray without it: the mode is read at init
+                pass
 
 
 def connect_ray(address: str, timeout: float = 5.0) -> None:
@@ -263,6 +269,12 @@ def connect_ray(address: str, timeout: float = 5.0) -> None:
             raise ClusterError(f"cannot reach a Ray cluster at {address}: {e.strerror or e}") from None
     if "RAY_AUTH_MODE" not in os.environ and ray_token_available():
         os.environ["RAY_AUTH_MODE"] = "token"
+        if "ray" in sys.modules:          # imported already: refresh its cached config, as Ray itself does
+            try:
+                from ray._raylet import Config
+                Config.initialize("")
+            except Exception:  # noqa: BLE001 - an older or newer Ray without it: the mode is read at init
+                pass
     global _ray_joined
     try:
         with _native_stderr_silenced():   # Ray's C++ client logs every failed retry straight to fd 2

@@ -22,6 +22,7 @@ SWEEP_WIDE = ("seeds", "first_seed", "seeds_per_stack", "data_dir", "device")
 # fields added to StudyConfig after run stores were first written, with their defaults: left out of a
 # cell's hash while at the default, so the hashes of earlier stores (and their resumes) stay valid
 ADDED_LATER = {"width": None, "depth": None, "conv": False}
+ADDED_LATER_TRAIN = {"hist_moments": 8}     # (the same for TrainConfig's fields)
 
 
 def cell_settings(cfg) -> dict:
@@ -33,6 +34,9 @@ def cell_settings(cfg) -> dict:
     for key, default in ADDED_LATER.items():     # at its default, a newer field leaves the hash alone
         if d.get(key, default) == default:
             d.pop(key, None)
+    for key, default in ADDED_LATER_TRAIN.items():
+        if d.get("train", {}).get(key, default) == default:
+            d.get("train", {}).pop(key, None)
     return d
 
 
