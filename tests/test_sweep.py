@@ -425,7 +425,7 @@ def test_a_worker_killed_on_its_own_is_reported_and_resume_completes(tmp_path):
     """kill -9 of one worker (not the driver, as the OOM killer would): the driver names the lost stack,
     the other stacks finish, the exit code is 1, and the same command with --resume trains what was lost."""
     grid = write(tmp_path / "grid.toml", GRID.replace('["zeros", "kaiming"]', '["kaiming"]')
-                 .replace("seeds = 1", "seeds = 2").replace("train_size = 96", "train_size = 30000"))
+                 .replace("seeds = 1", "seeds = 2").replace("train_size = 96", "train_size = 12000"))
     out = tmp_path / "out"
     base = [sys.executable, "-m", "initlab.cli", "sweep", str(grid), "--out", str(out), "--workers", "2",
             "--quiet"]

@@ -11,6 +11,7 @@ from initlab.commands.common import (
     study_config,
 )
 from initlab.document import text_table
+from initlab.engine.tensorboard import TB_DIR
 from initlab.experiments import study_report as report
 from initlab.experiments.study import StudyConfig
 from initlab.options import (
@@ -62,6 +63,8 @@ def run(args) -> int:
     if result.interrupted:
         print("interrupted: the report covers the runs recorded before Ctrl-C", file=sys.stderr)
     print(f"\nreport: {html_path}\n        {out / 'report.md'}")
+    if args.tensorboard:
+        print(f"tensorboard: tensorboard --logdir {out / TB_DIR}")
     for line in result.info["corrupt"]:
         print(f"initlab: failed: {line}", file=sys.stderr)
     if result.interrupted:

@@ -13,6 +13,7 @@ from initlab.commands.common import check_options
 from initlab.commands.study import add_store_flags
 from initlab.document import text_table
 from initlab.engine.pool import cores
+from initlab.engine.tensorboard import TB_DIR
 from initlab.experiments import study_report as report
 from initlab.experiments.study import StudyConfig
 from initlab.files import environment
@@ -156,6 +157,8 @@ def run(args) -> int:
         else:
             print(f"\nreport: {write_reports(out, info, title=f'initlab sweep: {out.name}')}")
     print(f"runs: {counts_line(info['counts'])}  (initlab runs {out})")
+    if args.tensorboard:
+        print(f"tensorboard: tensorboard --logdir {out / TB_DIR}")
     for error in (summary["errors"] + info["corrupt"])[:5]:
         print(f"initlab: failed: {error}", file=sys.stderr)
     if summary["interrupted"]:

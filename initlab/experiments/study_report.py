@@ -6,6 +6,7 @@ sentences change (tests check that).
 """
 from __future__ import annotations
 
+import json
 import math
 from collections import defaultdict
 from dataclasses import dataclass
@@ -123,10 +124,12 @@ def _steps(row: dict, key: str) -> str:
 
 
 def summary_table(f: StudyFiles) -> Tuple[List[str], List[List[str]]]:
-    head = ["init", "test acc (mean ± std)", "min", "steps to 90 %", "steps to 97 %",
-            "initial loss", "s / model", "diverged"]
+    rows = summary_rows(f)
+    several = any(r["n"] > 1 for r in rows)
+    head = ["init", "test acc (mean ± std)" if several else "test acc", "min", "steps to 90 %",
+            "steps to 97 %", "initial loss", "s / model", "diverged"]
     body = []
-    for r in summary_rows(f):
+    for r in rows:
         spread = f"± {100 * r['acc_std']:.2f}" if r["n"] > 1 else "(1 seed)"
         body.append([r["init"], f"{pct(r['acc_mean'])} {spread}",
                      pct(r["acc_min"]), _steps(r, "steps_to_90"), _steps(r, "steps_to_97"),
@@ -310,7 +313,39 @@ def observations(f: StudyFiles) -> Dict[str, List[str]]:
                      + (f". Units of {', '.join(grew)} that started equal came apart: the Hadamard "
                         "signs give them different weights above, hence different gradients -- structure "
                         "breaks the symmetry that chance breaks for the random inits." if grew else "."))
+    speed += model_level_sentences(f)
     return {"speed": speed, "zeros": zeros}
+
+
+def model_level_sentences(f: StudyFiles) -> List[str]:
+    """What the data-dependent inits did before training, from runs.csv's init_info: the DBN's
+    pre-training time and each RBM's reconstruction error, LSUV's rescaling."""
+    out = []
+    for init, runs in by_init(f.runs).items():
+        infos = []
+        for r in runs:
+            try:
+                infos.append(json.loads(r.get("init_info") or "{}"))
+            except (TypeError, ValueError):
+                continue
+        dbn = [i for i in infos if "pretrain_seconds" in i]
+        if dbn:
+            layers = dbn[0].get("rbm", [])
+            errors = "; ".join(f"{x['layer']} {x['recon_error_start']:.3g} -> {x['recon_error_end']:.3g}"
+                               for x in layers if "layer" in x)
+            out.append(f"{init} pre-trained {len(layers)} RBM(s) before training, "
+                       f"{mean([i['pretrain_seconds'] for i in dbn]):.1f} s per run (mean over {len(dbn)} "
+                       f"seed{'s' if len(dbn) != 1 else ''}; init time, not part of 's / model')"
+                       + (f"; reconstruction error per visible unit, first seed, before -> after: {errors}"
+                          if errors else "") + ".")
+        lsuv = [i for i in infos if "lsuv_var" in i]
+        if lsuv:
+            var = lsuv[0]["lsuv_var"]
+            iters = lsuv[0].get("lsuv_iters", {})
+            out.append(f"{init} rescaled each layer until its output variance was near 1 on one batch (first "
+                       f"seed): " + ", ".join(f"{layer} {v:.3f} after {iters.get(layer, '?')} rescale(s)"
+                                               for layer, v in var.items()) + ".")
+    return out
 
 
 def _constant_units(f: StudyFiles) -> str:
