@@ -151,12 +151,12 @@ def test_incompatible_checkpoints_are_one_line_errors(tmp_path):
 # ---------------------------------------------------------------- the report, from files
 
 
-def _fake_results(out, gap_small, gap_large):
+def _fake_results(out, gap_small, gap_large, seeds=(0, 1)):
     """runs.csv/curves.csv with known accuracies: transfer better by gap_small at 100 images and by
     gap_large at 10,000; seeds differ by 0.2 pts."""
     runs, curves = [], []
     for n, base, gap in ((100, 0.70, gap_small), (10000, 0.97, gap_large)):
-        for seed in (0, 1):
+        for seed in seeds:
             for name, kind, acc in (("finetune", "transfer", base + gap), ("freeze", "transfer", base - 0.1),
                                     ("kaiming", "scratch", base)):
                 acc = acc + 0.002 * seed
@@ -198,6 +198,13 @@ def test_report_sentences_follow_the_numbers(tmp_path, gap_small, gap_large):
     html_path = transfer_report.write_report(tmp_path)
     md = (tmp_path / "report.md").read_text()
     assert "| 100 | finetune |" in md and html_path.read_text().count("data:image/png;base64") == 2
+
+
+def test_one_seed_judges_no_difference_against_a_spread(tmp_path):
+    _fake_results(tmp_path, 0.05, 0.001, seeds=(0,))
+    text = " ".join(transfer_report.observations(transfer_report.load_tables(tmp_path)))
+    assert "1 seed: no spread" in text and "seed std" not in text and "beyond the seed spread" not in text
+    assert "+5.00 pts at 100, +0.10 pts at 10,000 images (1 seed: no spread to judge it against" in text
 
 
 # ---------------------------------------------------------------- the command, on real data

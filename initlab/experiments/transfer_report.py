@@ -92,9 +92,11 @@ def observations(f: Dict) -> List[str]:
         gap = bt["acc_mean"] - bs["acc_mean"]
         noise = max(bt["acc_std"], bs["acc_std"])
         gaps.append((n, gap, noise, bt, bs))
+        n_seeds = min(bt.get("n", 2), bs.get("n", 2))
         s = (f"{n:,} target images: best pretrained init {bt['init']} ends at {100 * bt['acc_mean']:.2f} % "
              f"test accuracy, best scratch init {bs['init']} at {100 * bs['acc_mean']:.2f} % "
-             f"({pts(gap)}; seed std up to {100 * noise:.2f} pts)")
+             f"({pts(gap)}; " + (f"seed std up to {100 * noise:.2f} pts)" if n_seeds > 1 else
+                                 "1 seed: no spread)"))
         early = [(st, max((r[f"acc_at_{st}"] for r in tr if r[f"acc_at_{st}"] is not None), default=None),
                   max((r[f"acc_at_{st}"] for r in sc if r[f"acc_at_{st}"] is not None), default=None))
                  for st in EARLY_STEPS]
@@ -109,7 +111,12 @@ def observations(f: Dict) -> List[str]:
                 fb = "never" if b is None else f"{b:,.0f}"
                 s += f"; steps to {key[-2:]} %: {fa} vs {fb}"
         out.append(s + ".")
-    if gaps:
+    one_seed = any(min(bt.get("n", 2), bs.get("n", 2)) < 2 for _, _, _, bt, bs in gaps)
+    if gaps and one_seed:
+        parts = ", ".join(f"{pts(g)} at {n:,}" for n, g, _, _, _ in gaps)
+        out.append(f"The final-accuracy difference, best pretrained minus best scratch, is {parts} images "
+                   "(1 seed: no spread to judge it against; --seeds 3 or more says whether it is real).")
+    elif gaps:
         parts = ", ".join(f"{pts(g)} at {n:,}" for n, g, _, _, _ in gaps)
         s = f"The final-accuracy difference, best pretrained minus best scratch, is {parts} images"
         margin = lambda noise: max(2 * noise, 0.005)
