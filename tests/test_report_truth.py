@@ -102,3 +102,34 @@ def test_a_probe_of_zeros_alone_draws_notes_instead_of_crashing(tmp_path, capsys
     fig = probe_report.figure(rows, ["zeros"], ["relu"])
     panels_all_show_something(fig)
     assert any(not ax.axison for ax in fig.axes[:2])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seeds", [1, 2])
+def test_the_bonus_verdict_is_what_its_runs_say(seeds, tmp_path, capsys):
+    out = tmp_path / "bonus"
+    code, _, err = run_cli(["bonus", "--seeds", seeds, "--train-size", "96", "--record-every", "4",
+                            "--workers", "1", "--quiet", "--out", out], capsys)
+    assert code == 0, err
+    accs = [r["test_acc"] for r in read_csv(out / "runs.csv")]
+    text = (out / "report.md").read_text()
+    verdict = "HOLDS" if min(accs) >= 0.985 else "FAILS"
+    assert f"Verdict: {verdict}" in text and f"{100 * min(accs):.2f} %" in text
+    if seeds == 1:
+        assert "1 seed" in text and "over 1 seeds" not in text and "± 0.00" not in text
+    else:
+        assert f"over {seeds} seeds" in text
+
+
+@pytest.mark.slow
+def test_the_grid_names_the_best_init_its_table_shows(tmp_path, capsys):
+    out = tmp_path / "grid"
+    code, _, err = run_cli(["grid", "--inits", "zeros", "kaiming", "xavier", "--activations", "relu", "tanh",
+                            "--seeds", "1", "--train-size", "96", "--workers", "1", "--quiet", "--out", out], capsys)
+    assert code == 0, err
+    rows = read_csv(out / "runs.csv")
+    text = (out / "report.md").read_text()
+    for activation in ("relu", "tanh"):
+        accs = {r["init"]: r["test_acc"] for r in rows if r["activation"] == activation}
+        best = max(accs, key=accs.get)
+        assert f"{activation}: best {best} ({100 * accs[best]:.2f} %)" in text
