@@ -17,6 +17,7 @@ CASES = {
     "tanh-fashion-2seeds": ("tanh", "fashion_mnist", 2, 96),
     "sigmoid-mnist-2seeds": ("sigmoid", "mnist", 2, 96),
     "relu-mnist-above-90": ("relu", "mnist", 1, 4800),
+    "relu-mnist-bias-0.01": ("relu", "mnist", 1, 320, "--bias-init", "0.01"),
 }
 
 
@@ -37,11 +38,11 @@ def panels_all_show_something(fig):
 @pytest.mark.slow
 @pytest.mark.parametrize("case", list(CASES))
 def test_every_sentence_and_figure_is_true_for_its_own_run(case, tmp_path, capsys):
-    activation, dataset, seeds, size = CASES[case]
+    activation, dataset, seeds, size, *extra = CASES[case]
     out = tmp_path / case
     code, _, err = run_cli(["study", "--inits", "zeros", "kaiming", "--activation", activation, "--dataset",
                             dataset, "--seeds", seeds, "--train-size", size, "--workers", "1", "--quiet",
-                            "--out", out], capsys)
+                            "--out", out, *extra], capsys)
     assert code == 0, err
     text = (out / "report.md").read_text()
     runs = read_csv(out / "runs.csv")
@@ -76,8 +77,16 @@ def test_every_sentence_and_figure_is_true_for_its_own_run(case, tmp_path, capsy
     if dataset != "mnist":
         assert "digit" not in text
     zero_grad = [s for s in text.splitlines() if "gradient norm of" in s and "was 0" in s]
+    bias = float(extra[1]) if extra else 0.0
+    last = {}
+    for r in read_csv(out / "layers.csv"):
+        if r["init"] == "zeros" and r["seed"] == 0 and r["step"] >= last.get(r["layer"], {}).get("step", -1):
+            last[r["layer"]] = r
     for sentence in zero_grad:
-        assert f"{activation}(0) =" in sentence
+        assert f"{activation}({bias:g}) =" in sentence
+        named = sentence.split("gradient norm of ", 1)[1].split(" was 0", 1)[0].split(", ")
+        assert all(last[layer]["w_max"] == 0 == last[layer]["w_min"] for layer in named), "they moved"
+    assert "dead (all zero)" not in text
 
     # eight weight-histogram moments over the run, whatever its length
     hist_steps = {(r["seed"], r["step"]) for r in read_csv(out / "histograms.csv") if r["init"] == "kaiming"}

@@ -276,7 +276,7 @@ def observations(f: StudyFiles) -> Dict[str, List[str]]:
                          + (f"; only {', '.join(moved)} moved (largest |w| "
                             + ", ".join(f"{_fmt(wmax[l])}" for l in moved) + ")" if moved else "") + ".")
         gmax = layer_max_over_run(f, name, "grad_norm")
-        zero_grad = [l for l in hidden if gmax.get(l) == 0]
+        zero_grad = [l for l in hidden if gmax.get(l) == 0 and l in stuck]   # (moved: it had a gradient)
         if zero_grad:
             zeros.append(f"The gradient norm of {', '.join(zero_grad)} was 0 at every record point: a "
                          f"weight's gradient is its input times the gradient from above, and with the "
