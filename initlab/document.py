@@ -143,7 +143,10 @@ def colours(names: Sequence[str]) -> Dict[str, str]:
 def settings_line(description: str, meta: dict) -> str:
     """What was run (``description``, from the config) and where (read from ``meta.json``)."""
     env = meta.get("environment", {})
-    where = f"torch {env.get('torch')}, {env.get('cpu_threads')} CPU threads"
+    threads = env.get("cpu_threads")
+    workers = meta.get("store", {}).get("workers") or 1
+    where = f"torch {env.get('torch')}, " + (f"{workers} worker processes x " if workers > 1 else "") + \
+        f"{threads} CPU thread{'' if threads == 1 else 's'}" + (" each" if workers > 1 else "")
     if env.get("cuda"):
         where += f", GPU {env['cuda']}"
     return f"{description}; {where}"
