@@ -2,7 +2,8 @@
 
 ``config`` holds a run's hyperparameters, ``optim`` the fused optimizers and schedules, ``threads``
 the cores a lone stack may use, ``training`` the loop (data order, the stack's step, final evaluation),
-``lenet_kernel`` the hand-written LeNet-5 forward/backward, ``record`` what is measured during
+``lenet_kernel`` the hand-written LeNet-5 forward/backward, ``linear_chain`` fully connected stacks as
+batched matrix products, ``record`` what is measured during
 training, ``tensorboard`` the optional TensorBoard writer.
 """
 from initlab.engine.config import OPTIMIZERS, SCHEDULES, TrainConfig
