@@ -267,14 +267,6 @@ def connect_ray(address: str, timeout: float = 5.0) -> None:
             raise ClusterError(f"--address {address}: expected HOST:PORT (e.g. 10.0.0.1:6379) or auto") from None
         except OSError as e:
             raise ClusterError(f"cannot reach a Ray cluster at {address}: {e.strerror or e}") from None
-    if "RAY_AUTH_MODE" not in os.environ and ray_token_available():
-        os.environ["RAY_AUTH_MODE"] = "token"
-        if "ray" in sys.modules:          # imported already: refresh its cached config, as Ray itself does
-            try:
-                from ray._raylet import Config
-                Config.initialize("")
-            except Exception:  # noqa: BLE001 - an older or newer Ray without it: the mode is read at init
-                pass
     global _ray_joined
     try:
         with _native_stderr_silenced():   # Ray's C++ client logs every failed retry straight to fd 2
