@@ -45,7 +45,8 @@ STUDY_FLAG_CASES = [
     (["--model", "mlp:width=64", "--width", "32"], "width given twice: 64 in --model, 32 by --width"),
     (["--model", "three_layer_convnet:form=dense"], "unknown form 'dense'"),
     (["--model", "mlp", "--width", "0"], "--width must be >= 1"),
-    (["--record-every", "0"], "--record-every must be >= 1"), (["--seeds", "two"], "invalid int value"),
+    (["--record-every", "0"], "--record-every must be >= 1"),
+    (["--hist-moments", "1"], "--hist-moments must be >= 2"), (["--seeds", "two"], "invalid int value"),
     (["--c3-table", "maybe"], "expected true/false"), (["--workers", "-1"], "--workers must be >= 0"),
     (["--dataset", "cifar10"], "--model lenet5 takes 1x28x28 images"),
 ]
