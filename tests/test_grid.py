@@ -24,7 +24,7 @@ def test_converged_threshold_is_20_percent():
     ([0.15, 0.25, 0.26], "22.00 ± 6.08 (1/3 n/c)"),   # one seed failed, the mean did not
     ([0.98, math.nan, 0.97], "65.00 ± 56.29 (1/3 n/c)"),   # a diverged seed counts as 0 and as n/c
     ([0.5, 0.05, 0.02], "n/c"),                       # mean 19 %
-    ([0.97], "97.00 ± 0.00"),
+    ([0.97], "97.00"),                                # one seed: no spread to show
     ([], ""),
 ])
 def test_cell(accs, expected):

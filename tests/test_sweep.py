@@ -473,6 +473,9 @@ def test_a_damaged_record_file_is_found_reported_and_trained_again(damage, tmp_p
     line = [ln for ln in err.splitlines() if ln.startswith("initlab: failed: run kaiming seed 0")]
     assert len(line) == 1 and "record files corrupt" in line[0] and "--resume" in line[0], err
     assert [r["init"] for r in read_csv(out / "runs.csv")] == ["zeros"]     # the damaged run left out
+    title, *body = (out / "report.md").read_text().splitlines()
+    assert "(1 run failed: not in the tables)" in title and "interrupted" not in title
+    assert any(line.startswith("- kaiming seed 0: record files corrupt") for line in body)
     code, _, err = run_cli(["study", "--out", out, "--resume", "--quiet"], capsys)
     assert code == 0, err
     with st.Store(out) as s:

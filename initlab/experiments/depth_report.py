@@ -122,6 +122,10 @@ def observations(runs: Sequence[dict], probe_rows: Sequence[dict], cfg: dict) ->
         shrinks = [i for i, r in ratio.items() if i not in silent and r < 1 / factor]
         grows = [i for i, r in ratio.items() if i not in silent and r > factor]
         why = []
+        at_deep = {i: mean(acc[(lr, i, deepest)]) for lr in lrs[:1] for i in inits if (lr, i, deepest) in acc}
+        contrast = any(at_deep.get(i, 0) >= REACH for i in kept)
+        shrinks = [i for i in shrinks if at_deep.get(i, 1) < REACH] if contrast else []
+        grows = [i for i in grows if at_deep.get(i, 1) < REACH] if contrast else []
         if shrinks:
             why.append(f"a signal that shrinks geometrically with depth ({', '.join(shrinks)}) gives the first "
                        f"layers a vanishing gradient, so they barely move in one epoch")
@@ -226,8 +230,8 @@ def describe(cfg: dict) -> str:
     return (f"plain mlp, {', '.join(map(str, sorted(cfg['depths'])))} {layer}, {cfg['activation']}, no "
             f"normalization or skip connections; {cfg['optimizer']}{momentum}, lr "
             f"{', '.join(f'{lr:g}' for lr in cfg['lrs'])}, batch {cfg['batch_size']}, {cfg['epochs']} "
-            f"epoch(s) over {cfg.get('train_size') or 'all'} {cfg['dataset']} training images; {n} seeds "
-            f"({first}..{first + n - 1})")
+            f"epoch(s) over {cfg.get('train_size') or 'all'} {cfg['dataset']} training images; "
+            + (f"{n} seeds ({first}..{first + n - 1})" if n != 1 else f"1 seed ({first})"))
 
 
 def summary_table(out: Path) -> Tuple[List[str], List[List[str]]]:

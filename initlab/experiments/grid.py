@@ -56,7 +56,7 @@ def cell(accs: Sequence[Optional[float]]) -> str:
         return "n/c"
     std = statistics.stdev(vals) if len(vals) > 1 else 0.0
     failed = sum(not converged(a) for a in accs)
-    text = f"{100 * mean:.2f} ± {100 * std:.2f}"
+    text = f"{100 * mean:.2f} ± {100 * std:.2f}" if len(vals) > 1 else f"{100 * mean:.2f}"
     return text + (f" ({failed}/{len(accs)} n/c)" if failed else "")
 
 

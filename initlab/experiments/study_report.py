@@ -194,9 +194,10 @@ def observations(f: StudyFiles) -> Dict[str, List[str]]:
         speed.append(sentence + ".")
     best = max(summary.values(), key=lambda r: r["acc_mean"])
     worst = min(summary.values(), key=lambda r: r["acc_mean"])
-    speed.append(f"Final test accuracy ranges from {pct(worst['acc_mean'])} ({worst['init']}) to "
-                 f"{pct(best['acc_mean'])} ({best['init']}, min over {best['n']} seeds "
-                 f"{pct(best['acc_min'])}).")
+    if len(summary) > 1:
+        spread = (f", min over {best['n']} seeds {pct(best['acc_min'])}" if best["n"] > 1 else ", 1 seed")
+        speed.append(f"Final test accuracy ranges from {pct(worst['acc_mean'])} ({worst['init']}) to "
+                     f"{pct(best['acc_mean'])} ({best['init']}{spread}).")
 
     # -- signal scale at init: activation std from the first to the last hidden layer
     scale = {}
@@ -637,8 +638,12 @@ def write_report(out: Path, title: str = "initlab study") -> Path:
     """Write report.md and a self-contained report.html into ``out``; returns the HTML path."""
     f = load(out)
     obs = observations(f)
-    note = " (interrupted: only the runs recorded so far)" if f.meta.get("interrupted") else ""
+    failed = f.meta.get("failed") or []
+    note = (" (interrupted: only the runs recorded so far)" if f.meta.get("interrupted") else
+            f" ({len(failed)} run{'s' if len(failed) != 1 else ''} failed: not in the tables)" if failed else "")
     doc = Document(title + note, settings_line(f))
+    if failed:
+        doc.heading("Failed runs").bullets(failed + ["--resume trains them again."])
     doc.heading("Results").table(*summary_table(f))
     doc.paragraph("Steps to 90/97 % use the held-out curve (first record point at or above the "
                   "threshold; mean over seeds, 'never' when a seed never got there). 's / model' is each "

@@ -81,13 +81,14 @@ def rebuild(out: Path) -> dict:
         majority = store.meta_with_prefix("majority:")     # {dataset: [share, label]}
     options = plan.get("options", {})
     finished = [r for r in runs if r["status"] in st.HAS_RECORDS and r["row"] and r["records"]]
-    incomplete = any(r["status"] not in st.FINAL for r in runs)
+    incomplete = any(r["status"] not in st.FINAL and r["status"] != "failed" for r in runs)
+    failed = [f"{r['init']} seed {r['seed']}: {r.get('error') or 'failed'}" for r in runs if r["status"] == "failed"]
     varied = varied_settings([r["config"] for r in runs])
     finished_hashes = {r["hash"] for r in finished}
 
     def meta_for(rs) -> dict:
         share, label = majority.get(rs[0]["config"]["dataset"] if rs else None, [float("nan"), -1])
-        return {"environment": env, "interrupted": incomplete, "majority_share": share,
+        return {"environment": env, "interrupted": incomplete, "failed": failed, "majority_share": share,
                 "majority_label": label,
                 "store": {"file": st.STORE_NAME, "status": counts, **plan.get("execution", {})}}
 
