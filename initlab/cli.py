@@ -33,13 +33,17 @@ def build_parser() -> argparse.ArgumentParser:
     for name, module in COMMANDS.items():
         module.add_parser(sub)
         sub.choices[name].set_defaults(func=module.run)
+    p.set_defaults(commands=sub.choices)      # an unknown flag is reported with its command's help
     return p
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            command = getattr(args, "command", None)
+            (args.commands[command] if command else parser).error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as e:          # --help, --version, or a bad argument (already reported)
         return int(e.code or 0)
     if not getattr(args, "func", None):

@@ -178,3 +178,12 @@ def test_any_flags_give_a_config_or_one_clean_error(lr, batch, train_size, bias,
         assert "\n" not in str(e) and str(e)
         return
     assert cfg.train.lr > 0 and cfg.train.batch_size >= 1 and 1 <= cfg.train.train_size <= 60_000
+
+
+@pytest.mark.parametrize("argv, pointer", [(["summary", "--width", "3"], "see 'initlab summary --help'"),
+                                           (["study", "--bogus"], "see 'initlab study --help'"),
+                                           (["--bogus"], "see 'initlab --help'")])
+def test_an_unknown_flag_points_to_its_commands_help(argv, pointer, capsys):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unrecognized arguments" in err and pointer in err, err
