@@ -104,6 +104,16 @@ def parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
 
 
+def optional_int(text: str) -> Optional[int]:
+    """An integer, or 'none' for a setting whose None means "no limit" (e.g. --train-size none: all)."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r} (or none)") from None
+
+
 def split_list(value) -> List[str]:
     """'a b', 'a,b' or ['a', 'b'] -> ['a', 'b']; an item holding ':' (an init spec) is kept whole."""
     out: List[str] = []
@@ -135,6 +145,13 @@ def _shown(value) -> str:
     return "none" if value is None else str(value)
 
 
+def _optional(base, dest: str) -> bool:
+    """True when the config field at ``dest`` is Optional (None has a meaning there)."""
+    *path, leaf = dest.split(".")
+    target = get_path(base, ".".join(path)) if path else base
+    return "Optional" in str({fl.name: fl.type for fl in dataclasses.fields(target)}[leaf])
+
+
 def add_flags(p: argparse.ArgumentParser, flags: Sequence[Flag], base=None) -> None:
     """Add ``flags`` to ``p``, with ``(default X)`` read from ``base`` (the command's base config).
     A flag not given stays out of the namespace, so ``--config`` and the base config fill it."""
@@ -150,6 +167,9 @@ def add_flags(p: argparse.ArgumentParser, flags: Sequence[Flag], base=None) -> N
         elif f.kind == "bool":
             p.add_argument(f.flag, dest=f.dest, nargs="?", const=True, type=parse_bool,
                            default=argparse.SUPPRESS, help=help_, metavar="BOOL")
+        elif f.kind is int and base is not None and _optional(base, f.dest):
+            p.add_argument(f.flag, dest=f.dest, type=optional_int, default=argparse.SUPPRESS, help=help_,
+                           metavar=metavar)        # an Optional[int] setting: 'none' gives it back its None
         else:
             p.add_argument(f.flag, dest=f.dest, type=f.kind, default=argparse.SUPPRESS, help=help_,
                            metavar=metavar)

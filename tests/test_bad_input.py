@@ -187,3 +187,12 @@ def test_an_unknown_flag_points_to_its_commands_help(argv, pointer, capsys):
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unrecognized arguments" in err and pointer in err, err
+
+
+@pytest.mark.parametrize("command", ["study", "depth"])
+def test_an_optional_size_takes_none_and_refuses_words(command, capsys):
+    parsed = vars(cli.build_parser().parse_args([command, "--train-size", "none"]))
+    assert parsed["train_size" if command == "depth" else "train.train_size"] is None
+    assert cli.main([command, "--train-size", "abc"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "invalid int value: 'abc' (or none)" in err, err

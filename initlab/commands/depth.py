@@ -35,7 +35,7 @@ DEPTH_FLAGS = [
     Flag("--optimizer", "optimizer", str, "sgd (Nesterov momentum 0.9) | adam | adamw"),
     Flag("--batch-size", "batch_size", int, "images per step"),
     Flag("--epochs", "epochs", int, "passes over the training images"),
-    Flag("--train-size", "train_size", str, "train on the first N images of a seeded shuffle (none: all)", "N"),
+    Flag("--train-size", "train_size", int, "train on the first N images of a seeded shuffle (none: all)", "N"),
     Flag("--bias-init", "bias_init", float, "constant every bias starts at"),
     Flag("--dataset", "dataset", str, "dataset name"),
     Flag("--data-dir", "data_dir", str, "folder holding the dataset's files"),

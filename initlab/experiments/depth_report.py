@@ -98,8 +98,8 @@ def observations(runs: Sequence[dict], probe_rows: Sequence[dict], cfg: dict) ->
         # deepest depth reaching 90 % first, then the accuracy at the deepest depth
         best = {lr: max(inits, key=lambda i: (reach[lr][i] or 0, mean(acc.get((lr, i, deepest), []))))
                 for lr in lrs}
-        leads = "; ".join(f"lr {lr:g}: {_lead(acc, lr, inits, best[lr], deepest)}" for lr in lrs
-                          if _lead(acc, lr, inits, best[lr], deepest))
+        lead = {lr: _lead(acc, lr, inits, best[lr], deepest) for lr in lrs}
+        leads = "; ".join(f"lr {lr:g}: {text}" for lr, text in lead.items() if text)
         if len(set(best.values())) == 1:
             out.append(f"The init that trains best at depth is {best[lrs[0]]} at every learning rate tried "
                        f"({', '.join(f'{lr:g}' for lr in lrs)})" + (f" ({leads})" if leads else "") + ".")
