@@ -17,6 +17,7 @@ from torch import nn
 
 import initlab
 from initlab import api, api_inits, cli, files, init, user_inits
+from initlab.engine import pool
 from initlab.options import UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -207,6 +208,27 @@ def test_a_payload_registers_what_the_worker_lacks(clean_registry):
     net = nn.Linear(1000, 100)
     initlab.initialize(net, "cell_init", seed=0)
     assert abs(net.weight.std().item() - 0.05) < 0.003
+
+
+def _weight_std_in_worker(init_name, steps):
+    net = nn.Linear(1000, 100)
+    initlab.initialize(net, init_name, seed=0)
+    return net.weight.std().item()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_worker_knows_an_init_registered_in_a_cell_forked_or_spawned(clean_registry, threads):
+    """Single-threaded workers are forked on Linux (they inherit the registry); others are spawned
+    (the payload brings the initializer)."""
+    fn = _define_in_main(CELL)["cell_init"]
+    initlab.register_init("cell_init", formula="N(0, std^2)")(fn)
+    linux = sys.platform.startswith("linux")
+    assert pool.start_method(threads) == ("fork" if threads == 1 and linux else "spawn")
+    results = {}
+    pool.run(_weight_std_in_worker, ["cell_init"], workers=1, threads=threads,
+             on_result=lambda k, result, error: results.update({k: (result, error)}))
+    std, error = results[0]
+    assert error is None and abs(std - 0.05) < 0.003
 
 
 def test_an_init_that_cannot_be_pickled_is_named(clean_registry):

@@ -1,14 +1,18 @@
 """The run store: hashing, the status life cycle, claims, two writers at once, and kill -9 mid-write."""
+import csv
 import json
+import math
 import multiprocessing as mp
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
+from initlab import files
 from initlab.runs import store as st
 
 
@@ -143,3 +147,30 @@ def test_kill_9_inside_a_transaction_leaves_no_trace(tmp_path):
         assert s.counts() == {"queued": 50}
         s.set_meta(after="kill")
         assert json.loads(json.dumps(s.meta("after"))) == "kill"
+
+
+def _parse_each(path: Path) -> list:
+    with open(path, newline="") as f:
+        return [{k: files._parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def _same(a, b) -> bool:
+    return type(a) is type(b) and (a == b or (isinstance(a, float) and math.isnan(a) and math.isnan(b)))
+
+
+def test_tables_read_back_as_written_column_by_column(tmp_path):
+    """read_csv parses a column at a time; every value must come back as the value-by-value parse
+    gives it: ints, floats (nan, 1e-07 without a '.'), None, booleans, text that looks like a number."""
+    rows = [{"run": k, "acc": v, "loss": w, "flag": k % 2 == 0, "init": name, "mixed": m, "gap": g}
+            for k, (v, w, name, m, g) in enumerate([
+                (0.5, 1e-07, "kaiming", 3, None), (0.25, math.nan, "normal:std=0.1", 2.5, 1.0),
+                (1.0, 2.0, "12", "x", None), (0.125, -0.0, "1e3", 7, 4.25)])]
+    path = tmp_path / "t.csv"
+    path.write_text(files.rows_to_csv(rows))
+    got, want = files.read_csv(path), _parse_each(path)
+    assert [list(r) for r in got] == [list(r) for r in want]
+    assert all(_same(g[k], w[k]) for g, w in zip(got, want) for k in w)
+    assert [r["init"] for r in got] == ["kaiming", "normal:std=0.1", 12, 1000.0]
+    assert [r["mixed"] for r in got] == [3, 2.5, "x", 7] and got[2]["acc"] == 1.0
+    path.write_text("a,b\n1,2\n3\n")                          # ragged: the DictReader way
+    assert files.read_csv(path) == [{"a": 1, "b": 2}, {"a": 3, "b": None}]

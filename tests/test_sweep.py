@@ -408,14 +408,14 @@ def test_resume_on_a_folder_without_a_store_starts_it(command, tmp_path, capsys,
 
 
 def _training_workers(pid: int) -> list:
-    """The driver's spawned worker processes (not multiprocessing's resource tracker)."""
+    """The driver's worker processes, forked or spawned (not multiprocessing's resource tracker)."""
     out = []
     for kid in _children(pid):
         try:
             cmd = Path(f"/proc/{kid}/cmdline").read_bytes().replace(b"\0", b" ")
         except OSError:
             continue
-        if b"spawn_main" in cmd:
+        if b"resource_tracker" not in cmd:
             out.append(kid)
     return out
 

@@ -57,9 +57,10 @@ def run(args) -> int:
     if not result.info["finished"]:
         print(f"initlab: no run finished; nothing to report in {out}", file=sys.stderr)
         return EXIT_INTERRUPTED if result.interrupted else EXIT_FAILED
+    tables = report.load(out)
     html_path = report.write_report(out, title="initlab study: initialization of "
-                                    f"{cfg.model} on {cfg.dataset}")
-    print(text_table(*report.summary_table(report.load(out))))
+                                    f"{cfg.model} on {cfg.dataset}", f=tables)
+    print(text_table(*report.summary_table(tables)))
     if result.interrupted:
         print("interrupted: the report covers the runs recorded before Ctrl-C", file=sys.stderr)
     print(f"\nreport: {html_path}\n        {out / 'report.md'}")

@@ -1,8 +1,9 @@
 """One pool of worker processes, for everything that trains on several cores at once.
 
-``run(work, items, workers)`` starts ``workers`` fresh (spawned) interpreters with ``threads`` torch
-threads each, and hands every idle worker the next item; the worker calls ``work(item, steps,
-*shared)`` and sends back what it returned, or a one-line error. ``study.run_study`` uses it with one
+``run(work, items, workers)`` starts ``workers`` processes (forked when single-threaded on Linux, see
+``start_method``; spawned otherwise) with ``threads`` torch threads each, and hands every idle worker
+the next item; the worker calls ``work(item, steps, *shared)`` and sends back what it returned, or a
+one-line error. ``study.run_study`` uses it with one
 stack (seeds x inits) per item; the sweep's local backend with one task per item, which the worker
 trains and commits to the run store itself.
 
@@ -47,7 +48,9 @@ import os
 import pickle
 import queue
 import signal
+import sys
 import time
+import warnings
 from typing import Callable, Dict, Optional, Sequence
 
 import torch
@@ -69,6 +72,17 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
+def start_method(threads: int) -> str:
+    """'fork' for single-threaded workers on Linux while CUDA is untouched: a forked worker starts in
+    milliseconds with torch imported, the data loaded and the registered initializers known (a
+    spawned one re-imports torch, ~3 s on a small machine). Otherwise 'spawn': a forked child that runs
+    OpenMP on several threads after its parent did can hang, and CUDA does not survive a fork."""
+    if (threads == 1 and sys.platform.startswith("linux") and "fork" in mp.get_all_start_methods()
+            and not torch.cuda.is_initialized()):
+        return "fork"
+    return "spawn"
+
+
 def one_line(e: BaseException) -> str:
     """'Type: last line of the message', at most 500 characters: an error as the driver reports it."""
     text = str(e).strip().splitlines()
@@ -79,16 +93,18 @@ def run(work: Callable, items: Sequence, workers: int, threads: Optional[int] = 
         shared: tuple = (), on_steps: Optional[Callable[[int, int], None]] = None,
         on_result: Optional[Callable[[int, object, Optional[str]], None]] = None,
         keep_interrupted: bool = False) -> bool:
-    """Call ``work(items[k], steps, *shared)`` for every k on ``min(workers, len(items))`` spawned
+    """Call ``work(items[k], steps, *shared)`` for every k on ``min(workers, len(items))`` worker
     processes with ``threads`` torch threads each (default: cores // workers), each taking the next
     item in order when it is free. Returns True when Ctrl-C stopped it (``keep_interrupted``)."""
     items = list(items)
     if not items:
         return False
-    work = user_inits.carry(work)       # with the initializers a notebook or a script registered
     workers = max(1, min(workers, len(items)))
     threads = threads or max(1, cores() // workers)
-    ctx = mp.get_context("spawn")       # fresh interpreters: no forked torch thread pools
+    method = start_method(threads)
+    ctx = mp.get_context(method)
+    if method == "spawn":
+        work = user_inits.carry(work)   # with the initializers a notebook or a script registered
     outbox = ctx.Queue()
     todo = collections.deque(range(len(items)))
     left = set(todo)                    # items not reported yet
@@ -101,7 +117,9 @@ def run(work: Callable, items: Sequence, workers: int, threads: Optional[int] = 
         inbox = ctx.Queue()
         p = ctx.Process(target=_worker, daemon=True, args=(work, shared, inbox, outbox, threads,
                                                            os.getpid(), keep_interrupted))
-        p.start()
+        with warnings.catch_warnings():   # Python >= 3.12 warns of any fork of a threaded process
+            warnings.filterwarnings("ignore", message=".*fork", category=DeprecationWarning)
+            p.start()
         procs[p.pid] = (p, inbox)
 
     def handle(msg: tuple) -> None:
@@ -240,7 +258,10 @@ def _worker(work, shared: tuple, inbox, outbox, threads: int, parent: int,
     _die_with_parent()
     _exit_if_orphaned(parent)
     torch.set_num_threads(threads)
-    torch.set_num_interop_threads(1)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:                # forked from a driver that had used its inter-op pool
+        pass
     steps = _Steps(outbox, parent)
     pid = os.getpid()
     try:

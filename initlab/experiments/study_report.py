@@ -634,9 +634,10 @@ def make_plots(f: StudyFiles) -> List[Tuple[str, Path]]:
     return plots
 
 
-def write_report(out: Path, title: str = "initlab study") -> Path:
-    """Write report.md and a self-contained report.html into ``out``; returns the HTML path."""
-    f = load(out)
+def write_report(out: Path, title: str = "initlab study", f: Optional[StudyFiles] = None) -> Path:
+    """Write report.md and a self-contained report.html into ``out``; returns the HTML path. ``f``:
+    the folder's files when the caller has loaded them already."""
+    f = f if f is not None else load(out)
     obs = observations(f)
     failed = f.meta.get("failed") or []
     note = (" (interrupted: only the runs recorded so far)" if f.meta.get("interrupted") else

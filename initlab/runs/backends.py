@@ -5,8 +5,9 @@ Each backend calls ``on_step(n)`` as training advances (n model-steps) and ``on_
 None, error)`` when a task ends. Local workers write their records and the store themselves; Ray
 workers only train and return rows, and the driver (where the store is) commits them.
 
-Parallelism: each local worker is a fresh (spawned) process with ``cores // workers`` torch threads
-(``initlab.engine.pool``), so the machine is not oversubscribed.
+Parallelism: each local worker is a process of its own (forked when single-threaded on Linux, else
+spawned; ``initlab.engine.pool``) with ``cores // workers`` torch threads, so the machine is not
+oversubscribed.
 """
 from __future__ import annotations
 
@@ -180,7 +181,7 @@ def run_inline(out: Path, store: st.Store, tasks: Sequence[Task], session: str, 
 
 def run_local(out: Path, store: st.Store, tasks: Sequence[Task], session: str, on_step, on_done,
               workers: int, threads: int, tensorboard: bool = False) -> None:
-    """The tasks on ``workers`` spawned processes (``pool.run``), each claiming its task's runs,
+    """The tasks on ``workers`` worker processes (``pool.run``), each claiming its task's runs,
     training them, writing their records and marking them finished in the store. A task that raises,
     or whose worker dies (killed, out of memory), has its runs marked failed (a new worker takes the
     dead one's place); Ctrl-C stops every worker and puts the runs they held back to queued."""
