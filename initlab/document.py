@@ -15,10 +15,15 @@ from __future__ import annotations
 import base64
 import html
 import math
+import multiprocessing as mp
+import os
 import statistics
+import sys
+import threading
+import warnings
 import zlib
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from initlab.files import atomic_write_text
 
@@ -95,6 +100,52 @@ COLOURS = {
 }
 EXTRA = ["#7b4173", "#5254a3", "#8ca252", "#bd9e39", "#ad494a", "#a55194", "#6b6ecf", "#b5cf6b",
          "#e7ba52", "#d6616b", "#ce6dbd", "#9c9ede", "#cedb9c", "#e7cb94", "#e7969c", "#de9ed6"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Plots
+# --------------------------------------------------------------------------------------------------
+
+def _import_plotting() -> None:
+    import matplotlib.backends.backend_agg  # noqa: F401  (what Figure.savefig draws with)
+    import matplotlib.figure  # noqa: F401
+
+
+def import_plotting_in_background() -> threading.Thread:
+    """Import matplotlib (~0.8 s on a small machine) on a daemon thread, so that a report drawn after
+    long work finds it imported: call it as the work starts. Torch's operations release the GIL, so
+    the import takes the time training leaves over."""
+    thread = threading.Thread(target=_import_plotting, name="initlab-import-matplotlib", daemon=True)
+    thread.start()
+    return thread
+
+
+def draw_all(jobs: Sequence[Tuple[Callable[[Path], Optional[Path]], Path]]) -> List[Optional[Path]]:
+    """Run plot jobs ``(draw, path)``: ``draw(path)`` draws one figure into ``path`` and returns it, or
+    None when it has nothing to draw. Returns what each returned, in order. On Linux the first job
+    draws in a forked child while this process draws the others (two cores: about half the time for
+    a study's report); a child that fails leaves its job to this process, which then raises what the
+    job raises."""
+    if len(jobs) < 2 or not sys.platform.startswith("linux") or "fork" not in mp.get_all_start_methods():
+        return [draw(path) for draw, path in jobs]
+    _import_plotting()                        # once, before the fork: the child inherits it
+    draw, path = jobs[0]
+
+    def child() -> None:
+        try:
+            code = 0 if draw(path) is not None else 3
+        except BaseException:
+            code = 2
+        os._exit(code)
+
+    proc = mp.get_context("fork").Process(target=child, daemon=True)
+    with warnings.catch_warnings():           # Python >= 3.12 warns of any fork of a threaded process
+        warnings.filterwarnings("ignore", message=".*fork", category=DeprecationWarning)
+        proc.start()
+    rest = [d(p) for d, p in jobs[1:]]
+    proc.join()
+    first = path if proc.exitcode == 0 else None if proc.exitcode == 3 else draw(path)
+    return [first] + rest
 
 
 def note_panel(ax, note: str) -> None:

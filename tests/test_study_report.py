@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from initlab import data, engine, files
+from initlab import data, document, engine, files
 from initlab.experiments import study
 from initlab.experiments import study_report as report
 
@@ -186,3 +186,32 @@ def test_ctrl_c_on_the_worker_pool_keeps_what_the_workers_recorded(mnist):
     assert max(steps for _, steps, _ in out["runs"]) >= 10, out["runs"]
     trained = {run for run, steps, _ in out["runs"] if steps > 0}
     assert trained <= set(out["curve_runs"]), out         # and what they recorded came back
+
+
+def _draw(path, text="x"):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(2, 1))
+    fig.text(0.5, 0.5, text)
+    fig.savefig(path, dpi=40)
+    return path
+
+
+def _nothing(path):
+    return None
+
+
+def _broken(path):
+    raise ValueError("no such column: 'heldout_acc'")
+
+
+def test_draw_all_draws_every_figure_and_says_which_had_nothing(tmp_path):
+    jobs = [(_draw, tmp_path / "a.png"), (_nothing, tmp_path / "b.png"), (_draw, tmp_path / "c.png")]
+    assert document.draw_all(jobs) == [tmp_path / "a.png", None, tmp_path / "c.png"]
+    assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG" and not (tmp_path / "b.png").exists()
+    assert document.draw_all(jobs[1:]) == [None, tmp_path / "c.png"]     # the child's None
+
+
+def test_a_plot_that_fails_in_the_child_raises_its_own_error(tmp_path):
+    with pytest.raises(ValueError, match="no such column: 'heldout_acc'"):
+        document.draw_all([(_broken, tmp_path / "a.png"), (_draw, tmp_path / "b.png")])

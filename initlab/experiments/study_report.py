@@ -10,6 +10,7 @@ import json
 import math
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -17,7 +18,7 @@ import torch
 
 from initlab.activations import ACTIVATIONS
 from initlab.data import DATASETS
-from initlab.document import Document, colours, log_scale_or_note, mean, note_panel, pct, std
+from initlab.document import Document, colours, draw_all, log_scale_or_note, mean, note_panel, pct, std
 from initlab.document import settings_line as settings_line_of
 from initlab.files import read_json, read_table
 
@@ -624,14 +625,14 @@ def settings_line(f: StudyFiles) -> str:
 
 
 def make_plots(f: StudyFiles) -> List[Tuple[str, Path]]:
-    plots = [("Accuracy and loss during training", plot_curves(f, f.out / "curves.png"))]
-    grid = plot_weight_grid(f, f.out / "weights.png")
-    if grid:
-        plots.append(("How the weight distributions move", grid))
-    scales = plot_layer_scales(f, f.out / "layer_scales.png")
-    if scales:
-        plots.append(("Signal scale at initialization and dead units", scales))
-    return plots
+    """The report's figures, [(caption, file)]; the weight grid, the slowest, draws beside the others."""
+    grid, curves, scales = draw_all([(partial(plot_weight_grid, f), f.out / "weights.png"),
+                                     (partial(plot_curves, f), f.out / "curves.png"),
+                                     (partial(plot_layer_scales, f), f.out / "layer_scales.png")])
+    plots = [("Accuracy and loss during training", curves),
+             ("How the weight distributions move", grid),
+             ("Signal scale at initialization and dead units", scales)]
+    return [(caption, path) for caption, path in plots if path]
 
 
 def write_report(out: Path, title: str = "initlab study", f: Optional[StudyFiles] = None) -> Path:
