@@ -173,8 +173,11 @@ class LeNetKernel:
         d5 = ag(torch.bmm(d6, p["f6.weight"]), s["a5"])
         linear_grad("c5", d5, s["h"])
         dh = torch.bmm(d5, p["c5.weight"].reshape(M, 120, 400))                     # (M, B, 400)
-        # back to S4's channels_last layout: (M, B, 16, 25) -> memory (B, 5, 5, M, 16)
+        # back to S4's channels_last layout: (M, B, 16, 25) -> memory (B, 5, 5, M, 16); for M = 1 the
+        # reshape is a view in NCHW order, and everything downstream would follow it (three layout
+        # copies of C3's gradient per step, one inside the convolution's backward)
         ds4 = dh.view(M, B, 16, 25).permute(1, 3, 0, 2).reshape(B, 5, 5, M * 16).permute(0, 3, 1, 2)
+        ds4 = ds4.contiguous(memory_format=CL)
         d3 = self._pool_act_grad(ds4, s["a3"])
         ds2, dw3, db3 = _conv_backward(d3, s["s2"], s["w3"], [M * 16], [1, 1], [0, 0],
                                        [1, 1], False, [0, 0], M, [True, True, True])
