@@ -6,6 +6,9 @@
     python benchmarks/engine_speed.py --layouts         # also the default study in one process: accuracies
     python benchmarks/engine_speed.py --profile         # one LeNet-5 step: where its time goes
     python benchmarks/engine_speed.py --detail          # the in-process comparison: recording, scaling
+    python benchmarks/engine_speed.py --pool-start      # starting the worker pool: forked and spawned
+    python benchmarks/engine_speed.py --roofline        # the least time 50 models could take here
+    python benchmarks/engine_speed.py --phases a        # where one case's time goes, in its process
 
 The yardstick is ``benchmarks/textbook.py``: one LeNet-5 as students write it (an ``nn.Module``, a
 ``DataLoader`` over MNIST, batch 32, Adam 1e-3, one epoch, torch's default threads, then the test
@@ -305,6 +308,127 @@ def profile_step(models=(1, 5)) -> int:
     return 0
 
 
+def _noop(item, steps):
+    return item
+
+
+def pool_start(rounds: int = 5) -> int:
+    """Seconds for the worker pool to start two workers and hand each a trivial item: forked
+    (single-threaded workers on Linux) against spawned (what workers with several threads get)."""
+    from initlab.engine import pool
+
+    times = {"fork": [], "spawn": []}
+    for _ in range(rounds):
+        for threads in (1, 2):
+            t0 = time.perf_counter()
+            pool.run(_noop, [0, 1], workers=2, threads=threads)
+            times[pool.start_method(threads)].append(time.perf_counter() - t0)
+    for method, ts in times.items():
+        print(f"two {method}ed workers, start to result: {statistics.median(ts):.2f} s "
+              f"({min(ts):.2f}–{max(ts):.2f}; median of {rounds})")
+    return 0
+
+
+PHASES = """
+import collections, json, sys, time
+start = time.perf_counter()
+import torch
+from initlab import cli
+from initlab.commands import study as command
+from initlab.engine import optim, pool, training
+from initlab.experiments import study, study_report
+from initlab.runs import study_store
+seconds = collections.Counter({"imports (torch, initlab)": time.perf_counter() - start})
+def timed(owner, name, label):
+    fn = getattr(owner, name)
+    def wrapper(*args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            seconds[label] += time.perf_counter() - t0
+    setattr(owner, name, wrapper)
+for owner, name, label in [
+        (command, "load_data", "data"), (study, "_train_block", "training in this process"),
+        (training.Stack, "loss_and_grad", "  forward and backward"), (optim.StackOptimizer, "step", "  optimizer"),
+        (training, "_snapshot", "  recording"), (training, "_record_layers", "  recording"),
+        (pool, "run", "training on worker processes"), (study_store, "rebuild", "tables from the store"),
+        (study_report, "write_report", "report"), (study_report, "make_plots", "  figures")]:
+    timed(owner, name, label)
+with open("/dev/null", "w") as sink:
+    sys.stdout = sink
+    cli.main(sys.argv[1:])
+    sys.stdout = sys.__stdout__
+seconds["whole process after start-up"] = time.perf_counter() - start
+print(json.dumps(seconds))
+"""
+
+
+def phases(case: str) -> int:
+    """Where one ``initlab study`` command's wall clock goes, timed inside a fresh process (a wrapper
+    around each phase's function); the worker processes' own phases are not seen."""
+    import json
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-c", PHASES, "study", *CASES[case][1], "--quiet", "--out",
+               str(Path(tmp) / "out")]
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env_for(ROOT), check=True)
+    seconds = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"{LABELS[case]}; load average {os.getloadavg()[0]:.2f}\n\n| phase | s |\n|---|---|")
+    for label, s in seconds.items():
+        print(f"| {label} | {s:.2f} |")
+    return 0
+
+
+def lenet_step_flops(batch: int = 32) -> int:
+    """Floating-point operations of one LeNet-5 training step (forward, gradients of the weights and
+    of every layer's input but the first), counted from the layers' shapes: 2 per multiply-add."""
+    import torch
+    from torch import nn
+
+    from initlab import models as model_zoo
+
+    model = model_zoo.build("lenet5")
+    macs = []
+
+    def count(layer, inputs, output):
+        if isinstance(layer, nn.Conv2d):
+            per_out = layer.in_channels // layer.groups * layer.kernel_size[0] * layer.kernel_size[1]
+            macs.append(output[0].numel() * per_out)
+        else:
+            macs.append(layer.in_features * layer.out_features)
+
+    for layer in model.modules():
+        if isinstance(layer, (nn.Conv2d, nn.Linear)):
+            layer.register_forward_hook(count)
+    model(torch.zeros(1, 1, 28, 28))
+    forward = sum(macs)
+    return 2 * batch * (forward + forward + forward - macs[0])   # forward, weights, inputs
+
+
+def roofline(models: int = 50, steps: int = 1875) -> int:
+    """The least time ``models`` LeNet-5s x ``steps`` steps can take on this machine's cores: the
+    step's operations at the rate one core multiplies 512 x 512 matrices (median of 20), every core."""
+    import torch
+
+    torch.set_num_threads(1)
+    a, b = torch.randn(512, 512), torch.randn(512, 512)
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(20):
+        t0 = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t0)
+    rate = 2 * 512 ** 3 / statistics.median(times)
+    flops = lenet_step_flops()
+    n = os.cpu_count() or 1
+    print(f"LeNet-5 step at batch 32: {flops / 1e6:.1f} MFLOP; one core: {rate / 1e9:.1f} GFLOP/s "
+          f"(512 x 512 matmul); {models} models x {steps} steps on {n} cores at that rate: "
+          f"{models * steps * flops / (rate * n):.0f} s")
+    return 0
+
+
 def per_model_epoch(r: dict, n_images: int) -> float:
     return r["seconds"] / r["models"] * 60000 / n_images
 
@@ -328,9 +452,21 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="--detail: 10,000 images instead of 60,000")
     ap.add_argument("--device", default="cpu", help="--detail: cpu or cuda")
     ap.add_argument("--seeds", type=int, default=3, help="--detail: seeds for the accuracy comparison")
+    ap.add_argument("--phases", choices=list(CASES), help="only time the phases of one case's "
+                    "command inside its process, and exit")
+    ap.add_argument("--roofline", action="store_true", help="only print the least time 50 models "
+                    "could take at this machine's matrix-multiply rate, and exit")
+    ap.add_argument("--pool-start", action="store_true",
+                    help="only time starting the worker pool, forked and spawned, and exit")
     args = ap.parse_args(argv)
     if args.profile:
         return profile_step()
+    if args.pool_start:
+        return pool_start()
+    if args.roofline:
+        return roofline()
+    if args.phases:
+        return phases(args.phases)
     if not args.detail:
         return whole(args)
     import torch

@@ -19,7 +19,6 @@ import multiprocessing as mp
 import os
 import statistics
 import sys
-import threading
 import warnings
 import zlib
 from pathlib import Path
@@ -109,15 +108,6 @@ EXTRA = ["#7b4173", "#5254a3", "#8ca252", "#bd9e39", "#ad494a", "#a55194", "#6b6
 def _import_plotting() -> None:
     import matplotlib.backends.backend_agg  # noqa: F401  (what Figure.savefig draws with)
     import matplotlib.figure  # noqa: F401
-
-
-def import_plotting_in_background() -> threading.Thread:
-    """Import matplotlib (~0.8 s on a small machine) on a daemon thread, so that a report drawn after
-    long work finds it imported: call it as the work starts. Torch's operations release the GIL, so
-    the import takes the time training leaves over."""
-    thread = threading.Thread(target=_import_plotting, name="initlab-import-matplotlib", daemon=True)
-    thread.start()
-    return thread
 
 
 def draw_all(jobs: Sequence[Tuple[Callable[[Path], Optional[Path]], Path]]) -> List[Optional[Path]]:

@@ -53,7 +53,7 @@ def run(args) -> int:
     ds = load_data(cfg.dataset, cfg.data_dir, args.quiet)
     # train what the run store (OUT/store.sqlite) lacks, then rebuild the tables from it
     result = run_study_stored(cfg, out, dataset=ds, progress=not args.quiet, resume=args.resume,
-                              force=args.force, tensorboard=args.tensorboard, plotting_next=True)
+                              force=args.force, tensorboard=args.tensorboard)
     if not result.info["finished"]:
         print(f"initlab: no run finished; nothing to report in {out}", file=sys.stderr)
         return EXIT_INTERRUPTED if result.interrupted else EXIT_FAILED

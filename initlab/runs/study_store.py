@@ -20,7 +20,6 @@ from typing import Dict, List, Sequence
 from tqdm import tqdm
 
 from initlab import data, files
-from initlab.document import import_plotting_in_background
 from initlab.engine.pool import cores
 from initlab.experiments import study
 from initlab.options import UsageError
@@ -74,15 +73,11 @@ def _pending(store: st.Store) -> List[dict]:
 
 
 def run_study_stored(cfg, out: Path, dataset=None, progress: bool = True, resume: bool = False,
-                     force: bool = False, tensorboard: bool = False, title: str = "initlab study",
-                     plotting_next: bool = False):
+                     force: bool = False, tensorboard: bool = False, title: str = "initlab study"):
     """``initlab study`` through the store: train the study's missing cells in stacks of
     ``seeds_per_stack`` seeds (split further until each of ``cfg.workers`` processes has one, as
     ``run_study`` does; one worker trains in this process), then rebuild the tables from the store.
-    Returns an object with ``interrupted`` (Ctrl-C) and ``info`` (see ``rebuild``). ``plotting_next``:
-    a report follows, so training in this process imports matplotlib on the side (not beside worker
-    processes: a fork while another thread imports could leave the child an import lock held by
-    nobody)."""
+    Returns an object with ``interrupted`` (Ctrl-C) and ``info`` (see ``rebuild``)."""
     out = Path(out)
     open_out(out, resume, force)
     if dataset is not None:
@@ -117,8 +112,6 @@ def run_study_stored(cfg, out: Path, dataset=None, progress: bool = True, resume
 
         try:
             if workers == 1:
-                if plotting_next:
-                    import_plotting_in_background()
                 interrupted = backends.run_inline(out, store, tasks, session, bar.update, on_done, tensorboard)
             elif tasks:
                 backends.run_local(out, store, tasks, session, bar.update, on_done, workers, threads,
