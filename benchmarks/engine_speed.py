@@ -324,6 +324,8 @@ def pool_start(rounds: int = 5) -> int:
             pool.run(_noop, [0, 1], workers=2, threads=threads)
             times[pool.start_method(threads)].append(time.perf_counter() - t0)
     for method, ts in times.items():
+        if not ts:
+            continue
         print(f"two {method}ed workers, start to result: {statistics.median(ts):.2f} s "
               f"({min(ts):.2f}–{max(ts):.2f}; median of {rounds})")
     return 0
@@ -411,6 +413,8 @@ def roofline(models: int = 50, steps: int = 1875) -> int:
     step's operations at the rate one core multiplies 512 x 512 matrices (median of 20), every core."""
     import torch
 
+    from initlab.engine.pool import cores
+
     torch.set_num_threads(1)
     a, b = torch.randn(512, 512), torch.randn(512, 512)
     for _ in range(3):
@@ -422,7 +426,7 @@ def roofline(models: int = 50, steps: int = 1875) -> int:
         times.append(time.perf_counter() - t0)
     rate = 2 * 512 ** 3 / statistics.median(times)
     flops = lenet_step_flops()
-    n = os.cpu_count() or 1
+    n = cores()
     print(f"LeNet-5 step at batch 32: {flops / 1e6:.1f} MFLOP; one core: {rate / 1e9:.1f} GFLOP/s "
           f"(512 x 512 matmul); {models} models x {steps} steps on {n} cores at that rate: "
           f"{models * steps * flops / (rate * n):.0f} s")

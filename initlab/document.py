@@ -110,13 +110,18 @@ def _import_plotting() -> None:
     import matplotlib.figure  # noqa: F401
 
 
+DRAW_TIMEOUT = 120.0    # s a forked plot child may take before its job is drawn here instead
+
+
 def draw_all(jobs: Sequence[Tuple[Callable[[Path], Optional[Path]], Path]]) -> List[Optional[Path]]:
-    """Run plot jobs ``(draw, path)``: ``draw(path)`` draws one figure into ``path`` and returns it, or
-    None when it has nothing to draw. Returns what each returned, in order. On Linux the first job
-    draws in a forked child while this process draws the others (two cores: about half the time for
-    a study's report); a child that fails leaves its job to this process, which then raises what the
-    job raises."""
-    if len(jobs) < 2 or not sys.platform.startswith("linux") or "fork" not in mp.get_all_start_methods():
+    """Run plot jobs ``(draw, path)``: ``draw(path)`` draws one figure into ``path`` and returns the
+    path, or None when it has nothing to draw. Returns, in order, each job's path or None. On Linux the
+    first job draws in a forked child while this process draws the others (two cores: about half the
+    time for a study's report). A child that fails, or is still drawing after ``DRAW_TIMEOUT``, leaves
+    its job to this process, which then raises what the job raises; in a daemonic process (which may
+    not have children) or elsewhere, every job draws here."""
+    if (len(jobs) < 2 or not sys.platform.startswith("linux") or "fork" not in mp.get_all_start_methods()
+            or mp.current_process().daemon):
         return [draw(path) for draw, path in jobs]
     _import_plotting()                        # once, before the fork: the child inherits it
     draw, path = jobs[0]
@@ -129,11 +134,19 @@ def draw_all(jobs: Sequence[Tuple[Callable[[Path], Optional[Path]], Path]]) -> L
         os._exit(code)
 
     proc = mp.get_context("fork").Process(target=child, daemon=True)
-    with warnings.catch_warnings():           # Python >= 3.12 warns of any fork of a threaded process
-        warnings.filterwarnings("ignore", message=".*fork", category=DeprecationWarning)
-        proc.start()
-    rest = [d(p) for d, p in jobs[1:]]
-    proc.join()
+    try:
+        with warnings.catch_warnings():       # Python >= 3.12 warns of any fork of a threaded process
+            warnings.filterwarnings("ignore", message=".*fork", category=DeprecationWarning)
+            proc.start()
+    except (OSError, AssertionError, ValueError):
+        return [draw(path) for draw, path in jobs]
+    try:
+        rest = [d(p) for d, p in jobs[1:]]
+    finally:
+        proc.join(DRAW_TIMEOUT)
+        if proc.is_alive():
+            proc.terminate()
+            proc.join()
     first = path if proc.exitcode == 0 else None if proc.exitcode == 3 else draw(path)
     return [first] + rest
 

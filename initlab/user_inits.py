@@ -1,13 +1,13 @@
 """Initializers registered outside initlab -- in a notebook cell, a script's ``__main__`` -- carried to
 the worker processes a study trains on.
 
-A study's workers with several torch threads each, and any worker off Linux, are spawned: fresh
-interpreters that import initlab again and so see only the initializers initlab registers itself
-(single-threaded workers on Linux are forked and inherit them; ``engine.pool.start_method``). A function
-defined in a notebook is not importable there, and one defined under a script's ``if __name__ ==
-"__main__":`` is never run there. So the driver sends them along: :func:`payload` pickles every
-registered initializer that does not come from initlab with cloudpickle (a function of ``__main__``
-travels as its code, one of an importable module by name), and
+A study's workers with several torch threads each, those of a process that has used CUDA, and any worker
+off Linux, are spawned: fresh interpreters that import initlab again and so see only the initializers
+initlab registers itself (single-threaded workers on Linux are forked and inherit them;
+``engine.pool.start_method``). A function defined in a notebook is not importable there, and one defined
+under a script's ``if __name__ == "__main__":`` is never run there. So the driver sends them along:
+:func:`payload` pickles every registered initializer that does not come from initlab with cloudpickle (a
+function of ``__main__`` travels as its code, one of an importable module by name), and
 :func:`register_payload` registers them in the worker. :func:`carry` wraps a worker's entry point so
 that it does both; the one line a process pool needs, in the driver, before its processes start::
 

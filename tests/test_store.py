@@ -174,3 +174,33 @@ def test_tables_read_back_as_written_column_by_column(tmp_path):
     assert [r["mixed"] for r in got] == [3, 2.5, "x", 7] and got[2]["acc"] == 1.0
     path.write_text("a,b\n1,2\n3\n")                          # ragged: the DictReader way
     assert files.read_csv(path) == [{"a": 1, "b": 2}, {"a": 3, "b": None}]
+
+
+def _write_meta_around(out, opened, parent_closed):
+    store = st.Store(out)
+    store.set_meta(**{"k0": 0})
+    opened.set()
+    parent_closed.wait(30)
+    for k in range(1, 11):
+        store.set_meta(**{f"k{k}": k})
+    store.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork: Linux")
+def test_a_child_forked_from_a_detached_store_keeps_every_write(tmp_path):
+    """A fork while the parent's connection is open leaves the child holding no SQLite locks of its
+    own: when the parent closes, SQLite checkpoints and deletes the WAL under the child's writes.
+    ``Store.detached`` closes the connection around the fork (as the worker pool does)."""
+    ctx = mp.get_context("fork")
+    opened, parent_closed = ctx.Event(), ctx.Event()
+    store = st.Store(tmp_path)
+    with store.detached():
+        child = ctx.Process(target=_write_meta_around, args=(tmp_path, opened, parent_closed))
+        child.start()
+    assert opened.wait(30)
+    store.close()                              # the driver ends while the worker still writes
+    parent_closed.set()
+    child.join(30)
+    assert child.exitcode == 0
+    with st.Store(tmp_path) as fresh:
+        assert [fresh.meta(f"k{k}") for k in range(11)] == list(range(11))

@@ -215,3 +215,15 @@ def test_draw_all_draws_every_figure_and_says_which_had_nothing(tmp_path):
 def test_a_plot_that_fails_in_the_child_raises_its_own_error(tmp_path):
     with pytest.raises(ValueError, match="no such column: 'heldout_acc'"):
         document.draw_all([(_broken, tmp_path / "a.png"), (_draw, tmp_path / "b.png")])
+
+
+def _draw_all_in_a_daemon(folder):
+    return document.draw_all([(_draw, folder / "a.png"), (_draw, folder / "b.png")])
+
+
+def test_draw_all_works_in_a_daemonic_process(tmp_path):
+    """A pool's worker (daemonic) may not fork: every figure is then drawn in it."""
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(1) as workers:
+        assert workers.apply(_draw_all_in_a_daemon, (tmp_path,)) == [tmp_path / "a.png", tmp_path / "b.png"]

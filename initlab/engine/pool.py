@@ -7,7 +7,7 @@ one-line error. ``study.run_study`` uses it with one
 stack (seeds x inits) per item; the sweep's local backend with one task per item, which the worker
 trains and commits to the run store itself.
 
-    def work(item, steps, *shared):            # top level in its module: it is pickled by name
+    def work(item, steps, *shared):            # top level in its module (spawn pickles it by name)
         ...; steps(1); ...                     # progress, in any unit the caller's bar counts
         return result                          # picklable; travels by value
 
@@ -24,9 +24,9 @@ The driver (the calling process) sees everything in its own thread, through two 
   (exit code N)`` when its process ended under it (killed, out of memory); a new worker takes its place.
   An exception raised by a callback stops the pool (its workers are terminated) and propagates.
 
-``shared`` travels once per worker, when it starts (tensors in it as shared memory: a dataset is not
-copied per item); results travel by value (pickled in the worker), because a tensor sent as such
-would arrive as a shared-memory handle that dies with its worker.
+``shared`` travels once per worker, when it starts (a forked worker inherits it; a spawned one gets its
+tensors as shared memory: a dataset is not copied per item); results travel by value (pickled in the
+worker), because a tensor sent as such would arrive as a shared-memory handle that dies with its worker.
 
 Ctrl-C (SIGINT to the foreground process group, so to the workers too) has two meanings:
 
@@ -43,6 +43,7 @@ Workers end with their driver, so a ``kill -9`` of it leaves no training behind:
 from __future__ import annotations
 
 import collections
+import contextlib
 import multiprocessing as mp
 import os
 import pickle
@@ -51,7 +52,7 @@ import signal
 import sys
 import time
 import warnings
-from typing import Callable, Dict, Optional, Sequence
+from typing import Callable, ContextManager, Dict, Optional, Sequence
 
 import torch
 
@@ -92,10 +93,13 @@ def one_line(e: BaseException) -> str:
 def run(work: Callable, items: Sequence, workers: int, threads: Optional[int] = None, *,
         shared: tuple = (), on_steps: Optional[Callable[[int, int], None]] = None,
         on_result: Optional[Callable[[int, object, Optional[str]], None]] = None,
-        keep_interrupted: bool = False) -> bool:
+        keep_interrupted: bool = False,
+        around_start: Callable[[], ContextManager] = contextlib.nullcontext) -> bool:
     """Call ``work(items[k], steps, *shared)`` for every k on ``min(workers, len(items))`` worker
     processes with ``threads`` torch threads each (default: cores // workers), each taking the next
-    item in order when it is free. Returns True when Ctrl-C stopped it (``keep_interrupted``)."""
+    item in order when it is free. Returns True when Ctrl-C stopped it (``keep_interrupted``).
+    ``around_start()``: a context manager every worker is started in (``Store.detached``: no SQLite
+    connection open across a fork)."""
     items = list(items)
     if not items:
         return False
@@ -117,8 +121,8 @@ def run(work: Callable, items: Sequence, workers: int, threads: Optional[int] = 
         inbox = ctx.Queue()
         p = ctx.Process(target=_worker, daemon=True, args=(work, shared, inbox, outbox, threads,
                                                            os.getpid(), keep_interrupted))
-        with warnings.catch_warnings():   # Python >= 3.12 warns of any fork of a threaded process
-            warnings.filterwarnings("ignore", message=".*fork", category=DeprecationWarning)
+        with warnings.catch_warnings(), around_start():   # Python >= 3.12 warns of any fork of a
+            warnings.filterwarnings("ignore", message=".*fork", category=DeprecationWarning)  # threaded process
             p.start()
         procs[p.pid] = (p, inbox)
 

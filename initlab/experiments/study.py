@@ -323,10 +323,9 @@ def default_workers(device: torch.device) -> int:
 
 def processes(workers: int, n_models: int, device: torch.device) -> int:
     """Training processes for ``n_models`` runs: ``workers`` (0: :func:`default_workers`), but one --
-    this process -- when there are fewer models than that. A worker pays a fresh interpreter, a torch
-    import and a copy of the data before its first step (2-3 s on 2 cores), which a lone stack never
-    wins back; trained here, it gets every core other processes leave idle
-    (``engine.ThreadGovernor``), where a single-threaded worker would leave the rest of them idle."""
+    this process -- when there are fewer models than that. Trained here, a lone stack gets every core
+    other processes leave idle (``engine.ThreadGovernor``), where a single-threaded worker would leave
+    the rest of them idle."""
     workers = workers or default_workers(device)
     return 1 if n_models < workers else workers
 
@@ -367,15 +366,16 @@ def run_study(cfg: StudyConfig, dataset=None, progress=True) -> StudyResult:
     result = StudyResult([], [], [], [], majority_share=float(counts.max()) / len(ds.test_labels),
                          majority_label=int(counts.argmax()))
     total = sum(steps * len(b[0]) * len(b[1]) for b in blocks)      # model-steps
-    overall = tqdm(total=total, desc=f"study {len(cfg.inits)} inits x {len(seeds)} seeds",
-                   unit=" model-steps", unit_scale=True, disable=not progress or callable(progress),
-                   dynamic_ncols=True, leave=True, mininterval=0.2 if sys.stderr.isatty() else 15.0)
-
+    # no bars at all when the caller counts the steps (a forked worker must not take tqdm's lock,
+    # which its parent's monitor thread may have held at the fork)
     show = bool(progress) and not callable(progress)
+    overall = tqdm(total=total, desc=f"study {len(cfg.inits)} inits x {len(seeds)} seeds",
+                   unit=" model-steps", unit_scale=True, disable=not show, dynamic_ncols=True,
+                   leave=True, mininterval=0.2 if sys.stderr.isatty() else 15.0) if show else None
     bars = [tqdm(total=steps, desc=f"  stack {k + 1}/{len(blocks)}: seeds {','.join(map(str, bs))} x "
                  f"{len(bi)} inits", unit="step", leave=False, position=k + 1, dynamic_ncols=True,
-                 disable=not show or len(blocks) == 1 or not sys.stderr.isatty())
-            for k, (bs, bi) in enumerate(blocks)]
+                 disable=len(blocks) == 1 or not sys.stderr.isatty())
+            for k, (bs, bi) in enumerate(blocks)] if show else []
 
     def bumper(k):   # steps of block k -> its bar, and model-steps for the overall bar or callable
         width = len(blocks[k][0]) * len(blocks[k][1])
@@ -383,7 +383,7 @@ def run_study(cfg: StudyConfig, dataset=None, progress=True) -> StudyResult:
         def bump(n: int) -> None:
             if callable(progress):
                 progress(n * width)
-            else:
+            elif show:
                 bars[k].update(n)
                 overall.update(n * width)
         return bump
@@ -415,7 +415,8 @@ def run_study(cfg: StudyConfig, dataset=None, progress=True) -> StudyResult:
             row.update(init_columns(info))
     for bar in bars:
         bar.close()
-    overall.close()
+    if overall is not None:
+        overall.close()
     return result
 
 

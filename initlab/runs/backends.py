@@ -192,7 +192,7 @@ def run_local(out: Path, store: st.Store, tasks: Sequence[Task], session: str, o
 
     try:
         pool.run(_train_and_commit, tasks, workers, threads, shared=(str(out), session, tensorboard),
-                 on_steps=lambda k, n: on_step(n), on_result=on_result)
+                 on_steps=lambda k, n: on_step(n), on_result=on_result, around_start=store.detached)
     finally:
         store.release(session)
 

@@ -80,21 +80,35 @@ def exists(out: Path) -> bool:
 
 
 class Store:
-    """A connection to ``DIR/store.sqlite``. One per process (sqlite3 connections are not fork-safe)."""
+    """A connection to ``DIR/store.sqlite``. One per process: SQLite's connections are not fork-safe,
+    nor is a fork while one is open (the child inherits SQLite's record of the parent's locks and
+    holds none of its own), so a process that forks workers wraps the fork in :meth:`detached`."""
     def __init__(self, out: Path) -> None:
         self.out = Path(out)
         self.path = store_path(self.out)
         self.out.mkdir(parents=True, exist_ok=True)
+        self._connect()
+        with self.transaction() as db:   # (executescript would COMMIT on its own)
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+
+    def _connect(self) -> None:
         # isolation_level=None: no implicit transactions; every write below opens its own
         self.db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
         self.db.row_factory = sqlite3.Row
         self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         self.db.execute("PRAGMA journal_mode = WAL")
         self.db.execute("PRAGMA synchronous = FULL")
-        with self.transaction() as db:   # (executescript would COMMIT on its own)
-            for statement in SCHEMA.split(";"):
-                if statement.strip():
-                    db.execute(statement)
+
+    @contextlib.contextmanager
+    def detached(self) -> Iterator[None]:
+        """The connection closed inside the block and opened again after it: fork a worker there."""
+        self.db.close()
+        try:
+            yield
+        finally:
+            self._connect()
 
     def close(self) -> None:
         self.db.close()
