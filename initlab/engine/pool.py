@@ -76,8 +76,10 @@ def cores() -> int:
 def start_method(threads: int) -> str:
     """'fork' for single-threaded workers on Linux while CUDA is untouched: a forked worker starts in
     milliseconds with torch imported, the data loaded and the registered initializers known (a
-    spawned one re-imports torch, ~3 s on a small machine). Otherwise 'spawn': a forked child that runs
-    OpenMP on several threads after its parent did can hang, and CUDA does not survive a fork."""
+    spawned one re-imports torch, ~3 s on a small machine), and with the driver's torch settings
+    (``set_default_dtype``, ``set_flush_denormal``) as they were when it forked. Otherwise 'spawn': a
+    forked child that runs OpenMP on several threads after its parent did can hang, and CUDA does not
+    survive a fork."""
     if (threads == 1 and sys.platform.startswith("linux") and "fork" in mp.get_all_start_methods()
             and not torch.cuda.is_initialized()):
         return "fork"
@@ -259,6 +261,7 @@ def _worker(work, shared: tuple, inbox, outbox, threads: int, parent: int,
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, on_sigint if keep_interrupted else signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)   # not a handler a forked worker's driver installed
     _die_with_parent()
     _exit_if_orphaned(parent)
     torch.set_num_threads(threads)
