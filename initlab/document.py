@@ -18,12 +18,11 @@ import math
 import multiprocessing as mp
 import os
 import statistics
-import sys
-import warnings
 import zlib
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from initlab import forking
 from initlab.files import atomic_write_text
 
 PAGE_STYLE = ("body{font-family:system-ui,sans-serif;max-width:1400px;margin:2em auto;padding:0 1em;"
@@ -120,8 +119,7 @@ def draw_all(jobs: Sequence[Tuple[Callable[[Path], Optional[Path]], Path]]) -> L
     time for a study's report). A child that fails, or is still drawing after ``DRAW_TIMEOUT``, leaves
     its job to this process, which then raises what the job raises; in a daemonic process (which may
     not have children) or elsewhere, every job draws here."""
-    if (len(jobs) < 2 or not sys.platform.startswith("linux") or "fork" not in mp.get_all_start_methods()
-            or mp.current_process().daemon):
+    if len(jobs) < 2 or not forking.fork_available() or mp.current_process().daemon:
         return [draw(path) for draw, path in jobs]
     _import_plotting()                        # once, before the fork: the child inherits it
     draw, path = jobs[0]
@@ -135,9 +133,7 @@ def draw_all(jobs: Sequence[Tuple[Callable[[Path], Optional[Path]], Path]]) -> L
 
     proc = mp.get_context("fork").Process(target=child, daemon=True)
     try:
-        with warnings.catch_warnings():       # Python >= 3.12 warns of any fork of a threaded process
-            warnings.filterwarnings("ignore", message=".*fork", category=DeprecationWarning)
-            proc.start()
+        forking.start(proc)
     except (OSError, AssertionError, ValueError):
         return [draw(path) for draw, path in jobs]
     try:

@@ -49,14 +49,12 @@ import os
 import pickle
 import queue
 import signal
-import sys
 import time
-import warnings
 from typing import Callable, ContextManager, Dict, Optional, Sequence
 
 import torch
 
-from initlab import user_inits
+from initlab import forking, user_inits
 
 FLUSH_STEPS = 10        # progress units per message at least (a training step takes ~ms) ...
 FLUSH_SECONDS = 0.25    # ... and at most four messages a second per worker
@@ -80,8 +78,7 @@ def start_method(threads: int) -> str:
     (``set_default_dtype``, ``set_flush_denormal``) as they were when it forked. Otherwise 'spawn': a
     forked child that runs OpenMP on several threads after its parent did can hang, and CUDA does not
     survive a fork."""
-    if (threads == 1 and sys.platform.startswith("linux") and "fork" in mp.get_all_start_methods()
-            and not torch.cuda.is_initialized()):
+    if threads == 1 and forking.fork_available() and not torch.cuda.is_initialized():
         return "fork"
     return "spawn"
 
@@ -123,9 +120,8 @@ def run(work: Callable, items: Sequence, workers: int, threads: Optional[int] = 
         inbox = ctx.Queue()
         p = ctx.Process(target=_worker, daemon=True, args=(work, shared, inbox, outbox, threads,
                                                            os.getpid(), keep_interrupted))
-        with warnings.catch_warnings(), around_start():   # Python >= 3.12 warns of any fork of a
-            warnings.filterwarnings("ignore", message=".*fork", category=DeprecationWarning)  # threaded process
-            p.start()
+        with around_start():
+            forking.start(p)
         procs[p.pid] = (p, inbox)
 
     def handle(msg: tuple) -> None:

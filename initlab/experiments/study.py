@@ -370,8 +370,8 @@ def run_study(cfg: StudyConfig, dataset=None, progress=True) -> StudyResult:
     # which its parent's monitor thread may have held at the fork)
     show = bool(progress) and not callable(progress)
     overall = tqdm(total=total, desc=f"study {len(cfg.inits)} inits x {len(seeds)} seeds",
-                   unit=" model-steps", unit_scale=True, disable=not show, dynamic_ncols=True,
-                   leave=True, mininterval=0.2 if sys.stderr.isatty() else 15.0) if show else None
+                   unit=" model-steps", unit_scale=True, dynamic_ncols=True, leave=True,
+                   mininterval=0.2 if sys.stderr.isatty() else 15.0) if show else None
     bars = [tqdm(total=steps, desc=f"  stack {k + 1}/{len(blocks)}: seeds {','.join(map(str, bs))} x "
                  f"{len(bi)} inits", unit="step", leave=False, position=k + 1, dynamic_ncols=True,
                  disable=len(blocks) == 1 or not sys.stderr.isatty())

@@ -144,6 +144,19 @@ def commit(out: Path, store: st.Store, task: Task, result: TaskResult, token: st
 # Backends. Each calls on_step(n) as training advances and on_done(task, counts | None, error).
 # --------------------------------------------------------------------------------------------------
 
+def _commit_and_report(out: Path, store: st.Store, task: Task, result, token: str, on_done) -> bool:
+    """Commit a trained task in this process and tell ``on_done``; True when committed. A full or
+    unwritable disk fails this stack only: what is stored stays."""
+    try:
+        counts = commit(out, store, task, result, token)
+    except OSError as e:
+        _fail_quietly(store, task, token, e)
+        on_done(task, None, pool.one_line(e))
+        return False
+    on_done(task, counts, None)
+    return True
+
+
 def _fail_quietly(store: st.Store, task: Task, token: str, error: BaseException) -> None:
     """Mark a stack's runs failed if the store can still be written (on a full disk it may not: they
     then stay 'running' under this session's claim, which a resume takes back)."""
@@ -167,13 +180,8 @@ def run_inline(out: Path, store: st.Store, tasks: Sequence[Task], session: str, 
             store.fail(task.flat, token, pool.one_line(e))
             on_done(task, None, pool.one_line(e))
             continue
-        try:
-            counts = commit(out, store, task, result, token)
-        except OSError as e:              # a full or unwritable disk: this stack failed, what is stored stays
-            _fail_quietly(store, task, token, e)
-            on_done(task, None, pool.one_line(e))
+        if not _commit_and_report(out, store, task, result, token, on_done):
             continue
-        on_done(task, counts, None)
         if result.interrupted:
             return True
     return False
@@ -314,13 +322,7 @@ def run_ray(out: Path, store: st.Store, tasks: Sequence[Task], session: str, on_
                         on_done(task, None, pool.one_line(e))
                         continue
                     on_step(task.steps * task.size)
-                    try:
-                        counts = commit(out, store, task, result, token)
-                    except OSError as e:
-                        _fail_quietly(store, task, token, e)
-                        on_done(task, None, pool.one_line(e))
-                        continue
-                    on_done(task, counts, None)
+                    _commit_and_report(out, store, task, result, token, on_done)
         except BaseException:
             for ref in pending:
                 ray.cancel(ref, force=True)
