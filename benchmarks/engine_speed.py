@@ -9,6 +9,7 @@
     python benchmarks/engine_speed.py --pool-start      # starting the worker pool: forked and spawned
     python benchmarks/engine_speed.py --roofline        # the least time 50 models could take here
     python benchmarks/engine_speed.py --phases a        # where one case's time goes, in its process
+    python benchmarks/engine_speed.py --kernel-against DIR   # the LeNet kernel against DIR's, one process
 
 The yardstick is ``benchmarks/textbook.py``: one LeNet-5 as students write it (an ``nn.Module``, a
 ``DataLoader`` over MNIST, batch 32, Adam 1e-3, one epoch, torch's default threads, then the test
@@ -289,6 +290,46 @@ def kernel_step(models: int, keep_freed: bool, steps: int = 100) -> dict:
     return {"ms": ms, "shares": shares, "ops": sum(e.count for e in events) / steps}
 
 
+def kernel_against(checkout: str, models=(1, 5), rounds: int = 12, steps: int = 20) -> int:
+    """ms per ``loss_and_grad`` of this checkout's LeNet kernel against ``checkout``'s, on the same
+    parameters and batch in one process, one thread, interleaved round after round (median), and
+    whether both give the same bits."""
+    import importlib.util
+
+    import torch
+
+    from initlab import engine
+    from initlab import models as model_zoo
+    from initlab.engine import lenet_kernel as mine
+
+    spec = importlib.util.spec_from_file_location(
+        "other_lenet_kernel", Path(checkout) / "initlab" / "engine" / "lenet_kernel.py")
+    other = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(other)
+    torch.set_num_threads(1)
+    engine.keep_freed_memory()
+    for m in models:
+        stack = engine.Stack([[model_zoo.build("lenet5") for _ in range(m)]], "cpu")
+        params = {k: v[0] for k, v in stack.params.items()}
+        kernels = {name: module.LeNetKernel(params, {k: torch.zeros_like(v) for k, v in params.items()},
+                                            "relu") for name, module in (("this", mine), ("other", other))}
+        x, y = torch.rand(1, 32, 1, 28, 28), torch.randint(0, 10, (1, 32))
+        losses = {name: k.loss_and_grad(x, y)[0] for name, k in kernels.items()}
+        same = torch.equal(losses["this"], losses["other"]) and all(
+            torch.equal(kernels["this"].g[k], kernels["other"].g[k]) for k in params)
+        times = {name: [] for name in kernels}
+        for _ in range(rounds):
+            for name, k in kernels.items():
+                t0 = time.perf_counter()
+                for _ in range(steps):
+                    k.loss_and_grad(x, y)
+                times[name].append((time.perf_counter() - t0) / steps * 1e3)
+        a, b = statistics.median(times["this"]), statistics.median(times["other"])
+        print(f"stack of {m}, one thread: this checkout {a:.2f} ms, {checkout} {b:.2f} ms per loss_and_grad "
+              f"({b / a:.2f}x; median of {rounds} x {steps}); same bits: {same}")
+    return 0
+
+
 def profile_step(models=(1, 5)) -> int:
     """Print the step time of stacks of 1 and 5 models (each in a fresh process; for 5, also
     without the allocator setting) and the operators that take the step's time."""
@@ -460,6 +501,8 @@ def main(argv=None) -> int:
                     "command inside its process, and exit")
     ap.add_argument("--roofline", action="store_true", help="only print the least time 50 models "
                     "could take at this machine's matrix-multiply rate, and exit")
+    ap.add_argument("--kernel-against", metavar="DIR", help="only time this checkout's LeNet kernel "
+                    "against DIR's, interleaved in one process, and exit")
     ap.add_argument("--pool-start", action="store_true",
                     help="only time starting the worker pool, forked and spawned, and exit")
     args = ap.parse_args(argv)
@@ -467,6 +510,8 @@ def main(argv=None) -> int:
         return profile_step()
     if args.pool_start:
         return pool_start()
+    if args.kernel_against:
+        return kernel_against(args.kernel_against)
     if args.roofline:
         return roofline()
     if args.phases:
