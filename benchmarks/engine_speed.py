@@ -318,8 +318,8 @@ def kernel_against(checkout: str, models=(1, 5), rounds: int = 12, steps: int = 
         same = torch.equal(losses["this"], losses["other"]) and all(
             torch.equal(kernels["this"].g[k], kernels["other"].g[k]) for k in params)
         times = {name: [] for name in kernels}
-        for _ in range(rounds):
-            for name, k in kernels.items():
+        for r in range(rounds):                 # each goes first every other round
+            for name, k in (list(kernels.items()) if r % 2 == 0 else reversed(kernels.items())):
                 t0 = time.perf_counter()
                 for _ in range(steps):
                     k.loss_and_grad(x, y)
@@ -502,7 +502,7 @@ def main(argv=None) -> int:
     ap.add_argument("--roofline", action="store_true", help="only print the least time 50 models "
                     "could take at this machine's matrix-multiply rate, and exit")
     ap.add_argument("--kernel-against", metavar="DIR", help="only time this checkout's LeNet kernel "
-                    "against DIR's, interleaved in one process, and exit")
+                    "against DIR's, interleaved in one process (each first every other round), and exit")
     ap.add_argument("--pool-start", action="store_true",
                     help="only time starting the worker pool, forked and spawned, and exit")
     args = ap.parse_args(argv)
