@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: study test lint install data bench bench-sweep clean
+.PHONY: study test test-all lint install data bench bench-sweep clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,7 +27,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check initlab tests benchmarks
 	$(BIN)/lint-imports
 
+# the suite without the end-to-end tests (a real Ray cluster, kill loops, the notebook, full epochs)
 test: data lint
+	$(BIN)/python -m pytest -q -m "not e2e" $(ARGS)
+
+# everything, the end-to-end tests included: what CI runs
+test-all: data lint
 	$(BIN)/python -m pytest -q $(ARGS)
 
 # whole processes against the textbook loop: one model, the default study, 50 models; median of 3

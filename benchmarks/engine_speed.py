@@ -380,7 +380,7 @@ from initlab import cli
 from initlab.commands import study as command
 from initlab.engine import optim, pool, training
 from initlab.experiments import study, study_report
-from initlab.runs import study_store
+from initlab.runs import runner
 seconds = collections.Counter({"imports (torch, initlab)": time.perf_counter() - start})
 def timed(owner, name, label):
     fn = getattr(owner, name)
@@ -395,7 +395,7 @@ for owner, name, label in [
         (command, "load_data", "data"), (study, "_train_block", "training in this process"),
         (training.Stack, "loss_and_grad", "  forward and backward"), (optim.StackOptimizer, "step", "  optimizer"),
         (training, "_snapshot", "  recording"), (training, "_record_layers", "  recording"),
-        (pool, "run", "training on worker processes"), (study_store, "rebuild", "tables from the store"),
+        (pool, "run", "training on worker processes"), (runner, "rebuild", "tables from the store"),
         (study_report, "write_report", "report"), (study_report, "make_plots", "  figures")]:
     timed(owner, name, label)
 with open("/dev/null", "w") as sink:

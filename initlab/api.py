@@ -234,9 +234,7 @@ class Study:
         return out
 
     def _write_report(self) -> None:
-        c = self._f.config
-        study_report.write_report(self._f.out, title="initlab study: initialization of "
-                                  f"{c.get('model')} on {c.get('dataset')}")
+        study_report.write_report(self._f.out)
 
     # -- display
     def _title(self) -> str:

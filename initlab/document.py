@@ -202,6 +202,20 @@ def settings_line(description: str, meta: dict) -> str:
     return f"{description}; {where}"
 
 
+def status_note(meta: dict, command: str, out: Path) -> Optional[str]:
+    """The report's first paragraph when not every planned run finished (from a stored experiment's
+    ``meta.json``): how many are missing, that the tables hold finished runs only, how to resume."""
+    unfinished, failed = meta.get("unfinished", 0), meta.get("failed") or []
+    if not unfinished and not failed:
+        return None
+    what = "Interrupted" if meta.get("interrupted") else "Incomplete"
+    text = (f"{what}: {unfinished} planned run{'' if unfinished == 1 else 's'} did not finish"
+            + (f" ({len(failed)} failed: {failed[0]}{' ...' if len(failed) > 1 else ''})" if failed else "")
+            + f"; every table and sentence here comes from the finished runs only. "
+            f"`initlab {command} --resume --out {out}` trains the rest.")
+    return text
+
+
 def html_image(caption: str, path: Path, level: int = 3) -> str:
     """A heading and the PNG at ``path`` embedded as base64, so the page needs no other file."""
     b64 = base64.b64encode(Path(path).read_bytes()).decode()

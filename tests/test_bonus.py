@@ -45,6 +45,7 @@ def test_bonus_command_writes_its_report(tmp_path, capsys):
     assert "Verdict: FAILS" in (out / "report.md").read_text()
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_the_recipe_reaches_98_5_percent_in_one_epoch_on_real_mnist(mnist):
     cfg = bonus.with_changes(bonus.recipe(), {"seeds": 1})

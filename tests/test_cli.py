@@ -71,6 +71,7 @@ def test_config_file_then_flags(tmp_path):
     assert cfg.train.lr == 0.002 and cfg.train.train_size == 500
 
 
+@pytest.mark.e2e
 def test_study_end_to_end_from_the_command_line(tmp_path):
     out = tmp_path / "s"
     p = run_cli("study", "--inits", "zeros", "kaiming", "--seeds", "1", "--train-size", "320",
@@ -94,6 +95,7 @@ def test_help_and_other_commands(capsys):
     assert cli.main(["report", "/nonexistent"]) == 2
 
 
+@pytest.mark.e2e
 def test_ctrl_c_keeps_what_was_recorded_and_writes_the_report(tmp_path):
     """SIGINT in the middle of training: exit 130, the runs so far in runs.csv (marked interrupted),
     and a report for them."""

@@ -27,6 +27,7 @@ def test_the_notebook_is_generated_and_stripped():
     assert code and all(c.outputs == [] and c.execution_count is None for c in code)
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_the_notebook_runs(tmp_path):
     nb = nbformat.read(NOTEBOOK, as_version=4)

@@ -50,6 +50,7 @@ def cluster(tmp_path):
         subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_a_sweep_on_a_token_authenticated_cluster_gives_the_local_results(cluster, tmp_path):
     env, address = cluster

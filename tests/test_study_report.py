@@ -97,6 +97,7 @@ def test_rebuilding_the_report_gives_the_same_summary(small_study):
     assert (out / "report.md").read_text() == first
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_full_epoch_on_real_mnist_matches_the_lab(mnist):
     """The lab's claims at the defaults (one seed, one full epoch, Adam 1e-3, batch 32)."""

@@ -23,7 +23,7 @@ from initlab.runs import store as st
 from initlab.runs.cells import cell_settings, cells_of, make_cell
 from initlab.runs.gridfile import read_grid
 from initlab.runs.plan import plan_tasks, split_tasks
-from initlab.runs.study_store import run_study_stored
+from initlab.runs.runner import run_study_stored
 
 TINY = ["--train-size", "96", "--record-every", "4", "--quiet"]     # 3 steps per run
 TEST_IMAGES = 2000   # in-process tests evaluate on the first 2,000 test images (the held-out 1,000 too)
@@ -108,7 +108,7 @@ def test_bad_sweep_options_are_usage_errors(tmp_path, capsys):
         (["sweep", "--out", tmp_path / "o"], "give a grid file"),
         (["sweep", grid, "--resume"], "--resume needs --out"),
         (["sweep", grid, "--out", tmp_path / "o", "--backend", "slurm"], "unknown backend 'slurm'"),
-        (["sweep", grid, "--out", tmp_path / "o", "--workers", "0"], "--workers must be >= 1"),
+        (["sweep", grid, "--out", tmp_path / "o", "--workers", "-1"], "--workers must be >= 0"),
         (["sweep", grid, "--out", tmp_path / "o", "--address", "h:1"], "--address is for --backend ray"),
         (["runs", tmp_path], "holds no run store"),
     ]:
@@ -307,6 +307,7 @@ def _wait_for(condition, timeout: float) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_sweep_killed_with_sigkill_resumes_with_nothing_lost(tmp_path):
     """Kill the sweep (driver) with SIGKILL three times at random moments -- while starting, right
@@ -364,6 +365,7 @@ def test_sweep_killed_with_sigkill_resumes_with_nothing_lost(tmp_path):
         assert len(read_csv(group / "runs.csv")) == 2 and (group / "report.html").exists()
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_ray_backend_gives_the_local_results(tmp_path, capsys):
     pytest.importorskip("ray")
@@ -420,6 +422,7 @@ def _training_workers(pid: int) -> list:
     return out
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_a_worker_killed_on_its_own_is_reported_and_resume_completes(tmp_path):
     """kill -9 of one worker (not the driver, as the OOM killer would): the driver names the lost stack,

@@ -210,6 +210,7 @@ def test_one_seed_judges_no_difference_against_a_spread(tmp_path):
 # ---------------------------------------------------------------- the command, on real data
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_transfer_end_to_end_on_real_data(tmp_path, capsys):
     """Pretrain on 1,024 Fashion-MNIST images, transfer to 64 MNIST images, 1 seed; then the

@@ -1,23 +1,19 @@
 """``initlab depth``: plain deep nets at several depths, inits and learning rates (He et al. 2015)."""
 from __future__ import annotations
 
-import sys
-
-from initlab.commands.common import load_data
-from initlab.document import text_table
-from initlab.experiments import depth, depth_report
+from initlab import files
+from initlab.commands.common import add_runner_flags, execution_of, finish_stored, load_data
+from initlab.experiments import depth, depth_report, probe
 from initlab.options import (
     EXIT_CODES_HELP,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
     Flag,
     add_config_flag,
     add_flags,
     add_output_flags,
-    add_workers_flag,
     configure,
     prepare_out,
 )
+from initlab.runs import runner
 
 NAME = "depth"
 
@@ -45,7 +41,7 @@ DEPTH_FLAGS = [
 
 def add_parser(sub) -> None:
     p = sub.add_parser(NAME, help="deep plain nets: accuracy against depth per init and learning rate, "
-                       "and the signal at initialization (He et al. 2015, Fig. 3)",
+                       "and the signal at initialization (He et al. 2015, Fig. 3); resumable",
                        description="Train a plain net (no normalization, no skip connections) at every "
                        "depth x lr x init x seed for one epoch, probe the deepest net's signal at "
                        "initialization, and report how deep each init still trains.",
@@ -53,22 +49,25 @@ def add_parser(sub) -> None:
     add_flags(p, DEPTH_FLAGS, depth.DepthConfig())
     add_config_flag(p)
     add_output_flags(p, NAME)
-    add_workers_flag(p)
+    add_runner_flags(p)
 
 
 def run(args) -> int:
+    stored = runner.stored_config(args.out, NAME) if args.resume and args.out else None
+    base = depth.from_dict(stored) if stored else depth.DepthConfig()
     extra = {"workers": args.workers} if args.workers else None
-    cfg = depth.resolve(configure(args, depth.DepthConfig(), DEPTH_FLAGS, depth.validate, extra=extra))
-    out = prepare_out(args.out, NAME, args.force)
+    cfg = depth.resolve(configure(args, base, DEPTH_FLAGS, depth.validate, extra=extra))
+    execution = execution_of(args, workers=cfg.workers)   # (--resume: the stored count unless given)
+    out = prepare_out(args.out, NAME, args.force or args.resume)
     ds = load_data(cfg.dataset, cfg.data_dir, args.quiet)
-    result = depth.run_depth(cfg, dataset=ds, progress=not args.quiet)
-    depth.write_depth(out, cfg, result)
-    path = depth_report.write_report(out)
-    for table in depth_report.summary_tables(out):
-        print(text_table(*table) + "\n")
-    for sentence in depth_report.observations(result.runs, result.probe, depth.asdict(cfg)):
-        print("- " + sentence)
-    if result.interrupted:
-        print("interrupted: the report covers the runs finished before Ctrl-C", file=sys.stderr)
-    print(f"\nreport: {path}\n        {out / 'report.md'}")
-    return EXIT_INTERRUPTED if result.interrupted else EXIT_OK
+    if not (args.resume and (out / "probe.csv").exists()):
+        # the deepest net's signal at initialization: no training, seconds; written before the runs
+        rows = probe.run_probe(depth.probe_config(cfg), dataset=ds, progress=not args.quiet)
+        files.atomic_write_text(out / "probe.csv", files.rows_to_csv(rows))
+    outcome = runner.run_experiment(NAME, cfg, out, execution, resume=args.resume, force=args.force,
+                                    dataset=ds)
+    if outcome.info["finished"]:
+        for sentence in depth_report.observations(files.read_table(out, "runs"), files.read_table(out, "probe"),
+                                                  files.read_json(out / "config.json")):
+            print("- " + sentence)
+    return finish_stored(NAME, out, outcome)

@@ -7,8 +7,9 @@ from pathlib import Path
 from initlab import files
 from initlab.document import text_table
 from initlab.experiments import study_report
-from initlab.experiments.catalog import EXPERIMENTS
+from initlab.experiments.catalog import EXPERIMENTS, STORED
 from initlab.options import EXIT_FAILED, EXIT_OK, UsageError
+from initlab.runs import runner
 from initlab.runs import store as st
 from initlab.runs.rebuild import rebuild, write_reports
 from initlab.runs.study_store import counts_line
@@ -27,20 +28,27 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     if not args.dir.is_dir():
         raise UsageError(f"{args.dir} is not a folder")
-    if st.exists(args.dir):   # a folder with a run store (study, sweep): rebuild its tables first
+    kind = runner.stored_kind(args.dir)
+    if kind in STORED:        # an experiment on the runner: its tables rebuilt from the store first
+        info = runner.collect(args.dir)
+        if not info["finished"]:
+            raise UsageError(f"{args.dir} holds no finished runs yet ({counts_line(info['counts'])})")
+        path = EXPERIMENTS[kind].write_report(args.dir)
+        tables = EXPERIMENTS[kind].summary_tables(args.dir)
+    elif st.exists(args.dir):   # a study or sweep folder: rebuild its tables first
         info = rebuild(args.dir)
         if not info["finished"]:
             raise UsageError(f"{args.dir} holds no finished runs yet ({counts_line(info['counts'])})")
-        path = write_reports(args.dir, info, title="initlab study" if info["kind"] == "study"
+        path = write_reports(args.dir, info, title=None if info["kind"] == "study"
                                    else f"initlab sweep: {Path(args.dir).name}")
-        table = study_report.summary_table(study_report.load(args.dir))
+        tables = [study_report.summary_table(study_report.load(args.dir))]
     else:
         name = files.experiment_of(args.dir)
         if name not in EXPERIMENTS or not (args.dir / "config.json").exists():
             raise UsageError(f"{args.dir} holds no initlab results (no config.json and runs.csv)")
         path = EXPERIMENTS[name].write_report(args.dir)
-        table = EXPERIMENTS[name].summary(args.dir)
-    print(text_table(*table))
+        tables = EXPERIMENTS[name].summary_tables(args.dir)
+    print("\n\n".join(text_table(*table) for table in tables))
     print(f"\nreport: {path}")
     corrupt = info["corrupt"] if st.exists(args.dir) else []
     for line in corrupt:

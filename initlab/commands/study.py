@@ -5,7 +5,7 @@ import sys
 
 from initlab.commands.common import (
     add_study_options,
-    check_options,
+    execution_of,
     load_data,
     stored_study_config,
     study_config,
@@ -21,19 +21,9 @@ from initlab.options import (
     EXIT_OK,
     prepare_out,
 )
-from initlab.runs.study_store import run_study_stored
+from initlab.runs.runner import run_study_stored
 
 NAME = "study"
-
-
-def add_store_flags(p) -> None:
-    """``--resume`` and ``--tensorboard``: study and sweep both keep their runs in a run store."""
-    p.add_argument("--resume", action="store_true", help="continue the runs in --out: skip every run "
-                   "already done with the same settings, rerun the unfinished ones (flags left out "
-                   "keep the stored values)")
-    p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files "
-                   "(scalars, weight and gradient histograms) to OUT/tb (pip install "
-                   "'initlab[tensorboard]')")
 
 
 def add_parser(sub) -> None:
@@ -43,26 +33,26 @@ def add_parser(sub) -> None:
                        "order), record curves and per-layer statistics, and write a report.",
                        epilog=EXIT_CODES_HELP)
     add_study_options(p, NAME, StudyConfig())
-    add_store_flags(p)
 
 
 def run(args) -> int:
     cfg = study_config(args, base=stored_study_config(args))  # --resume reuses the stored config
-    check_options(args)
+    execution = execution_of(args, workers=cfg.workers)   # (--resume: the stored count unless given)
     out = prepare_out(args.out, NAME, args.force or args.resume)
     ds = load_data(cfg.dataset, cfg.data_dir, args.quiet)
     # train what the run store (OUT/store.sqlite) lacks, then rebuild the tables from it
-    result = run_study_stored(cfg, out, dataset=ds, progress=not args.quiet, resume=args.resume,
-                              force=args.force, tensorboard=args.tensorboard)
+    result = run_study_stored(cfg, out, dataset=ds, resume=args.resume, force=args.force,
+                              execution=execution)
+    resume = f"resume with initlab study --resume --out {out}"
     if not result.info["finished"]:
-        print(f"initlab: no run finished; nothing to report in {out}", file=sys.stderr)
+        print(f"initlab: no run finished; nothing to report in {out}" + (f"; {resume}" if result.interrupted
+                                                                          else ""), file=sys.stderr)
         return EXIT_INTERRUPTED if result.interrupted else EXIT_FAILED
     tables = report.load(out)
-    html_path = report.write_report(out, title="initlab study: initialization of "
-                                    f"{cfg.model} on {cfg.dataset}", f=tables)
+    html_path = report.write_report(out, f=tables)
     print(text_table(*report.summary_table(tables)))
     if result.interrupted:
-        print("interrupted: the report covers the runs recorded before Ctrl-C", file=sys.stderr)
+        print(f"interrupted: the report covers the runs recorded before Ctrl-C; {resume}", file=sys.stderr)
     print(f"\nreport: {html_path}\n        {out / 'report.md'}")
     if args.tensorboard:
         print(f"tensorboard: tensorboard --logdir {out / TB_DIR}")

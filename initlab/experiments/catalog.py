@@ -1,13 +1,20 @@
-"""Every experiment by name: the function that rebuilds its report from a result folder, and the
-table that sums it up in the terminal. ``meta.json`` names the experiment that wrote a folder."""
+"""Every experiment by name: the protocol the runner, the commands and ``initlab report`` read.
+
+Each entry says how to rebuild the experiment's report from a result folder and which table sums it up
+in the terminal (``meta.json`` names the experiment that wrote a folder). An experiment that trains
+through the runner (``initlab.runs.runner``) also gives ``plan(cfg) -> [StudyConfig]`` (its cells: every
+init x seed of each study config), ``collect(config dict, finished runs) -> {table: rows}``,
+and ``to_dict`` / ``from_dict`` for its config (stored with the plan, so ``--resume`` and
+``initlab report`` need nothing else)."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from initlab import files
-from initlab.experiments import bonus, depth_report, grid, probe_report, study_report, transfer_report
+from initlab.experiments import bonus, depth, depth_report, grid, probe_report, study_report, transfer_report
 
 Table = Tuple[List[str], List[List[str]]]
 
@@ -17,6 +24,14 @@ class Experiment:
     name: str
     write_report: Callable[[Path], Path]     # result folder -> report.html, from the files alone
     summary: Callable[[Path], Table]          # result folder -> (head, body) for the terminal
+    plan: Optional[Callable[[Any], list]] = None                  # config -> [StudyConfig], the cells
+    collect: Optional[Callable[[dict, list], Dict[str, List[dict]]]] = None   # finished runs -> tables
+    to_dict: Callable[[Any], dict] = dataclasses.asdict                      # config -> config.json
+    from_dict: Optional[Callable[[dict], Any]] = None                        # config.json -> config
+    tables: Optional[Callable[[Path], List[Table]]] = None    # every table for the terminal (default: summary)
+
+    def summary_tables(self, out: Path) -> List[Table]:
+        return self.tables(out) if self.tables else [self.summary(out)]
 
 
 def _study_summary(out: Path) -> Table:
@@ -48,8 +63,12 @@ def _transfer_summary(out: Path) -> Table:
 EXPERIMENTS: Dict[str, Experiment] = {e.name: e for e in (
     Experiment("study", study_report.write_report, _study_summary),
     Experiment("bonus", bonus.write_report, _bonus_summary),
-    Experiment("grid", grid.write_report, _grid_summary),
+    Experiment("grid", grid.write_report, _grid_summary, grid.plan, grid.collect, grid.to_dict, grid.from_dict),
     Experiment("probe", probe_report.write_report, _probe_summary),
     Experiment("transfer", transfer_report.write_report, _transfer_summary),
-    Experiment("depth", depth_report.write_report, depth_report.summary_table),
+    Experiment("depth", depth_report.write_report, depth_report.summary_table, depth.plan, depth.collect,
+               dataclasses.asdict, depth.from_dict, depth_report.summary_tables),
 )}
+
+# the experiments that train through the runner, with resume, workers, Ray and Ctrl-C
+STORED = tuple(name for name, e in EXPERIMENTS.items() if e.plan is not None)

@@ -8,18 +8,17 @@ inits and learning rates, one epoch of SGD with Nesterov momentum 0.9 by default
 ``--optimizer adam`` measures how much Adam's per-weight step sizes rescue a bad scale), and probes the
 deepest net's signal at initialization with :mod:`initlab.experiments.probe`.
 
-Each (depth, lr) is one study (:func:`initlab.experiments.study.run_study`: every init x seed as one
-batched stack, every init of a seed on the same data order); only the deepest depth records curves.
+Each (depth, lr) is one study (every init x seed as one batched stack, every init of a seed on the same
+data order), planned as cells on the runner (``initlab.runs.runner``: resume, workers, Ray, Ctrl-C); only
+the deepest depth records curves.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
-from typing import List, Optional
+from dataclasses import dataclass, field, fields, replace
+from typing import Dict, List, Optional, Sequence
 
-from initlab import data as data_mod
-from initlab import engine, files, models
+from initlab import engine, models
 from initlab.experiments import probe, study
 from initlab.options import UsageError
 
@@ -109,35 +108,31 @@ def validate(cfg: DepthConfig) -> None:
     probe.validate(probe_config(cfg))
 
 
-@dataclass
-class DepthResult:
-    runs: List[dict]
-    curves: List[dict]
-    probe: List[dict]
-    interrupted: bool = False
-
-
-def run_depth(cfg: DepthConfig, dataset=None, progress: bool = True) -> DepthResult:
-    """Probe the deepest net, then train every depth x lr x init x seed; deepest first, so that an
-    interrupted run has the most telling column."""
-    validate(cfg)
+def plan(cfg: DepthConfig) -> List[study.StudyConfig]:
+    """One study per lr x depth (every init x seed of it), lr by lr, deepest first: an interrupted
+    experiment has the most telling column. Only the deepest depth records curves."""
     cfg = resolve(cfg)
-    ds = dataset if dataset is not None else data_mod.load_dataset(cfg.dataset, cfg.data_dir, quiet=True)
-    result = DepthResult([], [], probe.run_probe(probe_config(cfg), dataset=ds, progress=progress))
-    for lr in cfg.lrs:
-        for depth in sorted(cfg.depths, reverse=True):
-            res = study.run_study(study_config(cfg, depth, lr), dataset=ds, progress=progress)
-            tag = {"depth": depth, "lr": lr}
-            result.runs += [{**tag, **r} for r in res.runs]
-            result.curves += [{**tag, **c} for c in res.curves]
-            if res.interrupted:
-                result.interrupted = True
-                return result
-    return result
+    return [study_config(cfg, d, lr) for lr in cfg.lrs for d in sorted(cfg.depths, reverse=True)]
 
 
-def write_depth(out: Path, cfg: DepthConfig, result: DepthResult) -> None:
-    """config.json, meta.json, probe.csv, curves.csv (the deepest depth), runs.csv."""
-    files.write_result(out, "depth", asdict(cfg),
-                       {"probe": result.probe, "curves": result.curves, "runs": result.runs},
-                       {"interrupted": result.interrupted})
+def from_dict(d: dict) -> DepthConfig:
+    names = {f.name for f in fields(DepthConfig)}
+    return DepthConfig(**{k: v for k, v in d.items() if k in names})
+
+
+def collect(config: dict, runs: Sequence[dict]) -> Dict[str, List[dict]]:
+    """runs.csv (one row per finished run, tagged with its depth and lr) and curves.csv (the deepest
+    depth's), each (depth, lr) numbered on its own in plan order, as one study of it numbers them."""
+    groups: Dict[tuple, List[dict]] = {}
+    for run in runs:
+        c = run["config"]
+        groups.setdefault((c["depth"], c["train"]["lr"]), []).append(run)
+    rows, curves = [], []
+    for (depth, lr), members in groups.items():
+        tag = {"depth": depth, "lr": lr}
+        block = []
+        for k, run in enumerate(members):
+            rows.append({**tag, **run["row"], "run": k})
+            block += [{**tag, **c, "run": k} for c in run["tables"].get("curves", [])]
+        curves += sorted(block, key=lambda c: (c["step"], c["run"]))
+    return {"curves": curves, "runs": rows}

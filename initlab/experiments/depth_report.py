@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from initlab import files
-from initlab.document import Document, colours, mean, settings_line, std
+from initlab.document import Document, colours, mean, settings_line, status_note, std
 from initlab.experiments import grid, probe_report
 
 REACH = 0.90        # "trains": mean final test accuracy at or above this
@@ -255,9 +255,14 @@ def write_report(out: Path) -> Path:
     out = Path(out)
     cfg, meta = files.read_json(out / "config.json"), files.read_json(out / "meta.json")
     runs, curves, probe_rows = (files.read_table(out, n) for n in ("runs", "curves", "probe"))
-    note = " (interrupted: only the runs recorded so far)" if meta.get("interrupted") else ""
-    doc = Document("initlab depth: plain deep nets under each init" + note,
+    note = status_note(meta, "depth", out)
+    if note is None and meta.get("interrupted"):     # a folder written before the runner
+        note = "Interrupted: only the runs recorded before Ctrl-C."
+    doc = Document("initlab depth: plain deep nets under each init"
+                   + (" (interrupted)" if meta.get("interrupted") else " (incomplete)" if note else ""),
                    settings_line(describe(cfg), meta))
+    if note:
+        doc.paragraph(note)
     doc.heading("Final test accuracy (%) by depth")
     doc.paragraph(f"Cells: mean ± std over seeds; 'n/c' = mean below {100 * STALLED:.0f} % (chance is "
                   "10 %); a diverged run counts as 0; 'diverged' = every seed's loss became non-finite.")

@@ -6,21 +6,22 @@ twice chance on 10 classes, far below anything a working LeNet-5 reaches after o
 only some seeds failed shows the mean over all seeds and how many failed, e.g. ``64.1 ± 44.6 (1/3 n/c)``.
 A run that diverged (non-finite loss) counts as not converged.
 
-Every activation is one ``study.run_study`` (all inits x seeds of it train as one batched stack). The
-grid keeps only the final metrics (``TrainConfig.record = False``: no curves or per-layer records),
-which makes it several times faster; ``initlab study`` gives the full record of any one column.
+Every activation is one study (all inits x seeds of it train as one batched stack), planned as cells on
+the runner (``initlab.runs.runner``: resume, workers, Ray, Ctrl-C). The grid keeps only the final
+metrics (``TrainConfig.record = False``: no curves or per-layer records), which makes it several times
+faster; ``initlab study`` gives the full record of any one column.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 import statistics
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from initlab import data as data_mod
 from initlab import engine, files, init
-from initlab.document import Document, settings_line
+from initlab.document import Document, settings_line, status_note
 from initlab.experiments import study
 
 GRID_INITS = ("zeros", "uniform", "normal", "xavier", "kaiming", "orthogonal", "lsuv")
@@ -115,25 +116,51 @@ def preflight(cfg, activations: Sequence[str], dataset) -> None:
                 raise study.ConfigError(f"--inits {spec} with activation {a}: {e}") from None
 
 
-def run_grid(cfg, activations: Sequence[str], dataset=None, progress: bool = True) -> List[dict]:
-    """Train every init x seed of ``cfg`` once per activation; return one row per run (grid.csv)."""
-    if not activations:
+@dataclass
+class GridConfig:
+    """A grid: the study settings of every cell, and the activations that are its columns."""
+    study: study.StudyConfig = field(default_factory=lambda: study.StudyConfig(inits=list(GRID_INITS)))
+    activations: List[str] = field(default_factory=lambda: list(GRID_ACTIVATIONS))
+
+
+def validate(cfg: GridConfig) -> None:
+    """Raise ConfigError (one line) for the first bad setting, before any training."""
+    if not cfg.activations:
         raise study.ConfigError("--activations needs at least one activation")
-    ds = dataset if dataset is not None else data_mod.load_dataset(cfg.dataset, cfg.data_dir, quiet=True)
-    preflight(cfg, activations, ds)
-    rows: List[dict] = []
-    for a in activations:
-        c = dataclasses.replace(cfg, activation=a, train=dataclasses.replace(cfg.train, record=False))
-        res = study.run_study(c, dataset=ds, progress=progress)
-        for r in res.runs:
-            rows.append({"init": r["init"], "activation": a, "seed": r["seed"], "test_acc": r["test_acc"],
-                         "converged": converged(r["test_acc"]) and not r["diverged"],
-                         "test_loss": r["test_loss"], "diverged": r["diverged"],
-                         "train_seconds": r["train_seconds"], "init_seconds": r.get("init_seconds"),
-                         "init_info": r.get("init_info")})
-        if res.interrupted:
-            break
-    return rows
+    for a in cfg.activations:
+        study.validate(dataclasses.replace(cfg.study, activation=a))
+
+
+def plan(cfg: GridConfig) -> List[study.StudyConfig]:
+    """One study per activation (every init x seed of it), keeping only the final metrics."""
+    return [dataclasses.replace(cfg.study, activation=a,
+                                train=dataclasses.replace(cfg.study.train, record=False))
+            for a in cfg.activations]
+
+
+def to_dict(cfg: GridConfig) -> dict:
+    """config.json: the study's settings with ``activations`` in place of ``activation``."""
+    conf = {**study.config_dict(cfg.study), "activations": list(cfg.activations)}
+    conf.pop("activation", None)
+    return conf
+
+
+def from_dict(d: dict) -> GridConfig:
+    return GridConfig(study.config_from_dict(d), list(d.get("activations", GRID_ACTIVATIONS)))
+
+
+def collect(config: dict, runs: Sequence[dict]) -> Dict[str, List[dict]]:
+    """runs.csv (grid.csv holds the same rows, the name earlier versions wrote): one row per finished
+    run, in plan order (activation, then seed, then init)."""
+    rows = []
+    for run in runs:
+        r = run["row"]
+        rows.append({"init": r["init"], "activation": run["config"]["activation"], "seed": r["seed"],
+                     "test_acc": r["test_acc"], "converged": converged(r["test_acc"]) and not r["diverged"],
+                     "test_loss": r["test_loss"], "diverged": r["diverged"],
+                     "train_seconds": r["train_seconds"], "init_seconds": r.get("init_seconds"),
+                     "init_info": r.get("init_info")})
+    return {"grid": rows, "runs": rows}
 
 
 def describe(cfg: dict) -> str:
@@ -146,26 +173,18 @@ def describe(cfg: dict) -> str:
             f"{n} seeds ({first}..{first + n - 1}); bias init {cfg.get('bias_init')}")
 
 
-def write_grid(out: Path, cfg, activations: Sequence[str], rows: List[dict],
-               command: Optional[str] = None, seconds: float = math.nan) -> Path:
-    """config.json, meta.json, runs.csv (one row per run; grid.csv holds the same rows, the name
-    earlier versions wrote), then the report (:func:`write_report`); returns the markdown path."""
-    conf = {**study.config_dict(cfg), "activations": list(activations)}
-    conf.pop("activation", None)
-    files.write_result(out, "grid", conf, {"grid": rows, "runs": rows},
-                       {"command": command, "seconds": seconds})
-    write_report(out)
-    return Path(out) / "grid.md"
-
-
 def write_report(out: Path) -> Path:
     """report.md (also as grid.md) and a self-contained report.html, from the folder's files alone."""
     out = Path(out)
     cfg, meta = files.read_json(out / "config.json"), files.read_json(out / "meta.json")
     rows = files.read_table(out, "runs") or files.read_table(out, "grid")
     inits, activations = cfg.get("inits", []), cfg.get("activations", [])
-    doc = Document("initlab grid: final test accuracy (%) by init and activation",
+    note = status_note(meta, "grid", out)
+    doc = Document("initlab grid: final test accuracy (%) by init and activation"
+                   + (" (interrupted)" if meta.get("interrupted") else " (incomplete)" if note else ""),
                    settings_line(describe(cfg), meta))
+    if note:
+        doc.paragraph(note)
     doc.paragraph(f"Cells: mean ± std over {cfg.get('seeds')} seeds of the final test accuracy, in %; "
                   f"'n/c' = not converged: mean test accuracy < {100 * NC_ACCURACY:.0f} % (chance is "
                   f"10 %); '(k/n n/c)' = k of n seeds below {100 * NC_ACCURACY:.0f} % or diverged.")

@@ -7,6 +7,7 @@ made from those files alone (``initlab.report``), so it can be rebuilt at any ti
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -460,6 +461,15 @@ def config_dict(cfg: StudyConfig) -> dict:
     d = asdict(cfg)
     d["seed_list"] = cfg.seed_list
     return d
+
+
+def config_from_dict(d: dict) -> StudyConfig:
+    """The StudyConfig of a stored ``config_dict`` (keys it does not know, e.g. ``seed_list``, ignored)."""
+    train_fields = {f.name for f in dataclasses.fields(engine.TrainConfig)}
+    study_fields = {f.name for f in dataclasses.fields(StudyConfig)} - {"train"}
+    return StudyConfig(**{k: v for k, v in d.items() if k in study_fields},
+                       train=engine.TrainConfig(**{k: v for k, v in d.get("train", {}).items()
+                                                   if k in train_fields}))
 
 
 def write_tables(out: Path, cfg: StudyConfig, result: StudyResult, extra: Optional[dict] = None,

@@ -635,10 +635,13 @@ def make_plots(f: StudyFiles) -> List[Tuple[str, Path]]:
     return [(caption, path) for caption, path in plots if path]
 
 
-def write_report(out: Path, title: str = "initlab study", f: Optional[StudyFiles] = None) -> Path:
+def write_report(out: Path, title: Optional[str] = None, f: Optional[StudyFiles] = None) -> Path:
     """Write report.md and a self-contained report.html into ``out``; returns the HTML path. ``f``:
-    the folder's files when the caller has loaded them already."""
+    the folder's files when the caller has loaded them already; ``title`` by default names the model
+    and the dataset."""
     f = f if f is not None else load(out)
+    if title is None:
+        title = f"initlab study: initialization of {f.config.get('model')} on {f.config.get('dataset')}"
     obs = observations(f)
     failed = f.meta.get("failed") or []
     note = (" (interrupted: only the runs recorded so far)" if f.meta.get("interrupted") else

@@ -12,7 +12,7 @@ import copy
 import html
 import shutil
 from pathlib import Path
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 from initlab import files
 from initlab.document import html_table, md_table
@@ -127,7 +127,7 @@ def rebuild(out: Path) -> dict:
     return info
 
 
-def write_reports(out: Path, info: dict, title: str = "initlab sweep") -> Path:
+def write_reports(out: Path, info: dict, title: Optional[str] = "initlab sweep") -> Path:
     """report.md / report.html for DIR: the study report, or for a varied sweep one study report per
     group plus an index with every group's summary. Returns the top HTML path."""
     out = Path(out)
