@@ -49,6 +49,6 @@ def test_bonus_command_writes_its_report(tmp_path, capsys):
 @pytest.mark.slow
 def test_the_recipe_reaches_98_5_percent_in_one_epoch_on_real_mnist(mnist):
     cfg = bonus.with_changes(bonus.recipe(), {"seeds": 1})
-    result = bonus.run_bonus(cfg, mnist, progress=False)
+    result = study.run_study(cfg, dataset=mnist, progress=False)
     assert result.runs[0]["steps"] == 1875
     assert result.runs[0]["test_acc"] >= 0.985

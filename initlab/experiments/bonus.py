@@ -5,26 +5,26 @@
 stays LeNet-5 (same layers; the activation may change), one epoch over the training images.
 
 What each ingredient buys is measured by ``initlab bonus --ablation`` (recipe minus one ingredient at a
-time, over several seeds, on the validation split) and summarized in the README.
+time, over several seeds, on the validation split) and summarized in the README. The recipe's seeds and
+every ablation row are planned as cells on the runner (``initlab.runs.runner``: resume, workers, Ray,
+Ctrl-C).
 """
 from __future__ import annotations
 
 import copy
-import dataclasses
 import statistics
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
-import torch
-
-from initlab import data as data_mod
 from initlab import engine, files
-from initlab.document import Document, settings_line
+from initlab.document import Document, settings_line, status_note
 from initlab.experiments import study
 
 TARGET = 0.985
-VALIDATION_IMAGES = 5_000     # carved from the 60,000 training images for recipe choices
-VALIDATION_SEED = 1234        # which 5,000: a fixed shuffle, the same for every recipe
+VALIDATION_IMAGES = study.VALIDATION_IMAGES
+VALIDATION_SEED = study.VALIDATION_SEED
+validation_split = study.validation_split
 
 
 def recipe() -> study.StudyConfig:
@@ -70,15 +70,6 @@ def with_changes(cfg: study.StudyConfig, changes: Dict[str, object]) -> study.St
     return cfg
 
 
-def validation_split(ds: data_mod.Dataset) -> data_mod.Dataset:
-    """55,000 training images as 'train' and 5,000 others as 'test': for choosing a recipe."""
-    perm = torch.randperm(len(ds.train_labels), generator=torch.Generator().manual_seed(VALIDATION_SEED))
-    val, train = perm[:VALIDATION_IMAGES], perm[VALIDATION_IMAGES:]
-    return dataclasses.replace(ds, train_images=ds.train_images[train], train_labels=ds.train_labels[train],
-                               test_images=ds.train_images[val], test_labels=ds.train_labels[val],
-                               source=ds.source + f" (validation split: {VALIDATION_IMAGES} held out)")
-
-
 def verdict(accs: List[float]) -> str:
     lo = min(accs)
     ok = lo >= TARGET
@@ -90,8 +81,59 @@ def verdict(accs: List[float]) -> str:
             f"({sum(a >= TARGET for a in accs)}/{len(accs)} at >= {100 * TARGET:.1f} %)")
 
 
-def run_bonus(cfg: study.StudyConfig, ds: data_mod.Dataset, progress=True) -> study.StudyResult:
-    return study.run_study(cfg, dataset=ds, progress=progress)
+@dataclass
+class BonusConfig:
+    """The recipe (every study setting can change a part of it) and the ablation's seeds (0: none)."""
+    study: study.StudyConfig = field(default_factory=recipe)
+    ablation: int = 0
+
+
+def validate(cfg: BonusConfig) -> None:
+    if cfg.ablation < 0:
+        raise study.ConfigError(f"--ablation must be >= 0, got {cfg.ablation}")
+    for group in plan(cfg):
+        study.validate(group)
+
+
+def ablation_names(cfg: BonusConfig) -> List[str]:
+    """The ablation table's rows, in the order :func:`plan` gives their studies after the recipe's."""
+    return ["recipe"] + [name for name, _ in ABLATIONS] if cfg.ablation else []
+
+
+def plan(cfg: BonusConfig) -> List[study.StudyConfig]:
+    """The recipe on the test split, then (with an ablation) the recipe and the recipe minus each
+    ingredient on the validation split, final accuracy only."""
+    groups = [cfg.study]
+    for name, changes in ([("recipe", {})] + ABLATIONS) if cfg.ablation else []:
+        c = with_changes(cfg.study, {**changes, "seeds": cfg.ablation, "validation": True})
+        c.train.record_every = 10_000       # curves are not needed here: final accuracy only
+        groups.append(c)
+    return groups
+
+
+def to_dict(cfg: BonusConfig) -> dict:
+    """config.json: the recipe's settings, and ``ablation`` (its seeds)."""
+    return {**study.config_dict(cfg.study), "ablation": cfg.ablation}
+
+
+def from_dict(d: dict) -> BonusConfig:
+    return BonusConfig(study.config_from_dict(d), int(d.get("ablation", 0)))
+
+
+def collect(config: dict, runs: List[dict]) -> Dict[str, List[dict]]:
+    """The recipe's study tables (runs.csv, curves.csv, ...) and ablation.csv: per row of the ablation,
+    mean, std and min of the validation accuracy over its finished seeds."""
+    cfg = from_dict(config)
+    recipe_runs = [r for r in runs if 0 in r["groups"]]
+    tables = study.assemble_tables(recipe_runs)
+    rows = []
+    for k, name in enumerate(ablation_names(cfg), start=1):
+        accs = [r["row"]["test_acc"] for r in runs if k in r["groups"]]
+        if accs:
+            rows.append({"name": name, "mean": statistics.fmean(accs),
+                         "std": statistics.stdev(accs) if len(accs) > 1 else 0.0, "min": min(accs),
+                         "n": len(accs)})
+    return {"ablation": rows, **{n: tables[n] for n in ("curves", "layers", "histograms", "runs")}}
 
 
 def plot_seed_curves(curves: List[dict], path: Path) -> Path:
@@ -124,16 +166,6 @@ def plot_seed_curves(curves: List[dict], path: Path) -> Path:
     return path
 
 
-def write_bonus_report(out: Path, cfg: study.StudyConfig, result: study.StudyResult,
-                       ablation: Optional[List[dict]] = None) -> Path:
-    """The study's tables (meta.json names the experiment ``bonus``), ``ablation.csv`` when an
-    ablation ran, then the report (:func:`write_report`)."""
-    study.write_tables(out, cfg, result, experiment="bonus")
-    if ablation:
-        files.atomic_write_text(Path(out) / "ablation.csv", files.rows_to_csv(ablation))
-    return write_report(out)
-
-
 def write_report(out: Path) -> Path:
     """bonus.png, report.md and a self-contained report.html, from the folder's files alone."""
     out = Path(out)
@@ -144,8 +176,14 @@ def write_report(out: Path) -> Path:
                    f"{', '.join(cfg.get('inits', []))}, {t.get('optimizer')} {t.get('schedule')} peak lr "
                    f"{t.get('lr')}, batch {t.get('batch_size')}, {t.get('epochs')} epoch, normalized inputs: "
                    f"{t.get('normalize')}, label smoothing {t.get('label_smoothing')}")
-    doc = Document("initlab bonus: LeNet-5, MNIST, one epoch", settings_line(description, meta))
-    doc.paragraph(f"Verdict: {verdict([r['test_acc'] for r in runs])}.", bold=True)
+    note = status_note(meta, "bonus", out)
+    doc = Document("initlab bonus: LeNet-5, MNIST, one epoch"
+                   + (" (interrupted)" if meta.get("interrupted") else " (incomplete)" if note else ""),
+                   settings_line(description, meta))
+    if note:
+        doc.paragraph(note)
+    doc.paragraph(f"Verdict: {verdict([r['test_acc'] for r in runs])}." if runs else
+                  "Verdict: none (no run of the recipe finished).", bold=True)
     doc.table(["seed", "test acc", ">= 98.5 %", "steps", "s / model"],
               [[r["seed"], f"{100 * r['test_acc']:.2f} %", "yes" if r["test_acc"] >= TARGET else "NO",
                 r["steps"], f"{r['train_seconds']:.1f}"] for r in runs])
@@ -157,20 +195,3 @@ def write_report(out: Path) -> Path:
               f"{100 * a['mean']:.2f} % (1 seed)", f"{100 * a['min']:.2f} %", a["n"]] for a in ablation])
     doc.image("Accuracy of every seed", png)
     return doc.write(out)
-
-
-def ablation(base: study.StudyConfig, ds: data_mod.Dataset, seeds: int, progress=True) -> List[dict]:
-    """The recipe and the recipe minus each ingredient, on the validation split."""
-    val = validation_split(ds)
-    rows = []
-    for name, changes in [("recipe", {})] + ABLATIONS:
-        cfg = with_changes(base, {**changes, "seeds": seeds})
-        cfg.train.record_every = 10_000       # curves are not needed here: final accuracy only
-        res = study.run_study(cfg, dataset=val, progress=progress)
-        accs = [r["test_acc"] for r in res.runs]
-        rows.append({"name": name, "mean": statistics.fmean(accs),
-                     "std": statistics.stdev(accs) if len(accs) > 1 else 0.0, "min": min(accs),
-                     "n": len(accs)})
-        if progress:
-            print(f"{name}: {100 * rows[-1]['mean']:.2f} % (min {100 * rows[-1]['min']:.2f} %)", flush=True)
-    return rows

@@ -45,6 +45,13 @@ def _bonus_summary(out: Path) -> Table:
              for r in runs])
 
 
+def _bonus_tables(out: Path) -> List[Table]:
+    ablation = files.read_table(out, "ablation")
+    return [_bonus_summary(out)] + ([(["ablation (validation split)", "acc (mean)", "min", "seeds"],
+                                      [[a["name"], f"{100 * a['mean']:.2f} %", f"{100 * a['min']:.2f} %", a["n"]]
+                                       for a in ablation])] if ablation else [])
+
+
 def _grid_summary(out: Path) -> Table:
     cfg = files.read_json(Path(out) / "config.json")
     rows = files.read_table(out, "runs") or files.read_table(out, "grid")
@@ -62,7 +69,8 @@ def _transfer_summary(out: Path) -> Table:
 
 EXPERIMENTS: Dict[str, Experiment] = {e.name: e for e in (
     Experiment("study", study_report.write_report, _study_summary),
-    Experiment("bonus", bonus.write_report, _bonus_summary),
+    Experiment("bonus", bonus.write_report, _bonus_summary, bonus.plan, bonus.collect, bonus.to_dict,
+               bonus.from_dict, _bonus_tables),
     Experiment("grid", grid.write_report, _grid_summary, grid.plan, grid.collect, grid.to_dict, grid.from_dict),
     Experiment("probe", probe_report.write_report, _probe_summary),
     Experiment("transfer", transfer_report.write_report, _transfer_summary),

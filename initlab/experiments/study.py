@@ -51,12 +51,27 @@ class StudyConfig:
     data_dir: Optional[str] = None
     device: str = "auto"            # auto | cpu | cuda
     seeds_per_stack: int = 0        # seeds trained together in one batched stack; 0 = all at once
+    validation: bool = False        # train on 55,000 training images and test on the 5,000 others
+                                    # (``validation_split``): for choosing a recipe without the test set
     workers: int = 0                # training processes; 0 = one per core on the CPU, 1 on a GPU
     train: engine.TrainConfig = field(default_factory=engine.TrainConfig)
 
     @property
     def seed_list(self) -> List[int]:
         return list(range(self.first_seed, self.first_seed + self.seeds))
+
+
+VALIDATION_IMAGES = 5_000     # carved from the 60,000 training images for recipe choices
+VALIDATION_SEED = 1234        # which 5,000: a fixed shuffle, the same for every recipe
+
+
+def validation_split(ds: data_mod.Dataset) -> data_mod.Dataset:
+    """55,000 training images as 'train' and 5,000 others as 'test': for choosing a recipe."""
+    perm = torch.randperm(len(ds.train_labels), generator=torch.Generator().manual_seed(VALIDATION_SEED))
+    val, train = perm[:VALIDATION_IMAGES], perm[VALIDATION_IMAGES:]
+    return dataclasses.replace(ds, train_images=ds.train_images[train], train_labels=ds.train_labels[train],
+                               test_images=ds.train_images[val], test_labels=ds.train_labels[val],
+                               source=ds.source + f" (validation split: {VALIDATION_IMAGES} held out)")
 
 
 ConfigError = UsageError   # a bad setting, found before any training starts: one line, exit code 2
@@ -357,6 +372,8 @@ def run_study(cfg: StudyConfig, dataset=None, progress=True) -> StudyResult:
     validate(cfg)
     device = resolve_device(cfg.device)
     ds = dataset if dataset is not None else data_mod.load_dataset(cfg.dataset, cfg.data_dir)
+    if cfg.validation:
+        ds = validation_split(ds)
     counts = torch.bincount(ds.test_labels, minlength=10)
     seeds = cfg.seed_list
     workers = processes(cfg.workers, len(seeds) * len(cfg.inits), device)
@@ -461,6 +478,33 @@ def config_dict(cfg: StudyConfig) -> dict:
     d = asdict(cfg)
     d["seed_list"] = cfg.seed_list
     return d
+
+
+def _reindex(row: dict, run: int, init: str, seed: int) -> dict:
+    """The row with its run index and init/seed, keys in their original order."""
+    fix = {"run": run, "init": init, "seed": seed}
+    return {k: fix.get(k, v) for k, v in row.items()}
+
+
+def assemble_tables(runs: List[dict], label=lambda r: r["init"], extra=lambda r: {}) -> Dict[str, List[dict]]:
+    """runs / curves / layers / histograms tables of finished runs (dicts with ``row``, ``tables`` --
+    their record rows --, ``init`` and ``seed``), numbered in the given order. Record rows are sorted
+    by (step, layer, run): the order a single stack of all runs writes."""
+    tables: Dict[str, List[dict]] = {"runs": [], "curves": [], "layers": [], "histograms": []}
+    layer_order: Dict[str, int] = {}
+    for k, r in enumerate(runs):
+        row = _reindex(r["row"], k, label(r), r["seed"])
+        row.update(extra(r))
+        tables["runs"].append(row)
+        for name, rows in r["tables"].items():
+            for x in rows:
+                tables[name].append(_reindex(x, k, label(r), r["seed"]))
+                if "layer" in x:
+                    layer_order.setdefault(x["layer"], len(layer_order))
+    tables["curves"].sort(key=lambda x: (x["step"], x["run"]))
+    for name in ("layers", "histograms"):
+        tables[name].sort(key=lambda x: (x["step"], layer_order.get(x.get("layer"), 0), x["run"]))
+    return tables
 
 
 def config_from_dict(d: dict) -> StudyConfig:

@@ -16,37 +16,19 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from initlab import files
 from initlab.document import html_table, md_table
+from initlab.experiments import study
 from initlab.experiments import study_report as report
 from initlab.files import atomic_write_text
 from initlab.runs import store as st
 from initlab.runs.cells import flatten, settings_of, slug, variant, varied_settings
 
 
-def _reindex(row: dict, run: int, init: str, seed: int) -> dict:
-    """The row with its global run index and the store's init/seed, keys in their original order."""
-    fix = {"run": run, "init": init, "seed": seed}
-    return {k: fix.get(k, v) for k, v in row.items()}
-
-
 def assemble(out: Path, runs: Sequence[dict], label: Callable[[dict], str] = lambda r: r["init"],
              extra: Callable[[dict], dict] = lambda r: {}) -> Dict[str, List[dict]]:
-    """runs / curves / layers / histograms tables of finished store rows (numbered in plan order).
-    Record rows are sorted by (step, layer, run): the order a single stack of all runs writes."""
-    tables: Dict[str, List[dict]] = {"runs": [], "curves": [], "layers": [], "histograms": []}
-    layer_order: Dict[str, int] = {}
-    for k, r in enumerate(runs):
-        row = _reindex(r["row"], k, label(r), r["seed"])
-        row.update(extra(r))
-        tables["runs"].append(row)
-        for name, rows in st.read_records(out, r["records"]).items():
-            for x in rows:
-                tables[name].append(_reindex(x, k, label(r), r["seed"]))
-                if "layer" in x:
-                    layer_order.setdefault(x["layer"], len(layer_order))
-    tables["curves"].sort(key=lambda x: (x["step"], x["run"]))
-    for name in ("layers", "histograms"):
-        tables[name].sort(key=lambda x: (x["step"], layer_order.get(x.get("layer"), 0), x["run"]))
-    return tables
+    """runs / curves / layers / histograms tables of finished store rows (numbered in plan order), their
+    record files read from ``out`` (:func:`initlab.experiments.study.assemble_tables`)."""
+    return study.assemble_tables([{**r, "tables": st.read_records(out, r["records"])} for r in runs],
+                                 label, extra)
 
 
 def group_config(runs: Sequence[dict], options: dict) -> dict:

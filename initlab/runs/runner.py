@@ -168,8 +168,9 @@ def run_experiment(name: str, cfg, out: Path, execution: Execution, resume: bool
 def collect(out: Path) -> dict:
     """Rewrite the result folder of a stored experiment (grid, depth, ...) from its store: config.json,
     meta.json and the experiment's tables from its finished runs only (done or diverged: a run stopped
-    part-way is never in a table of results). Returns {"counts", "interrupted", "failed", "corrupt",
-    "finished"}."""
+    part-way is never in a table of results). Each finished run comes to the experiment's ``collect``
+    with its record ``tables`` and ``groups``: the indexes of the study configs of the plan that hold
+    it. Returns {"counts", "interrupted", "failed", "corrupt", "finished"}."""
     out = Path(out)
     with st.Store(out) as store:
         corrupt = store.requeue_corrupt(out)
@@ -179,8 +180,13 @@ def collect(out: Path) -> dict:
         counts = store.counts()
     exp = EXPERIMENTS[plan["kind"]]
     finished = [r for r in runs if r["status"] in st.FINAL and r["row"] is not None]
+    groups: Dict[str, List[int]] = {}          # hash -> the plan's study configs that hold the cell
+    for k, group in enumerate(exp.plan(exp.from_dict(plan["config"]))):
+        for c in cells_of(group):
+            groups.setdefault(c["hash"], []).append(k)
     for r in finished:
         r["tables"] = st.read_records(out, r["records"]) if r["records"] else {}
+        r["groups"] = groups.get(r["hash"], [])
     unfinished = [r for r in runs if r["status"] not in st.FINAL]
     failed = [f"{r['init']} seed {r['seed']}: {r.get('error') or 'failed'}" for r in runs
               if r["status"] == "failed"]
