@@ -7,6 +7,7 @@ code 2, before any training starts.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from typing import List, Optional
 
@@ -16,6 +17,7 @@ from initlab.options import (
     EXIT_CODES_HELP,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
     EXIT_USAGE,
     Parser,
     UsageError,
@@ -37,7 +39,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C's KeyboardInterrupt would be: every command handles it as Ctrl-C."""
+
+
+def _on_sigterm(signum, frame):
+    _on_sigterm.received = True
+    raise Terminated
+
+
+_on_sigterm.received = False
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    """Run one command; its exit code (130 after Ctrl-C becomes 143 when SIGTERM was the cause)."""
+    code = _main(argv)
+    if code == EXIT_INTERRUPTED and _on_sigterm.received:
+        return EXIT_TERMINATED
+    return code
+
+
+def _main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     try:
         args, extra = parser.parse_known_args(argv)
@@ -49,6 +71,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
+    _on_sigterm.received = False
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return args.func(args)
     except UsageError as e:
@@ -61,6 +85,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"initlab: failed: {e} (everything written before is complete; --resume continues a "
               f"study or sweep)", file=sys.stderr)
         return EXIT_FAILED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -21,9 +21,11 @@ EXIT_OK = 0             # every run finished (a diverged run is a finished run)
 EXIT_FAILED = 1         # some run failed; what finished is written
 EXIT_USAGE = 2          # bad input, found before any work
 EXIT_INTERRUPTED = 130  # Ctrl-C; what was recorded is written
+EXIT_TERMINATED = 143   # SIGTERM (a batch scheduler's notice), handled as Ctrl-C is
 
 EXIT_CODES_HELP = ("exit codes: 0 every run finished, 1 some run failed (the rest is written), "
-                   "2 bad input (nothing was trained), 130 interrupted (what was recorded is written)")
+                   "2 bad input (nothing was trained), 130 interrupted by Ctrl-C, 143 by SIGTERM (what was "
+                   "recorded is written; --resume trains the rest)")
 
 
 class UsageError(ValueError):

@@ -239,7 +239,9 @@ def test_study_resume_trains_only_what_is_missing(tmp_path, capsys, small_mnist,
     assert [{k: v for k, v in r.items() if k not in TIMING} for r in after] == \
         [{k: v for k, v in r.items() if k not in TIMING} for r in read_csv_text(before, tmp_path)]
     # more seeds on resume: only the new seed trains; flags win over the stored config
-    assert run_cli(["study", "--out", out, "--resume", "--seeds", "3"], capsys)[0] == 0
+    code, _, err = run_cli(["study", "--out", out, "--resume", "--seeds", "3"], capsys)   # never silently
+    assert code == 2 and "seeds 2 -> 3" in err and "--extend" in err                          # replaced
+    assert run_cli(["study", "--out", out, "--resume", "--seeds", "3", "--extend"], capsys)[0] == 0
     with st.Store(out) as s:
         assert s.counts() == {"done": 6}
         assert sorted(r["attempts"] for r in s.runs()) == [1, 1, 1, 1, 2, 2]

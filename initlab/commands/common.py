@@ -52,6 +52,9 @@ def add_runner_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue the runs in --out: skip every run "
                    "already finished with the same settings, train the rest (flags left out keep the "
                    "stored values)")
+    p.add_argument("--extend", action="store_true", help="with --resume and settings other than the "
+                   "stored plan's: add their runs beside the stored ones (without it, such a resume is "
+                   "refused)")
     p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files "
                    "(scalars, weight and gradient histograms) to OUT/tb (pip install "
                    "'initlab[tensorboard]')")
@@ -70,6 +73,8 @@ def execution_of(args: argparse.Namespace, workers: Optional[int] = None) -> Exe
         raise UsageError(f"--threads must be >= 1, got {args.threads}")
     if args.resume and args.out is None:
         raise UsageError("--resume needs --out DIR, the folder to continue")
+    if args.extend and not args.resume:
+        raise UsageError("--extend is for --resume (it adds runs to a folder's stored plan)")
     address = args.address or (os.environ.get("RAY_ADDRESS") if args.backend == "ray" else None)
     if args.backend == "ray":
         if address:
@@ -86,7 +91,7 @@ def execution_of(args: argparse.Namespace, workers: Optional[int] = None) -> Exe
     elif args.address:
         raise UsageError("--address is for --backend ray")
     return Execution(workers=args.workers or workers or 0, threads=args.threads, backend=args.backend, address=address,
-                     tensorboard=args.tensorboard, progress=not args.quiet)
+                     tensorboard=args.tensorboard, progress=not args.quiet, extend=args.extend)
 
 
 def study_config(args: argparse.Namespace, base=None) -> study.StudyConfig:
@@ -112,10 +117,11 @@ def stored_study_config(args):
         raise UsageError("--resume needs --out DIR, the folder to continue")
     if not st.exists(args.out):
         return None                       # nothing stored yet: --resume starts the study
-    with st.Store(args.out) as store:
+    with st.Store(args.out, readonly=True) as store:
         plan = store.meta("plan", {})
     if plan.get("kind") != "study":
-        raise UsageError(f"--out {args.out} holds a sweep; resume it with initlab sweep --resume")
+        raise UsageError(f"--out {args.out} holds a {plan.get('kind', 'sweep')}; resume it with initlab "
+                         f"{plan.get('kind', 'sweep')} --resume")
     d = {k: v for k, v in plan["study"].items() if k != "seed_list"}
     cfg = config_for({k: v for k, v in d.items() if k not in NOT_IN_CELL}, d["inits"],
                      list(range(d["first_seed"], d["first_seed"] + d["seeds"])), d)

@@ -1,6 +1,7 @@
 """``initlab probe``: signal propagation at initialization in a deep plain net, next to the formula."""
 from __future__ import annotations
 
+import sys
 import time
 
 from initlab.commands.common import load_data
@@ -8,6 +9,7 @@ from initlab.document import text_table
 from initlab.experiments import probe, probe_report
 from initlab.options import (
     EXIT_CODES_HELP,
+    EXIT_INTERRUPTED,
     EXIT_OK,
     Flag,
     add_config_flag,
@@ -54,11 +56,23 @@ def run(args) -> int:
     out = prepare_out(args.out, NAME, args.force, table="probe.csv")
     ds = load_data(cfg.dataset, cfg.data_dir, args.quiet)
     t0 = time.perf_counter()
-    rows = probe.run_probe(cfg, dataset=ds, progress=not args.quiet)
-    path = probe.write_probe(out, cfg, rows, time.perf_counter() - t0)
+    interrupted = None
+    try:
+        rows = probe.run_probe(cfg, dataset=ds, progress=not args.quiet)
+    except probe.Interrupted as e:              # keep what was probed
+        interrupted, rows = e, e.rows
+        if not rows:
+            print(f"initlab: interrupted before the first combination was probed; nothing written in {out}",
+                  file=sys.stderr)
+            return EXIT_INTERRUPTED
+    path = probe.write_probe(out, cfg, rows, time.perf_counter() - t0, interrupted)
     print(text_table(*probe_report.ratio_table(rows, cfg.inits, cfg.activations)))
     print()
     for s in probe_report.observations(rows, cfg.inits, cfg.activations):
         print("- " + s)
     print(f"\nreport: {path}\n        {out / 'report.md'}")
+    if interrupted is not None:
+        print(f"interrupted: {len({(r['init'], r['activation'], r['seed']) for r in rows})} of "
+              f"{interrupted.combinations} combinations probed; the report covers them", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return EXIT_OK

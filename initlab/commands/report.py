@@ -28,6 +28,10 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     if not args.dir.is_dir():
         raise UsageError(f"{args.dir} is not a folder")
+    if not st.writable(args.dir):
+        raise UsageError(f"{args.dir} is read-only: the report is written into the folder; copy it "
+                         f"(cp -r {args.dir} COPY) and run initlab report COPY, or list its runs with "
+                         f"initlab runs {args.dir}")
     kind = runner.stored_kind(args.dir)
     if kind in STORED:        # an experiment on the runner: its tables rebuilt from the store first
         info = runner.collect(args.dir)

@@ -29,20 +29,25 @@ def run(args) -> int:
         raise UsageError(f"{args.dir} is not a folder")
     if not st.exists(args.dir):
         return list_folder(args.dir)
-    with st.Store(args.dir) as store:
+    with st.Store(args.dir, readonly=True) as store:     # (a read-only folder is listed too)
         runs = store.runs(plan_only=not args.all)
-        counts = store.counts()
+    counts: dict = {}
+    for r in runs:
+        if r["position"] is not None:
+            counts[st.shown_status(r)] = counts.get(st.shown_status(r), 0) + 1
     varied = varied_settings([r["config"] for r in runs])
     head = ["#", "status", "init", "seed", "test_acc"] + list(varied) + ["attempts", "hash"]
     body = []
     for r in runs:
         acc = (r["row"] or {}).get("test_acc")
         flat = flatten(settings_of(r["config"]))
-        body.append(["-" if r["position"] is None else r["position"], r["status"], r["init"], r["seed"],
+        body.append(["-" if r["position"] is None else r["position"], st.shown_status(r), r["init"], r["seed"],
                      "" if acc is None else f"{100 * acc:.2f} %"] + [flat.get(k) for k in varied]
                     + [r["attempts"], r["hash"][:12]])
     print(text_table(head, body))
     print(f"\n{counts_line(counts)}")
+    if counts.get("stale"):
+        print("stale: marked running, but the process that trained them is gone; --resume trains them again")
     for r in runs:
         if r["status"] == "failed" and r["error"]:
             print(f"failed {r['init']} seed {r['seed']}: {r['error']}")

@@ -27,7 +27,7 @@ from initlab.runs import store as st
 from initlab.runs.cells import cells_of, varied_settings
 from initlab.runs.gridfile import read_grid
 from initlab.runs.rebuild import rebuild, write_reports
-from initlab.runs.runner import train
+from initlab.runs.runner import resume_cells, train
 from initlab.runs.study_store import counts_line, open_out
 
 NAME = "sweep"
@@ -78,7 +78,7 @@ def run(args) -> int:
     workers = execution.workers or cores()
     threads = execution.threads or max(1, cores() // workers)
     if st.exists(out):
-        with st.Store(out) as store:
+        with st.Store(out, readonly=True) as store:
             kind = store.meta("plan", {}).get("kind")
             if kind not in (None, "sweep"):
                 raise UsageError(f"--out {out} holds a {kind}; resume it with initlab {kind} --resume")
@@ -95,6 +95,8 @@ def run(args) -> int:
             options = {"data_dir": first.data_dir, "device": first.device,
                        "seeds_per_stack": first.seeds_per_stack}
             cells = list({c["hash"]: c for cfg in configs for c in cells_of(cfg)}.values())
+            if args.resume:
+                cells = resume_cells(store, cells, None, {}, execution.extend, "sweep")
             store.plan(cells, environment=env, plan={"kind": "sweep", "source": str(args.grid),
                                                      "options": options, "execution": stored_execution})
         else:

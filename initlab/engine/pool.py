@@ -28,14 +28,15 @@ The driver (the calling process) sees everything in its own thread, through two 
 tensors as shared memory: a dataset is not copied per item); results travel by value (pickled in the
 worker), because a tensor sent as such would arrive as a shared-memory handle that dies with its worker.
 
-Ctrl-C (SIGINT to the foreground process group, so to the workers too) has two meanings:
+Ctrl-C (SIGINT to the foreground process group, so to the workers too) and SIGTERM have two meanings:
 
 - ``keep_interrupted=False`` (the sweep: its runs go back to the queue): workers ignore SIGINT; the
   driver's KeyboardInterrupt terminates every worker and propagates. Results already delivered stay.
 - ``keep_interrupted=True`` (the study: an interrupted stack is a result): ``work`` gets the
   KeyboardInterrupt and returns what it has (``engine.train_stack`` stops at the next step), the worker
-  sends that and stops; the driver hands out nothing more, collects the items in progress and
-  returns True. An item whose ``work`` let the KeyboardInterrupt escape is left out.
+  sends that and stops; the driver hands out nothing more, passes the signal on to its workers (a
+  SIGTERM may have reached the driver alone), collects the items in progress and returns True. An
+  item whose ``work`` let the KeyboardInterrupt escape is left out.
 
 Workers end with their driver, so a ``kill -9`` of it leaves no training behind: Linux kills them
 (PR_SET_PDEATHSIG); elsewhere a worker checks its parent at every progress message and while idle.
@@ -187,9 +188,13 @@ def run(work: Callable, items: Sequence, workers: int, threads: Optional[int] = 
             except KeyboardInterrupt:
                 if not keep_interrupted:
                     raise
-                interrupted = True              # the workers got Ctrl-C too: collect what they have
+                interrupted = True              # collect what the workers have
                 todo.clear()
                 left.intersection_update(held.values())
+                for p, _ in procs.values():     # Ctrl-C reaches them with the process group; a
+                    if p.is_alive():            # SIGTERM to the driver alone does not
+                        with contextlib.suppress(OSError):
+                            os.kill(p.pid, signal.SIGINT)
         for _, inbox in procs.values():         # all done: let every worker finish on its own
             inbox.put(None)
         for p, _ in procs.values():
@@ -253,11 +258,15 @@ def _worker(work, shared: tuple, inbox, outbox, threads: int, parent: int,
     stop = []
 
     def on_sigint(signum, frame):       # finish this item with what it has, then stop
+        if stop:                        # a second signal (the driver forwards the first): the item
+            return                      # is being wrapped up already
         stop.append(signum)
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, on_sigint if keep_interrupted else signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)   # not a handler a forked worker's driver installed
+    # SIGTERM (a batch scheduler's notice before it kills) means what Ctrl-C means; otherwise the
+    # default, not a handler a forked worker's driver installed
+    signal.signal(signal.SIGTERM, on_sigint if keep_interrupted else signal.SIG_DFL)
     _die_with_parent()
     _exit_if_orphaned(parent)
     torch.set_num_threads(threads)

@@ -368,27 +368,50 @@ def run_probe(cfg: ProbeConfig, dataset=None, progress: bool = True) -> List[dic
     rows: List[dict] = []
     combos = [(a, s, seed) for a in cfg.activations for s in cfg.inits
               for seed in range(cfg.first_seed, cfg.first_seed + cfg.seeds)]
-    for act_name, spec, seed in tqdm(combos, desc="probe", disable=not progress, dynamic_ncols=True):
-        act = get_activation(act_name)
-        model = build(cfg, act_name, x.shape[1:])
-        init.initialize(model, spec, generator=study.init_generator(seed),
-                               activation=init_activation_name(act), bias=cfg.bias_init, data=extra)
-        layers, x_sq, g_sq = measure(model, x, y)
-        theory = [theoretical_second_moment(spec, lm.module.weight.shape, init_activation_name(act))
-                  for lm in layers]
-        w_sq = [t if t is not None else lm.w_sq for t, lm in zip(theory, layers)]
-        pred_f, pred_b = predict(layers, w_sq, act, x_sq, g_sq)
-        kind = "exact" if exact_activation(act) else "mean-field"
-        for l, (lm, v, t, pf, pb) in enumerate(zip(layers, w_sq, theory, pred_f, pred_b), start=1):
-            fan_in, fan_out = init.fans(lm.module.weight)
-            rows.append({
-                "init": spec, "activation": act_name, "seed": seed, "layer": l, "layer_name": lm.name,
-                "hidden": l <= cfg.depth, "fan_in": fan_in, "fan_out": fan_out,
-                "weight_var": v, "var_source": "formula" if t is not None else "empirical",
-                "empirical_weight_var": lm.w_sq,
-                "forward_std": lm.forward_std, "post_std": lm.post_std, "backward_std": lm.backward_std,
-                "predicted_std": pf, "predicted_backward_std": pb, "prediction": kind,
-            })
+    threads = engine.ThreadGovernor().start()   # the training rule: no more threads than idle cores
+    try:
+        for act_name, spec, seed in tqdm(combos, desc="probe", disable=not progress, dynamic_ncols=True):
+            threads.tick()
+            rows += _probe_one(cfg, act_name, spec, seed, x, y, extra)
+    except KeyboardInterrupt:
+        raise Interrupted(rows, len(combos)) from None
+    finally:
+        threads.stop()
+    return rows
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) during a probe, with the rows of the combinations probed before it."""
+
+    def __init__(self, rows: List[dict], combinations: int) -> None:
+        super().__init__()
+        self.rows, self.combinations = rows, combinations
+
+
+def _probe_one(cfg: ProbeConfig, act_name: str, spec: str, seed: int, x: Tensor, y: Tensor,
+               extra: Tensor) -> List[dict]:
+    """probe.csv's rows of one init x activation x seed: one forward/backward of the probe batch."""
+    rows: List[dict] = []
+    act = get_activation(act_name)
+    model = build(cfg, act_name, x.shape[1:])
+    init.initialize(model, spec, generator=study.init_generator(seed),
+                    activation=init_activation_name(act), bias=cfg.bias_init, data=extra)
+    layers, x_sq, g_sq = measure(model, x, y)
+    theory = [theoretical_second_moment(spec, lm.module.weight.shape, init_activation_name(act))
+              for lm in layers]
+    w_sq = [t if t is not None else lm.w_sq for t, lm in zip(theory, layers)]
+    pred_f, pred_b = predict(layers, w_sq, act, x_sq, g_sq)
+    kind = "exact" if exact_activation(act) else "mean-field"
+    for l, (lm, v, t, pf, pb) in enumerate(zip(layers, w_sq, theory, pred_f, pred_b), start=1):
+        fan_in, fan_out = init.fans(lm.module.weight)
+        rows.append({
+            "init": spec, "activation": act_name, "seed": seed, "layer": l, "layer_name": lm.name,
+            "hidden": l <= cfg.depth, "fan_in": fan_in, "fan_out": fan_out,
+            "weight_var": v, "var_source": "formula" if t is not None else "empirical",
+            "empirical_weight_var": lm.w_sq,
+            "forward_std": lm.forward_std, "post_std": lm.post_std, "backward_std": lm.backward_std,
+            "predicted_std": pf, "predicted_backward_std": pb, "prediction": kind,
+        })
     return rows
 
 
@@ -396,15 +419,21 @@ def run_probe(cfg: ProbeConfig, dataset=None, progress: bool = True) -> List[dic
 # Files
 # --------------------------------------------------------------------------------------------------
 
-def write_tables(out: Path, cfg: ProbeConfig, rows: List[dict], seconds: float = math.nan) -> None:
-    """config.json, meta.json, probe.csv (one row per layer), runs.csv."""
+def write_tables(out: Path, cfg: ProbeConfig, rows: List[dict], seconds: float = math.nan,
+                 interrupted: Optional[Interrupted] = None) -> None:
+    """config.json, meta.json (with how far an interrupted probe got), probe.csv (one row per layer),
+    runs.csv."""
     d = asdict(cfg)
     d.update(width=cfg.resolved_width, images=cfg.resolved_images)
-    files.write_result(out, "probe", d, {"probe": rows, "runs": probe_report.run_rows(rows)},
-                       {"seconds": seconds})
+    meta = {"seconds": seconds}
+    if interrupted is not None:
+        meta.update(interrupted=True, combinations=interrupted.combinations,
+                    combinations_done=len({(r["init"], r["activation"], r["seed"]) for r in rows}))
+    files.write_result(out, "probe", d, {"probe": rows, "runs": probe_report.run_rows(rows)}, meta)
 
 
-def write_probe(out: Path, cfg: ProbeConfig, rows: List[dict], seconds: float = math.nan) -> Path:
+def write_probe(out: Path, cfg: ProbeConfig, rows: List[dict], seconds: float = math.nan,
+                interrupted: Optional[Interrupted] = None) -> Path:
     """The tables (:func:`write_tables`), then the report."""
-    write_tables(out, cfg, rows, seconds)
+    write_tables(out, cfg, rows, seconds, interrupted)
     return probe_report.write_report(out)

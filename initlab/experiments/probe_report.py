@@ -225,7 +225,12 @@ def write_report(out: Path) -> Path:
     cfg, meta = files.read_json(out / "config.json"), files.read_json(out / "meta.json")
     rows = files.read_table(out, "probe")
     inits, activations, depth = cfg["inits"], cfg["activations"], cfg["depth"]
-    doc = Document("initlab probe: signal propagation at initialization", settings_line(describe(cfg), meta))
+    done = meta.get("combinations_done")
+    doc = Document("initlab probe: signal propagation at initialization"
+                   + (" (interrupted)" if meta.get("interrupted") else ""), settings_line(describe(cfg), meta))
+    if meta.get("interrupted"):
+        doc.paragraph(f"Interrupted: {done} of {meta.get('combinations')} init x activation x seed "
+                      "combinations were probed; every table and sentence here comes from them only.")
     doc.heading("Which inits keep the forward signal?")
     doc.paragraph(f"Cells: last/first forward std over the {depth} hidden layers (geometric mean over "
                   f"seeds); ✓ = max/min over those layers <= {KEEP_FACTOR:g} on every seed. With ReLU and "

@@ -188,19 +188,22 @@ def run_inline(out: Path, store: st.Store, tasks: Sequence[Task], session: str, 
 
 
 def run_local(out: Path, store: st.Store, tasks: Sequence[Task], session: str, on_step, on_done,
-              workers: int, threads: int, tensorboard: bool = False) -> None:
+              workers: int, threads: int, tensorboard: bool = False) -> bool:
     """The tasks on ``workers`` worker processes (``pool.run``), each claiming its task's runs,
     training them, writing their records and marking them finished in the store. A task that raises,
     or whose worker dies (killed, out of memory), has its runs marked failed (a new worker takes the
-    dead one's place); Ctrl-C stops every worker and puts the runs they held back to queued."""
+    dead one's place). Ctrl-C or SIGTERM stops every worker at its next step: each keeps the stack it
+    was training as 'interrupted' runs with their records (a resume trains them again), the runs not
+    started stay queued. Returns True when interrupted."""
     def on_result(k: int, counts: Optional[Dict[str, int]], error: Optional[str]) -> None:
         if error:
             store.fail(tasks[k].flat, f"{session}:{tasks[k].tid}", error)
         on_done(tasks[k], counts, error)
 
     try:
-        pool.run(_train_and_commit, tasks, workers, threads, shared=(str(out), session, tensorboard),
-                 on_steps=lambda k, n: on_step(n), on_result=on_result, around_start=store.detached)
+        return pool.run(_train_and_commit, tasks, workers, threads, shared=(str(out), session, tensorboard),
+                        on_steps=lambda k, n: on_step(n), on_result=on_result, around_start=store.detached,
+                        keep_interrupted=True)
     finally:
         store.release(session)
 

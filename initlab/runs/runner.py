@@ -39,6 +39,7 @@ class Execution:
     address: Optional[str] = None    # a Ray cluster to join (None: a local Ray instance)
     tensorboard: bool = False        # also write TensorBoard event files to OUT/tb
     progress: bool = True            # one progress bar on stderr
+    extend: bool = False             # a resume with other settings adds their runs to the stored plan
 
 
 @dataclass
@@ -97,14 +98,58 @@ def train(out: Path, store: st.Store, pending: Sequence[dict], options: dict, ex
             outcome.interrupted = backends.run_inline(out, store, tasks, session, bar.update, on_done,
                                                       execution.tensorboard)
         else:
-            backends.run_local(out, store, tasks, session, bar.update, on_done, n_workers, threads,
-                               execution.tensorboard)
+            outcome.interrupted = backends.run_local(out, store, tasks, session, bar.update, on_done,
+                                                     n_workers, threads, execution.tensorboard)
     except KeyboardInterrupt:
         store.release(session)
         outcome.interrupted = True
     bar.close()
     outcome.counts = store.counts()
     return outcome
+
+
+IGNORED_IN_DIFF = ("workers", "data_dir", "device", "seed_list", "seeds_per_stack")   # how, not what
+
+
+def _flat(d: dict, prefix: str = "") -> Dict[str, object]:
+    out: Dict[str, object] = {}
+    for key, value in d.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def changed_settings(old: dict, new: dict) -> List[str]:
+    """'lr 0.001 -> 0.003' for every setting (nested ones by their leaf name) that differs."""
+    a, b = _flat(old), _flat(new)
+    return [f"{key.rpartition('.')[2]} {a[key]} -> {b[key]}" for key in a   # (a setting newer than
+            if key in b and key.rpartition(".")[2] not in IGNORED_IN_DIFF and a[key] != b[key]]  # the folder: no)
+
+
+def resume_cells(store: st.Store, cells: List[dict], old_config: Optional[dict], new_config: dict,
+                 extend: bool, name: str, union: bool = True) -> List[dict]:
+    """The cells to plan when ``store`` holds a plan already: the new ones when they are the stored
+    plan's; else, with ``extend``, the stored plan's cells and the new ones beside them (``union``
+    False: only where the new plan holds every stored cell, for experiments whose tables follow their
+    config); else a UsageError naming the settings that changed. Never a silent replace."""
+    stored = store.runs()
+    old = {r["hash"] for r in stored}
+    new = {c["hash"] for c in cells}
+    if not stored or old == new:
+        return cells
+    changes = changed_settings(old_config or {}, new_config) or [f"{len(new - old)} other runs"]
+    what = ", ".join(changes[:6]) + (" ..." if len(changes) > 6 else "")
+    if not extend:
+        raise UsageError(f"--resume with settings other than {store.out}'s plan ({what}); drop them to "
+                         f"continue the plan, add --extend to train the new runs beside the stored ones, "
+                         f"or use another --out")
+    if not union and not old <= new:
+        raise UsageError(f"--extend adds runs, but these settings ({what}) would leave {len(old - new)} "
+                         f"stored runs out of the {name}'s tables; use another --out")
+    kept = [{**r, "config": st.canonical_json(r["config"])} for r in stored if r["hash"] not in new]
+    return kept + cells
 
 
 def run_study_stored(cfg, out: Path, dataset=None, progress: bool = True, resume: bool = False,
@@ -123,6 +168,9 @@ def run_study_stored(cfg, out: Path, dataset=None, progress: bool = True, resume
     workers = study.processes(execution.workers, len(cells), study.resolve_device(cfg.device))
     threads = execution.threads or max(1, cores() // workers)
     with st.Store(out) as store:
+        if resume:
+            cells = resume_cells(store, cells, store.meta("plan", {}).get("study"), study.config_dict(cfg),
+                                 execution.extend, "study")
         store.plan(cells, plan={"kind": "study", "title": title, "study": study.config_dict(cfg),
                                 "options": options,
                                 "execution": {"backend": "inline" if workers == 1 else execution.backend,
@@ -153,6 +201,9 @@ def run_experiment(name: str, cfg, out: Path, execution: Execution, resume: bool
     with st.Store(out) as store:
         if store.meta("plan", {}).get("kind") not in (None, name):
             raise UsageError(f"--out {out} holds a {store.meta('plan')['kind']}, not a {name}")
+        if resume:
+            cells = resume_cells(store, cells, store.meta("plan", {}).get("config"), exp.to_dict(cfg),
+                                 execution.extend, name, union=False)
         store.plan(cells, plan={"kind": name, "config": exp.to_dict(cfg), "options": options,
                                 "execution": {"backend": execution.backend, "workers": execution.workers,
                                               "address": execution.address}},
@@ -203,7 +254,7 @@ def stored_kind(out: Path) -> Optional[str]:
     """The experiment whose plan ``out``'s store holds (None: no store or no plan)."""
     if not st.exists(out):
         return None
-    with st.Store(out) as store:
+    with st.Store(out, readonly=True) as store:
         return store.meta("plan", {}).get("kind")
 
 
@@ -211,7 +262,7 @@ def stored_config(out: Path, name: str) -> Optional[dict]:
     """The config dict a ``--resume`` of ``name`` in ``out`` starts from (None: nothing stored yet)."""
     if not st.exists(out):
         return None
-    with st.Store(out) as store:
+    with st.Store(out, readonly=True) as store:
         plan = store.meta("plan", {})
     if not plan:
         return None

@@ -25,6 +25,7 @@ import contextlib
 import hashlib
 import json
 import os
+import socket
 import sqlite3
 import time
 from pathlib import Path
@@ -79,13 +80,80 @@ def exists(out: Path) -> bool:
     return store_path(out).exists()
 
 
+class StoreUnreadable(OSError):
+    """The store of a folder cannot be opened for reading (damaged, or not a store)."""
+
+
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    """A connection that never writes: ``mode=ro``, or, where that fails because a WAL store's
+    shared-memory file cannot be created (a read-only folder or mount), ``immutable=1`` (no locks: the
+    folder is read-only, so nobody writes it)."""
+    uri = Path(path).resolve().as_uri()
+    if not Path(path).exists():
+        raise StoreUnreadable(f"{path}: no run store there")
+    for query in ("mode=ro", "immutable=1"):
+        db = sqlite3.connect(f"{uri}?{query}", uri=True, timeout=BUSY_TIMEOUT_MS / 1000,
+                             isolation_level=None)
+        try:
+            db.row_factory = sqlite3.Row
+            db.execute("SELECT COUNT(*) FROM runs").fetchone()
+            return db
+        except sqlite3.OperationalError as e:
+            db.close()
+            error = e
+        except sqlite3.DatabaseError as e:
+            db.close()
+            raise StoreUnreadable(f"{path}: {e}") from None
+    raise StoreUnreadable(f"{path}: {error}")
+
+
+def owner_alive(claim: Optional[str]) -> Optional[bool]:
+    """Whether the process that claimed a run ('host:pid:...') still lives: None when it ran on another
+    host (this machine cannot tell)."""
+    host, _, rest = (claim or "").partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return None
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:           # alive, another user's
+        return True
+    return True
+
+
+def shown_status(run: dict) -> str:
+    """A run's status as a person should read it: 'stale' for a run marked running whose process died
+    (killed, or the machine restarted): a resume trains it again."""
+    if run["status"] == "running" and owner_alive(run.get("claim")) is False:
+        return "stale"
+    return run["status"]
+
+
+def writable(folder: Path) -> bool:
+    """True when a file can be created in ``folder`` (a read-only mount or missing rights: False)."""
+    probe = Path(folder) / f".initlab-write-test-{os.getpid()}"
+    try:
+        probe.write_text("ok")
+        probe.unlink()
+        return True
+    except OSError:
+        return False
+
+
 class Store:
-    """A connection to ``DIR/store.sqlite``. One per process: SQLite's connections are not fork-safe,
+    """A connection to ``DIR/store.sqlite`` (``readonly``: to read a folder that may not be writable,
+    e.g. on a read-only mount). One per process: SQLite's connections are not fork-safe,
     nor is a fork while one is open (the child inherits SQLite's record of the parent's locks and
     holds none of its own), so a process that forks workers wraps the fork in :meth:`detached`."""
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, readonly: bool = False) -> None:
         self.out = Path(out)
         self.path = store_path(self.out)
+        self.readonly = readonly
+        if readonly:
+            self._connect()
+            return
         self.out.mkdir(parents=True, exist_ok=True)
         self._connect()
         with self.transaction() as db:   # (executescript would COMMIT on its own)
@@ -94,6 +162,9 @@ class Store:
                     db.execute(statement)
 
     def _connect(self) -> None:
+        if self.readonly:
+            self.db = _connect_readonly(self.path)
+            return
         # isolation_level=None: no implicit transactions; every write below opens its own
         self.db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
         self.db.row_factory = sqlite3.Row

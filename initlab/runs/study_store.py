@@ -58,5 +58,5 @@ def train_sizes(cells: Sequence[dict], options: dict, required: bool = True) -> 
 def counts_line(counts: Dict[str, int]) -> str:
     """'6 in the plan: 4 done, 2 queued'."""
     total = sum(counts.values())
-    parts = [f"{counts[s]} {s}" for s in st.STATUSES if counts.get(s)]
+    parts = [f"{counts[s]} {s}" for s in st.STATUSES + ("stale",) if counts.get(s)]
     return f"{total} in the plan: " + (", ".join(parts) or "none")
