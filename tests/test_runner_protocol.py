@@ -25,6 +25,9 @@ SMALL = {
              "--seeds-per-stack", "1", "--train-size", "640"],
     "bonus": ["bonus", "--seeds", "2", "--ablation", "1", "--seeds-per-stack", "1", "--train-size", "640",
               "--record-every", "5"],
+    "criticality": ["criticality", "--depths", "2", "3", "--sigma-w2s", "1.0", "4.0", "--width", "16", "--steps",
+                    "20", "--map-width", "32", "--map-depth", "4", "--map-seeds", "1", "--isometry-depth", "4",
+                    "--isometry-width", "16", "--seeds", "2"],
     "depth": ["depth", "--depths", "2", "3", "4", "--inits", "xavier", "kaiming", "--lrs", "0.01",
               "--seeds", "2", "--width", "16", "--train-size", "640"],
 }

@@ -6,6 +6,7 @@ registry the parser and the tests are built from.
 """
 from initlab.commands import (
                               bonus,
+                              criticality,
                               data,
                               depth,
                               grid,
@@ -20,7 +21,7 @@ from initlab.commands import (
 )
 
 COMMANDS = {m.NAME: m for m in (study, bonus, report, data, summary, inits, grid, probe, depth,
-                                transfer, sweep, runs)}
+                                criticality, transfer, sweep, runs)}
 
 # commands that train and write a result folder (config.json, meta.json, a table, report.html)
-EXPERIMENT_COMMANDS = ("study", "bonus", "grid", "probe", "depth", "transfer", "sweep")
+EXPERIMENT_COMMANDS = ("study", "bonus", "grid", "probe", "depth", "criticality", "transfer", "sweep")

@@ -14,7 +14,17 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from initlab import files
-from initlab.experiments import bonus, depth, depth_report, grid, probe_report, study_report, transfer_report
+from initlab.experiments import (
+    bonus,
+    criticality,
+    criticality_report,
+    depth,
+    depth_report,
+    grid,
+    probe_report,
+    study_report,
+    transfer_report,
+)
 
 Table = Tuple[List[str], List[List[str]]]
 
@@ -76,6 +86,9 @@ EXPERIMENTS: Dict[str, Experiment] = {e.name: e for e in (
     Experiment("transfer", transfer_report.write_report, _transfer_summary),
     Experiment("depth", depth_report.write_report, depth_report.summary_table, depth.plan, depth.collect,
                dataclasses.asdict, depth.from_dict, depth_report.summary_tables),
+    Experiment("criticality", criticality_report.write_report, criticality_report.summary_table,
+               criticality.plan, criticality.collect, criticality.to_dict, criticality.from_dict,
+               criticality_report.summary_tables),
 )}
 
 # the experiments that train through the runner, with resume, workers, Ray and Ctrl-C

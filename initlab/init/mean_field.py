@@ -18,8 +18,7 @@ reach for tanh and Gaussian weights do not (:func:`jacobian_singular_values`).
 ``activation`` is a name from ``initlab.activations.ACTIVATIONS``, an ``Activation``, or any
 callable on a float64 torch tensor (``lambda x: x`` for a linear net). Every Gaussian expectation
 is Gauss-Hermite quadrature (``NODES`` nodes; a product rule in 2-D); derivatives ``phi'`` come from
-autograd. Only :func:`critical_sigma_w2` uses scipy (``scipy.optimize.brentq``; scipy is a test
-dependency of initlab, not a core one), imported there.
+autograd. Only :func:`critical_sigma_w2` uses scipy (``scipy.optimize.brentq``), imported there.
 
 Papers: Poole, Lahiri, Raghu, Sohl-Dickstein & Ganguli (2016), "Exponential expressivity in deep
 neural networks through transient chaos"; Schoenholz, Gilmer, Ganguli & Sohl-Dickstein (2017),
@@ -458,7 +457,7 @@ def critical_sigma_w2(sigma_b2: float, activation: ActivationLike) -> float:
         >>> round(critical_sigma_w2(0.05, "tanh"), 3)
         1.761
     """
-    from scipy.optimize import brentq  # optional dependency: only here
+    from scipy.optimize import brentq  # (scipy: only here)
 
     fn = _fn(activation)
     excess = lambda sigma_w2: chi_1(sigma_w2, sigma_b2, fn) - 1.0
