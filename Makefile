@@ -12,6 +12,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch is pinned in pyproject.toml (==2.13.0): an unpinned torch would pull a multi-GB CUDA build
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	# mup: the peer oracle of the μP tests, without its unpinned torchvision/seaborn (see pyproject.toml)
+	$(BIN)/python -m pip install --quiet --no-deps mup==1.0.0
 	-@bash scripts/install-system-data.sh
 	touch $(STAMP)
 

@@ -72,6 +72,9 @@ STUDY_FLAGS = [
     Flag("--width", "width", int, "--model mlp: units per hidden layer (none: 500)", "N"),
     Flag("--depth", "depth", int, "--model mlp: hidden layers (none: 2)", "N"),
     Flag("--conv", "conv", "bool", "--model mlp: 3x3 convolutions with padding 1 instead of linear layers"),
+    Flag("--parametrization", "parametrization", str, "width parametrization: sp, mup:base_width=64 "
+         "(Tensor Programs V: hidden Adam lr x base/width, readout W x base/width, zero-initialized) or "
+         "ntk:base_width=64 (forward x sqrt(base/fan_in)); --model mlp or two_layer_fc", "SPEC"),
     Flag("--bias-init", "bias_init", str, "constant every bias starts at, or a distribution it is drawn "
          "from (normal:std=S, uniform:low=A,high=B)", "B"),
     Flag("--dataset", "dataset", str, "dataset name"),

@@ -9,7 +9,9 @@ and autograd differentiates that directly. The maths is the model's own forward;
 the floating-point sums differs from the vmapped path (so results agree to rounding, not bit for bit).
 
 A model opts in by naming its chain: ``linear_chain`` (layer names in order, the last one giving the
-logits, none of them followed by anything but the model's activation ``act``).
+logits, none of them followed by anything but the model's activation ``act``). A width parametrization's
+forward multipliers (``model.multipliers``, {layer: m}: the layer computes ``m · (W x) + b``) are
+``baddbmm``'s ``alpha``; a layer without one is called exactly as before (SP: the same bits).
 """
 from __future__ import annotations
 
@@ -28,11 +30,13 @@ def chain_of(model: nn.Module) -> Optional[List[str]]:
 
 
 def forward(params: Dict[str, Tensor], names: Sequence[str], act, x: Tensor, S: int, I: int,
-            return_activations: bool = False) -> Tuple[Tensor, Dict[str, Tensor]]:
+            return_activations: bool = False,
+            multipliers: Optional[Dict[str, float]] = None) -> Tuple[Tensor, Dict[str, Tensor]]:
     """Logits (S, I, B, classes) of every model, and with ``return_activations`` every layer's output
     {name: (S, I, B, units)} (the last layer's: the logits). ``x`` is (S, B, ...): one batch per seed,
     shared by that seed's I models; or (B, ...): one batch for all. ``params[name + '.weight']`` is
-    (S, I, out, in), ``params[name + '.bias']`` (S, I, out)."""
+    (S, I, out, in), ``params[name + '.bias']`` (S, I, out). ``multipliers`` {layer: m}: that layer
+    computes ``b + m · (h W^T)`` (a width parametrization's forward multiplier, ``baddbmm``'s alpha)."""
     M = S * I
     if x.dim() == 5:                                               # (S, B, C, H, W): a batch per seed
         h = x.flatten(2)[:, None].expand(S, I, -1, -1)
@@ -45,7 +49,11 @@ def forward(params: Dict[str, Tensor], names: Sequence[str], act, x: Tensor, S: 
     for k, name in enumerate(names):
         w, b = params[name + ".weight"], params[name + ".bias"]
         out = w.shape[-2]
-        h = torch.baddbmm(b.reshape(M, 1, out), h, w.reshape(M, out, -1).transpose(1, 2))
+        if multipliers and name in multipliers:                  # b + m (h W^T)
+            h = torch.baddbmm(b.reshape(M, 1, out), h, w.reshape(M, out, -1).transpose(1, 2),
+                              alpha=multipliers[name])
+        else:
+            h = torch.baddbmm(b.reshape(M, 1, out), h, w.reshape(M, out, -1).transpose(1, 2))
         if k < last:
             h = act(h)
         if return_activations:

@@ -11,6 +11,11 @@ sum of the per-model mean losses, so each model's gradient is exactly its own, a
 so one (fused) optimizer over the stacked tensors does exactly what M separate optimizers would.
 ``train_reference`` is the plain one-model loop the engine is tested against, step for step.
 
+A width parametrization (``initlab.init.parametrization``: μP, NTK) travels with the models it was
+applied to: ``model.multipliers`` (forward multipliers, honoured by the model's forward and by the
+``linear_chain`` path as ``baddbmm``'s alpha) and ``model.parametrization`` (per-parameter lr
+multipliers, which the optimizer applies per group). A model without them (SP) trains exactly as before.
+
 A model whose loss turns non-finite is marked diverged at the next record point; its loss is masked
 out of the sum from then on and the others carry on untouched.
 """
@@ -146,11 +151,23 @@ def steps_for(n_images: int, cfg: TrainConfig) -> int:
 # The reference: one model, the plain loop. Tests compare the engine against it step for step.
 # --------------------------------------------------------------------------------------------------
 
+def lr_multipliers(model: nn.Module, names: Sequence[str], optimizer: str) -> Optional[List[float]]:
+    """The learning-rate multiplier of each parameter in ``names`` under ``optimizer``, from the width
+    parametrization applied to ``model`` (``model.parametrization``); None for a model without one."""
+    table = getattr(model, "parametrization", None)
+    if table is None:
+        return None
+    return [table[n].lr_mult(optimizer) for n in names]
+
+
 def train_reference(model: nn.Module, data: TrainData, order: torch.Tensor, cfg: TrainConfig,
                     max_steps: Optional[int] = None) -> List[float]:
-    """Train one model the plain way on the batches given by ``order``; returns the loss of each step."""
+    """Train one model the plain way on the batches given by ``order``; returns the loss of each step.
+    A parametrized model's lr multipliers become param groups (``make_optimizer``)."""
     total = math.ceil(len(order) / cfg.batch_size)
-    opt, sched = make_optimizer(list(model.parameters()), cfg, total)
+    named = list(model.named_parameters())
+    opt, sched = make_optimizer([p for _, p in named], cfg, total,
+                                lr_multipliers(model, [n for n, _ in named], cfg.optimizer))
     losses = []
     for step in range(total if max_steps is None else min(total, max_steps)):
         idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
@@ -199,8 +216,12 @@ class Stack:
             stacked = torch.stack([torch.stack([p[name].detach() for p in row]) for row in per_model])
             self.params[name] = stacked.to(device).contiguous().requires_grad_()
         self.act = getattr(first, "act", None)
+        # a width parametrization's forward multipliers {layer: m} (none: SP), the same in every model
+        self.multipliers: Dict[str, float] = dict(getattr(first, "multipliers", None) or {})
+        if any(dict(getattr(m, "multipliers", None) or {}) != self.multipliers for row in models for m in row):
+            raise ValueError("a stack needs one parametrization: its models have different forward multipliers")
         self.kernel = None
-        if lenet_kernel.supports(first):
+        if lenet_kernel.supports(first) and not self.multipliers:
             M = self.S * self.I
             for v in self.params.values():
                 v.grad = torch.zeros_like(v)
@@ -223,7 +244,8 @@ class Stack:
     def forward(self, xb: torch.Tensor) -> torch.Tensor:
         """xb (S, B, 1, 28, 28) -> logits (S, I, B, 10), with autograd."""
         if self.chain is not None:
-            return linear_chain.forward(self.params, self.chain, self.act.fn, xb, self.S, self.I)[0]
+            return linear_chain.forward(self.params, self.chain, self.act.fn, xb, self.S, self.I,
+                                        multipliers=self.multipliers)[0]
         return self._train_fn(self.params, xb)
 
     def loss_and_grad(self, xb: torch.Tensor, yb: torch.Tensor, alive: Optional[torch.Tensor] = None,
@@ -269,7 +291,7 @@ class Stack:
                 logits, a = self._kernel_outputs(xb)
             elif self.chain is not None:
                 logits, a = linear_chain.forward(self.params, self.chain, self.act.fn, xb, self.S, self.I,
-                                                 return_activations=start < probe)
+                                                 return_activations=start < probe, multipliers=self.multipliers)
             elif start < probe:
                 logits, a = self._shared_acts_fn(self.params, xb)                   # (S, I, n, 10)
             else:
@@ -362,10 +384,11 @@ def train_stack(models: List[List[nn.Module]], seeds: Sequence[int], data: Train
     total = steps_for(n_images, cfg)
     per_epoch = total // cfg.epochs
     tensors = list(stack.params.values())
+    lr_mults = lr_multipliers(models[0][0], list(stack.params), cfg.optimizer)   # None: SP
     if StackOptimizer.supported(tensors):
-        opt, sched = StackOptimizer(tensors, cfg, total), None
+        opt, sched = StackOptimizer(tensors, cfg, total, lr_mults), None
     else:
-        opt, sched = make_optimizer(tensors, cfg, total)
+        opt, sched = make_optimizer(tensors, cfg, total, lr_mults)
     records = rec.Records()
     ranges = {layer: torch.tensor([[rec.histogram_range(stack.params[layer + ".weight"][s, i])
                                     for i in range(I)] for s in range(S)])

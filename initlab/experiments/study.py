@@ -27,6 +27,7 @@ from initlab import (
 )
 from initlab.activations import ACTIVATIONS
 from initlab.engine import pool
+from initlab.init import parametrization as param
 from initlab.options import UsageError
 
 LAB_INITS = ("zeros", "uniform", "normal", "xavier", "kaiming")
@@ -53,6 +54,8 @@ class StudyConfig:
     seeds_per_stack: int = 0        # seeds trained together in one batched stack; 0 = all at once
     validation: bool = False        # train on 55,000 training images and test on the 5,000 others
                                     # (``validation_split``): for choosing a recipe without the test set
+    parametrization: str = "sp"     # width parametrization: sp | mup:base_width=64 | ntk:base_width=64
+                                    # (init, forward and lr multipliers; initlab.init.parametrization)
     workers: int = 0                # training processes; 0 = one per core on the CPU, 1 on a GPU
     train: engine.TrainConfig = field(default_factory=engine.TrainConfig)
 
@@ -144,7 +147,34 @@ def validate(cfg: StudyConfig) -> None:
                           f"{cfg.dataset}")
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("--device cuda asked for, but torch sees no CUDA device; use --device cpu")
+    try:
+        parametrization_table(cfg)
+    except ValueError as e:
+        raise ConfigError(f"--parametrization {cfg.parametrization}: {e}") from None
     _check_model_inits(cfg)
+
+
+def parametrization_table(cfg: StudyConfig) -> Optional[Dict[str, param.Scaling]]:
+    """{parameter: Scaling} of ``cfg.parametrization`` for the study's model (None for SP: nothing to
+    apply). Which dimensions scale with width comes from the model built on the meta device at
+    ``base_width`` and at twice that (``mup``'s base and delta models); a model needs a width setting
+    (``width_option``: the mlp's ``width``, two_layer_fc's ``hidden``) and forward multipliers. A
+    ValueError says what does not fit."""
+    name, options = param.parse(cfg.parametrization)
+    if name == "sp":
+        return None
+    model_name, _ = model_spec(cfg)
+    kwargs = model_options(cfg)
+    with torch.device("meta"):
+        model = models.build(model_name, **kwargs)
+        key = getattr(model, "width_option", None)
+        if key is None or not isinstance(getattr(model, "multipliers", None), dict):
+            supported = [n for n in models.MODELS.names() if getattr(models.MODELS.get(n), "width_option", None)]
+            raise ValueError(f"{model_name} has no width setting to scale (supported: {', '.join(supported)})")
+        base = models.build(model_name, **{**kwargs, key: options["base_width"]})
+        delta = models.build(model_name, **{**kwargs, key: 2 * options["base_width"]})
+    shapes = lambda m: {n: tuple(p.shape) for n, p in m.named_parameters()}
+    return param.scalings(cfg.parametrization, shapes(model), shapes(base), shapes(delta))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -190,6 +220,9 @@ def build_and_initialize(cfg: StudyConfig, spec: str, seed: int,
     t0 = time.perf_counter()
     info = init.initialize(model, spec, generator=init_generator(seed), activation=cfg.activation,
                            bias=cfg.bias_init, data=batch)
+    table = parametrization_table(cfg)
+    if table is not None:        # composes with the init: rescales what it drew (see init.parametrization)
+        param.apply(model, table)
     info["init_seconds"] = time.perf_counter() - t0
     return model, info
 

@@ -17,6 +17,8 @@ HIDDEN = 4000
 # --------------------------------------------------------------------------------------------------
 
 class MLP(nn.Module):
+    width_option = "width"          # the setting a width parametrization (μP, NTK) scales
+
     """A plain net: ``depth`` hidden layers of ``width`` units, each followed by the activation, then a
     linear output layer — no normalization, no skip connections, so nothing but the initialization
     sets the scale of the signal (the setting of Glorot & Bengio 2010 and He et al. 2015)::
@@ -31,7 +33,10 @@ class MLP(nn.Module):
     a plain ``y = W x + b`` whose variance the fan formula predicts (a global pooling would not be).
 
     ``activation`` is a registered name or an :class:`~initlab.activations.Activation` (so a probe can
-    pass the identity). The default 784-500-500-10 (``width=500, depth=2``) is the DBN of Hinton,
+    pass the identity). ``multipliers`` ({layer: m}, empty by default) are forward multipliers set by a
+    width parametrization (``initlab.init.parametrization``): that layer computes ``m · (W x) + b``;
+    ``width_option`` names the setting a parametrization scales. The default 784-500-500-10
+    (``width=500, depth=2``) is the DBN of Hinton,
     Osindero & Teh (2006) without its 2000-unit top layer.
     """
 
@@ -52,15 +57,17 @@ class MLP(nn.Module):
         self.output = nn.Linear(width * h * w if conv else width, num_classes)
         # a plain chain of linear layers (the engine trains it as batched matrix products)
         self.linear_chain = [] if conv else self.hidden_names + ["output"]
+        self.multipliers: Dict[str, float] = {}               # forward multipliers (parametrization)
 
     def forward(self, x: torch.Tensor, return_activations: bool = False):
-        f = self.act.fn
+        f, m = self.act.fn, self.multipliers
         acts: Dict[str, torch.Tensor] = {}
         if not self.conv:
             x = x.flatten(1)                                   # (N, 784)
-        for name in self.hidden_names:
-            x = acts[name] = f(getattr(self, name)(x))         # (N, width) or (N, width, 28, 28)
-        logits = acts["output"] = self.output(x.flatten(1))   # (N, 10)
+        for name in self.hidden_names:                         # m · (W x) + b as W (m x) + b
+            x = acts[name] = f(getattr(self, name)(x * m[name] if name in m else x))  # (N, width) or (N, width, H, W)
+        x = x.flatten(1)
+        logits = acts["output"] = self.output(x * m["output"] if "output" in m else x)   # (N, 10)
         return (logits, acts) if return_activations else logits
 
 
@@ -71,8 +78,10 @@ class MLP(nn.Module):
 class TwoLayerFC(nn.Module):
     """flatten -> fc1 (``hidden`` units) -> act -> output (``num_classes`` logits).
 
-    With the defaults on MNIST: 784 -> 4000 -> 10, 3,180,010 parameters.
+    With the defaults on MNIST: 784 -> 4000 -> 10, 3,180,010 parameters. ``multipliers`` and
+    ``width_option`` as in :class:`MLP` (a width parametrization scales ``hidden``).
     """
+    width_option = "hidden"
 
     def __init__(self, activation: str = "relu", in_channels: int = 1, image_size: int = 28,
                  hidden: int = HIDDEN, num_classes: int = 10) -> None:
@@ -81,9 +90,12 @@ class TwoLayerFC(nn.Module):
         self.fc1 = nn.Linear(in_channels * image_size * image_size, hidden)
         self.output = nn.Linear(hidden, num_classes)
         self.linear_chain = ["fc1", "output"]
+        self.multipliers: Dict[str, float] = {}               # forward multipliers (parametrization)
 
     def forward(self, x: torch.Tensor, return_activations: bool = False):
         acts: Dict[str, torch.Tensor] = {}
-        x = acts["fc1"] = self.act.fn(self.fc1(x.flatten(1)))      # (N, hidden)
-        logits = acts["output"] = self.output(x)                  # (N, num_classes)
+        m = self.multipliers
+        x = x.flatten(1)
+        x = acts["fc1"] = self.act.fn(self.fc1(x * m["fc1"] if "fc1" in m else x))      # (N, hidden)
+        logits = acts["output"] = self.output(x * m["output"] if "output" in m else x)  # (N, num_classes)
         return (logits, acts) if return_activations else logits

@@ -21,7 +21,7 @@ SWEEP_WIDE = ("seeds", "first_seed", "seeds_per_stack", "data_dir", "device")
 
 # fields added to StudyConfig after run stores were first written, with their defaults: left out of a
 # cell's hash while at the default, so the hashes of earlier stores (and their resumes) stay valid
-ADDED_LATER = {"width": None, "depth": None, "conv": False, "validation": False}
+ADDED_LATER = {"width": None, "depth": None, "conv": False, "validation": False, "parametrization": "sp"}
 ADDED_LATER_TRAIN = {"hist_moments": 8}     # (the same for TrainConfig's fields)
 
 
