@@ -28,6 +28,8 @@ SMALL = {
     "criticality": ["criticality", "--depths", "2", "3", "--sigma-w2s", "1.0", "4.0", "--width", "16", "--steps",
                     "20", "--map-width", "32", "--map-depth", "4", "--map-seeds", "1", "--isometry-depth", "4",
                     "--isometry-width", "16", "--seeds", "2"],
+    "width": ["width", "--widths", "16", "32", "--log2-lrs", "-9", "-7", "--parametrizations", "sp", "mup",
+              "--steps", "100", "--seeds", "2", "--coord-steps", "1"],
     "depth": ["depth", "--depths", "2", "3", "4", "--inits", "xavier", "kaiming", "--lrs", "0.01",
               "--seeds", "2", "--width", "16", "--train-size", "640"],
 }

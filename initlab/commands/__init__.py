@@ -18,10 +18,11 @@ from initlab.commands import (
                               summary,
                               sweep,
                               transfer,
+                              width,
 )
 
 COMMANDS = {m.NAME: m for m in (study, bonus, report, data, summary, inits, grid, probe, depth,
-                                criticality, transfer, sweep, runs)}
+                                criticality, width, transfer, sweep, runs)}
 
 # commands that train and write a result folder (config.json, meta.json, a table, report.html)
-EXPERIMENT_COMMANDS = ("study", "bonus", "grid", "probe", "depth", "criticality", "transfer", "sweep")
+EXPERIMENT_COMMANDS = ("study", "bonus", "grid", "probe", "depth", "criticality", "width", "transfer", "sweep")

@@ -24,6 +24,8 @@ from initlab.experiments import (
     probe_report,
     study_report,
     transfer_report,
+    width,
+    width_report,
 )
 
 Table = Tuple[List[str], List[List[str]]]
@@ -89,6 +91,8 @@ EXPERIMENTS: Dict[str, Experiment] = {e.name: e for e in (
     Experiment("criticality", criticality_report.write_report, criticality_report.summary_table,
                criticality.plan, criticality.collect, criticality.to_dict, criticality.from_dict,
                criticality_report.summary_tables),
+    Experiment("width", width_report.write_report, width_report.summary_table, width.plan, width.collect,
+               width.to_dict, width.from_dict),
 )}
 
 # the experiments that train through the runner, with resume, workers, Ray and Ctrl-C
