@@ -17,7 +17,7 @@ import importlib
 __version__ = "0.1.0"
 
 __all__ = ["initialize", "register_init", "build_model", "init_names", "model_names", "study", "probe",
-           "transfer", "load", "Study", "Probe", "Transfer"]
+           "depth", "criticality", "width", "transfer", "load", "Study", "Probe", "Transfer", "Result"]
 
 
 def __getattr__(name: str):

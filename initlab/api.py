@@ -27,7 +27,6 @@ from __future__ import annotations
 import functools
 import html
 import io
-import re
 import tempfile
 import time
 import warnings
@@ -39,6 +38,7 @@ import pandas as pd
 
 from initlab import data, document, files
 from initlab.api_inits import build_model, init_names, initialize, model_names, register_init
+from initlab.api_stored import Result, experiment_function, python_words
 from initlab.commands.probe import PROBE_FLAGS
 from initlab.commands.transfer import TRANSFER_FLAGS
 from initlab.experiments import probe as probe_exp
@@ -48,7 +48,8 @@ from initlab.experiments import transfer as transfer_exp
 from initlab.options import STUDY_FLAGS, Flag, UsageError, apply, prepare_out
 
 __all__ = ["initialize", "register_init", "build_model", "init_names", "model_names", "study", "probe",
-           "transfer", "load", "Study", "Probe", "Transfer"]
+           "depth", "criticality", "width",
+           "transfer", "load", "Study", "Probe", "Transfer", "Result"]
 
 PathLike = Union[str, Path]
 
@@ -56,12 +57,6 @@ PathLike = Union[str, Path]
 # --------------------------------------------------------------------------------------------------
 # Settings: keyword arguments named like the command's flags
 # --------------------------------------------------------------------------------------------------
-
-def _python_words(message: str) -> str:
-    """A command-line message in Python's words: ``--train-size`` -> ``train_size``."""
-    message = message.replace("pass --force", "pass force=True")
-    return re.sub(r"--([a-z0-9-]+)", lambda m: m[1].replace("-", "_"), message)
-
 
 def _configure(function: str, base, flags: Sequence[Flag], settings: Dict[str, Any],
                validate: Callable[[Any], None], extra: Sequence[str] = ()):
@@ -77,7 +72,7 @@ def _configure(function: str, base, flags: Sequence[Flag], settings: Dict[str, A
         cfg = apply(base, {dests[k]: v for k, v in settings.items()}, flags)
         validate(cfg)
     except ValueError as e:
-        raise UsageError(_python_words(str(e))) from None
+        raise UsageError(python_words(str(e))) from None
     return cfg
 
 
@@ -88,7 +83,7 @@ def _out(out: Optional[PathLike], command: str, force: bool) -> Optional[Path]:
     try:
         return prepare_out(Path(out), command, force)
     except UsageError as e:
-        raise UsageError(_python_words(str(e))) from None
+        raise UsageError(python_words(str(e))) from None
 
 
 def _frame(rows: List[dict]) -> pd.DataFrame:
@@ -517,6 +512,11 @@ def transfer(*, out: Optional[PathLike] = None, progress: bool = True, force: bo
 # --------------------------------------------------------------------------------------------------
 # Loading a folder
 # --------------------------------------------------------------------------------------------------
+
+depth = experiment_function("depth")              # initlab.depth(depths=[5, 30], ...): He et al. 2015
+criticality = experiment_function("criticality")  # the mean-field theory, computed and measured
+width = experiment_function("width")              # the best lr across widths: SP, μP, NTK
+
 
 def load(folder: PathLike) -> Union[Study, Probe, Transfer]:
     """The results in ``folder``, written by :meth:`Study.save` or by a command: a :class:`Study`

@@ -384,3 +384,36 @@ def test_probe_and_transfer_return_their_results(tmp_path):
     back = initlab.load(tmp_path / "transfer")
     assert isinstance(back, initlab.Transfer)
     pd.testing.assert_frame_equal(back.runs, t.runs)
+
+
+# one small setting per experiment on the runner with a flat config: initlab.NAME(**settings)
+FLAT_SMALL = {
+    "depth": {"depths": [2, 3], "inits": ["xavier", "kaiming"], "lrs": [0.01], "seeds": 1, "width": 16,
+              "train_size": 320},
+    "criticality": {"depths": [2], "sigma_w2s": [1.0], "width": 16, "steps": 10, "map_width": 32, "map_depth": 3,
+                    "map_seeds": 1, "isometry_depth": 3, "isometry_width": 16},
+    "width": {"widths": [16, 32], "log2_lrs": [-8], "parametrizations": ["sp", "mup"], "steps": 100, "seeds": 1,
+              "coord_steps": 1},
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(FLAT_SMALL))
+def test_every_flat_experiment_has_a_python_function_that_checks_and_runs_it(name, tmp_path):
+    from initlab.experiments.catalog import FLAT
+
+    assert set(FLAT) == set(FLAT_SMALL)
+    run = getattr(initlab, name)
+    with pytest.raises(TypeError, match="unknown setting"):
+        run(no_such_setting=1)
+    result = run(out=tmp_path / name, progress=False, workers=1, **FLAT_SMALL[name])
+    assert result.folder == tmp_path / name and not result.interrupted
+    assert len(result.runs) == len(files.read_csv(tmp_path / name / "runs.csv")) > 0
+    assert (tmp_path / name / "report.html").exists() and result.summary
+    again = run(out=tmp_path / name, progress=False, resume=True, **FLAT_SMALL[name])   # nothing left to train
+    assert again.runs.equals(result.runs)
+
+
+def test_a_bad_value_for_an_experiment_function_speaks_python():
+    with pytest.raises(ValueError, match=r"^steps must be a multiple of 100"):
+        initlab.width(steps=150)

@@ -1,9 +1,6 @@
 """``initlab criticality``: order, chaos and trainable depth, computed (mean-field theory) and measured."""
 from __future__ import annotations
 
-import sys
-
-from initlab import files
 from initlab.commands.common import add_runner_flags, execution_of, finish_stored, load_data
 from initlab.experiments import criticality, criticality_report
 from initlab.options import (
@@ -69,13 +66,6 @@ def run(args) -> int:
     execution = execution_of(args, workers=cfg.workers)   # (--resume: the stored count unless given)
     out = prepare_out(args.out, NAME, args.force or args.resume)
     ds = load_data(cfg.dataset, cfg.data_dir, args.quiet)
-    if not args.quiet:
-        print("theory, and measurements at initialization (no training) ...", file=sys.stderr, flush=True)
-    maps = criticality.map_rows(cfg)
-    for name, rows in (("theory", criticality.theory_rows(cfg)), ("maps", maps),
-                       ("depth_scales", criticality.depth_scale_rows(cfg, maps)),
-                       ("isometry", criticality.isometry_rows(cfg))):
-        files.atomic_write_text(out / f"{name}.csv", files.rows_to_csv(rows))
     outcome = runner.run_experiment(NAME, cfg, out, execution, resume=args.resume, force=args.force,
                                     dataset=ds)
     if outcome.info["finished"]:

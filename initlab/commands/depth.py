@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from initlab import files
 from initlab.commands.common import add_runner_flags, execution_of, finish_stored, load_data
-from initlab.experiments import depth, depth_report, probe
+from initlab.experiments import depth, depth_report
 from initlab.options import (
     EXIT_CODES_HELP,
     Flag,
@@ -60,10 +60,6 @@ def run(args) -> int:
     execution = execution_of(args, workers=cfg.workers)   # (--resume: the stored count unless given)
     out = prepare_out(args.out, NAME, args.force or args.resume)
     ds = load_data(cfg.dataset, cfg.data_dir, args.quiet)
-    if not (args.resume and (out / "probe.csv").exists()):
-        # the deepest net's signal at initialization: no training, seconds; written before the runs
-        rows = probe.run_probe(depth.probe_config(cfg), dataset=ds, progress=not args.quiet)
-        files.atomic_write_text(out / "probe.csv", files.rows_to_csv(rows))
     outcome = runner.run_experiment(NAME, cfg, out, execution, resume=args.resume, force=args.force,
                                     dataset=ds)
     if outcome.info["finished"]:

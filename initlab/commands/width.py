@@ -1,9 +1,6 @@
 """``initlab width``: the best learning rate across widths under SP, μP and NTK, with a coordinate check."""
 from __future__ import annotations
 
-import sys
-
-from initlab import files
 from initlab.commands.common import add_runner_flags, execution_of, finish_stored, load_data
 from initlab.experiments import width, width_report
 from initlab.options import (
@@ -62,10 +59,6 @@ def run(args) -> int:
     execution = execution_of(args, workers=cfg.workers)   # (--resume: the stored count unless given)
     out = prepare_out(args.out, NAME, args.force or args.resume)
     ds = load_data(cfg.dataset, cfg.data_dir, args.quiet)
-    if not (args.resume and (out / "coord.csv").exists()):
-        if not args.quiet:
-            print("coordinate check ...", file=sys.stderr, flush=True)
-        files.atomic_write_text(out / "coord.csv", files.rows_to_csv(width.coord_rows(cfg, ds)))
     outcome = runner.run_experiment(NAME, cfg, out, execution, resume=args.resume, force=args.force,
                                     dataset=ds)
     if outcome.info["finished"]:

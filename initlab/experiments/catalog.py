@@ -41,6 +41,9 @@ class Experiment:
     to_dict: Callable[[Any], dict] = dataclasses.asdict                      # config -> config.json
     from_dict: Optional[Callable[[dict], Any]] = None                        # config.json -> config
     tables: Optional[Callable[[Path], List[Table]]] = None    # every table for the terminal (default: summary)
+    prepare: Optional[Callable[[Any, Path, Any, bool], None]] = None   # (cfg, folder, dataset, resume): what
+    # it computes without training, written before the runner trains (a probe, theory, a coordinate check)
+    validate: Optional[Callable[[Any], None]] = None    # a flat config's check (the Python API's keywords)
 
     def summary_tables(self, out: Path) -> List[Table]:
         return self.tables(out) if self.tables else [self.summary(out)]
@@ -87,13 +90,16 @@ EXPERIMENTS: Dict[str, Experiment] = {e.name: e for e in (
     Experiment("probe", probe_report.write_report, _probe_summary),
     Experiment("transfer", transfer_report.write_report, _transfer_summary),
     Experiment("depth", depth_report.write_report, depth_report.summary_table, depth.plan, depth.collect,
-               dataclasses.asdict, depth.from_dict, depth_report.summary_tables),
+               dataclasses.asdict, depth.from_dict, depth_report.summary_tables, depth.prepare, depth.validate),
     Experiment("criticality", criticality_report.write_report, criticality_report.summary_table,
                criticality.plan, criticality.collect, criticality.to_dict, criticality.from_dict,
-               criticality_report.summary_tables),
+               criticality_report.summary_tables, criticality.prepare, criticality.validate),
     Experiment("width", width_report.write_report, width_report.summary_table, width.plan, width.collect,
-               width.to_dict, width.from_dict),
+               width.to_dict, width.from_dict, None, width.prepare, width.validate),
 )}
 
 # the experiments that train through the runner, with resume, workers, Ray and Ctrl-C
 STORED = tuple(name for name, e in EXPERIMENTS.items() if e.plan is not None)
+
+# the experiments on the runner whose config is flat: the Python API has a function for each (api_stored)
+FLAT = tuple(name for name, e in EXPERIMENTS.items() if e.validate is not None)

@@ -24,13 +24,15 @@ input-output Jacobian near 1 for tanh, Gaussian weights do not, and ReLU has no 
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
 
-from initlab import engine
+from initlab import engine, files
 from initlab.activations import ACTIVATIONS
 from initlab.experiments import study
 from initlab.init import mean_field as mf
@@ -302,3 +304,14 @@ def isometry_rows(cfg: CriticalityConfig) -> List[dict]:
                      "log_sv_mean": float(np.mean(np.log(kept))), "resolved": int(len(kept)),
                      "max_sv": float(sv.max()), "log_sv": " ".join(f"{v:.4g}" for v in np.log(kept))})
     return rows
+
+
+def prepare(cfg: CriticalityConfig, out: Path, dataset=None, resume: bool = False, progress: bool = True) -> None:
+    """theory.csv, maps.csv, depth_scales.csv and isometry.csv: everything computed or measured without
+    training (about a minute), written before the runner trains."""
+    if progress:
+        print("theory, and measurements at initialization (no training) ...", file=sys.stderr, flush=True)
+    maps = map_rows(cfg)
+    for name, rows in (("theory", theory_rows(cfg)), ("maps", maps), ("depth_scales", depth_scale_rows(cfg, maps)),
+                       ("isometry", isometry_rows(cfg))):
+        files.atomic_write_text(Path(out) / f"{name}.csv", files.rows_to_csv(rows))

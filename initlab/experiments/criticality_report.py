@@ -277,8 +277,8 @@ def plot_depth(runs: Sequence[dict], cfg: dict, path: Path) -> Optional[Path]:
     ax.set_ylim(-0.5, len(depths) - 0.5)
     ax.set(xlabel="sigma_w^2", ylabel="hidden layers", title=f"Trainable depth ({cfg['activation']}, sigma_b^2 "
            f"{cfg['sigma_b2']:g}, {cfg['steps']} steps)")
-    ax.legend(fontsize=7, loc="upper right")
-    fig.tight_layout()
+    fig.legend(*ax.get_legend_handles_labels(), fontsize=8, loc="lower center", ncol=3, frameon=False)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from initlab import engine, models
+from initlab import engine, files, models
 from initlab.experiments import probe, study
 from initlab.options import UsageError
 
@@ -136,3 +137,12 @@ def collect(config: dict, runs: Sequence[dict]) -> Dict[str, List[dict]]:
             block += [{**tag, **c, "run": k} for c in run["tables"].get("curves", [])]
         curves += sorted(block, key=lambda c: (c["step"], c["run"]))
     return {"curves": curves, "runs": rows}
+
+
+def prepare(cfg: DepthConfig, out: Path, dataset, resume: bool = False, progress: bool = True) -> None:
+    """probe.csv: the deepest net's signal at initialization (no training, seconds), before the runs; a
+    resume keeps the one there."""
+    if resume and (Path(out) / "probe.csv").exists():
+        return
+    rows = probe.run_probe(probe_config(resolve(cfg)), dataset=dataset, progress=progress)
+    files.atomic_write_text(Path(out) / "probe.csv", files.rows_to_csv(rows))

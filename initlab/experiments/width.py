@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import math
 import statistics
+import sys
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from initlab import engine
+from initlab import engine, files
 from initlab.experiments import study
 
 WIDTHS = (64, 256, 1024)
@@ -215,3 +217,13 @@ def _layer_sizes(model, x) -> Dict[str, float]:
             h.remove()
     return sizes
 
+
+
+def prepare(cfg: WidthConfig, out: Path, dataset, resume: bool = False, progress: bool = True) -> None:
+    """coord.csv: the coordinate check (no runner: a few steps per width), before the runs; a resume
+    keeps the one there."""
+    if resume and (Path(out) / "coord.csv").exists():
+        return
+    if progress:
+        print("coordinate check ...", file=sys.stderr, flush=True)
+    files.atomic_write_text(Path(out) / "coord.csv", files.rows_to_csv(coord_rows(cfg, dataset)))

@@ -187,8 +187,9 @@ def run_study_stored(cfg, out: Path, dataset=None, progress: bool = True, resume
 
 def run_experiment(name: str, cfg, out: Path, execution: Execution, resume: bool = False,
                    force: bool = False, dataset=None) -> Outcome:
-    """Plan experiment ``name``'s cells for ``cfg`` into ``out``'s store, train what is missing and
-    write its result folder (:func:`collect`). ``cfg`` is validated already."""
+    """Plan experiment ``name``'s cells for ``cfg`` into ``out``'s store (after its ``prepare``, what it
+    computes without training), train what is missing and write its result folder (:func:`collect`).
+    ``cfg`` is validated already."""
     exp = EXPERIMENTS[name]
     out = Path(out)
     open_out(out, resume, force)
@@ -196,6 +197,9 @@ def run_experiment(name: str, cfg, out: Path, execution: Execution, resume: bool
     first = groups[0]
     if dataset is not None:
         backends.keep_dataset(first.dataset, first.data_dir, dataset)
+    if exp.prepare is not None:                 # what it computes without training, before the runs
+        exp.prepare(cfg, out, dataset if dataset is not None else backends.dataset(first.dataset, first.data_dir),
+                    resume, execution.progress)
     cells = unique_cells(groups)
     options = {"data_dir": first.data_dir, "device": first.device, "seeds_per_stack": first.seeds_per_stack}
     with st.Store(out) as store:
