@@ -92,11 +92,17 @@ def register_init(name: str, *, formula: str, bias_init: Optional[Callable[..., 
         >>> _ = initlab.initialize(net, "scaled_normal:scale=2", seed=0)
         >>> round(net.weight.std().item(), 1)            # 2 / sqrt(400)
         0.1
+
+    A name that no spec can hold (empty, or with ``:``, ``,``, ``=`` or whitespace) raises ValueError here,
+    at registration.
     """
+    # the name is checked now, at registration, not when the decorated function arrives
+    register = init.register_init(name, formula=formula, bias_init=bias_init, limits=limits)
+
     def add(fn: Callable[..., None]) -> Callable[..., None]:
         if user_inits.module_of(fn) == user_inits.INTERACTIVE:
             user_inits.forget_interactive(name)
-        return init.register_init(name, formula=formula, bias_init=bias_init, limits=limits)(fn)
+        return register(fn)
 
     return add
 

@@ -2,7 +2,8 @@
 
 Each command is a module of :mod:`initlab.commands` with ``add_parser(subparsers)`` and
 ``run(args) -> int``. Every bad input ends as one line on stderr (``initlab: error: ...``) and exit
-code 2, before any training starts.
+code 2, before any training starts; a result table that holds an impossible value (a corrupt or edited
+file, ``files.CorruptTableError``) is one line and exit code 1.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import List, Optional
 
 from initlab import __version__
 from initlab.commands import COMMANDS
+from initlab.files import CorruptTableError
 from initlab.options import (
     EXIT_CODES_HELP,
     EXIT_FAILED,
@@ -81,6 +83,9 @@ def _main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("initlab: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except CorruptTableError as e:   # a result table read back holds an impossible value (exit 1:
+        print(f"initlab: error: {e}", file=sys.stderr)   # the input is a damaged file, not a bad flag)
+        return EXIT_FAILED
     except OSError as e:             # a disk that filled up or became unwritable while working
         print(f"initlab: failed: {e} (everything written before is complete; --resume continues a "
               f"study or sweep)", file=sys.stderr)

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import platform
+import re
 import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -164,10 +165,44 @@ def write_result(out: Path, experiment: str, config: dict, tables: Dict[str, Lis
         atomic_write_text(out / f"{name}.csv", rows_to_csv(rows))
 
 
+class CorruptTableError(ValueError):
+    """A result table holding a value no run can produce (an accuracy outside [0, 1]): the file was
+    damaged or edited. One line; ``initlab`` reports it and exits 1."""
+
+
+ACCURACY_COLUMN = re.compile(r"(?:^|_)acc(?:uracy)?(?:_|$)")   # test_acc, heldout_acc, acc_mean, acc_at_0
+
+
+def check_table(path: Path, rows: List[dict]) -> List[dict]:
+    """``rows`` of the table at ``path``, unless one holds an impossible value: every accuracy column
+    (``ACCURACY_COLUMN``: a fraction of images classified right, or a mean / std / min of such
+    fractions) must be empty, NaN or within [0, 1]; else :class:`CorruptTableError`.
+
+    Example:
+        >>> check_table(Path("runs.csv"), [{"test_acc": 0.98}, {"test_acc": None}])
+        [{'test_acc': 0.98}, {'test_acc': None}]
+        >>> check_table(Path("runs.csv"), [{"test_acc": 1.7}])
+        Traceback (most recent call last):
+        ...
+        initlab.files.CorruptTableError: runs.csv: test_acc 1.7 outside [0, 1] (a corrupt or edited file)
+    """
+    columns = [k for k in (rows[0] if rows else {}) if ACCURACY_COLUMN.search(k)]
+    for row in rows:
+        for k in columns:
+            v = row.get(k)
+            if v is None or (isinstance(v, float) and math.isnan(v)):
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+                raise CorruptTableError(f"{path}: {k} {v} outside [0, 1] (a corrupt or edited file)")
+    return rows
+
+
 def read_table(out: Path, name: str) -> List[dict]:
-    """``NAME.csv`` of a result folder ([] when missing or empty)."""
+    """``NAME.csv`` of a result folder ([] when missing or empty), checked by :func:`check_table`
+    (a corrupt or edited file raises :class:`CorruptTableError`), so no report shows an accuracy of
+    170 %."""
     path = Path(out) / f"{name}.csv"
-    return read_csv(path) if path.exists() and path.stat().st_size else []
+    return check_table(path, read_csv(path)) if path.exists() and path.stat().st_size else []
 
 
 # Folders written before meta.json named the experiment: the file that only that experiment writes.

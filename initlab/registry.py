@@ -62,6 +62,25 @@ NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _INT_RE = re.compile(r"[+-]?\d+\Z")
 
 
+def check_name(name: Any, kind: str) -> str:
+    """``name``, if a spec (``name:key=value,...``, :func:`split_spec`) can name it: letters, digits and
+    ``_``, not starting with a digit (``NAME_RE``); else a one-line ValueError, at registration rather
+    than at the first spec that cannot reach it.
+
+    Example:
+        >>> check_name("scaled_normal", "initializer")
+        'scaled_normal'
+        >>> check_name("bad name:x", "initializer")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: cannot register initializer 'bad name:x': a name is letters, digits and _ ...
+    """
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise ValueError(f"cannot register {kind} {name!r}: a name is letters, digits and _ (not a digit "
+                         f"first), or no 'name:key=value' spec can name it")
+    return name
+
+
 def parse_value(text: str) -> Any:
     """``"3"`` -> 3, ``"0.1"`` / ``"1e-3"`` -> float, ``"None"`` -> None, anything else -> the string."""
     if text == "None":

@@ -49,6 +49,19 @@ STUDY_FLAG_CASES = [
     (["--hist-moments", "1"], "--hist-moments must be >= 2"), (["--seeds", "two"], "invalid int value"),
     (["--c3-table", "maybe"], "expected true/false"), (["--workers", "-1"], "--workers must be >= 0"),
     (["--dataset", "cifar10"], "--model lenet5 takes 1x28x28 images"),
+    # numbers past what is possible: seeds that SQLite and torch cannot hold, more runs than memory, a batch
+    # larger than the data, histograms at no moment
+    (["--seeds", "1000000000000"], "--seeds 1000000000000: more runs than one command may plan "
+                                   "(1,000,000,000,000 seeds x 5 inits = 5,000,000,000,000 runs; at most 1,000,000)"),
+    (["--first-seed", "100000000000000000000000"],
+     "--first-seed 100000000000000000000000: a seed must be at most 2**63 - 1 = 9223372036854775807"),
+    (["--first-seed", "-1"], "--first-seed must be >= 0, got -1"),
+    (["--seeds", "5", "--first-seed", "9223372036854775806"],
+     "--seeds 5 from --first-seed 9223372036854775806: the last seed 9223372036854775810 is past 2**63 - 1"),
+    (["--batch-size", "100000", "--train-size", "2000"],
+     "--batch-size 100000 is more than the 2,000 training images of --train-size 2000: at most 2,000"),
+    (["--batch-size", "60001"], "--batch-size 60001 is more than the 60,000 training images of mnist"),
+    (["--hist-moments", "0"], "--hist-moments must be >= 2 (the first and the last step), got 0"),
 ]
 
 OTHER_CASES = [
@@ -80,6 +93,34 @@ OTHER_CASES = [
     (["summary", "--model", "two_layer_fc:hidden=0"], "need hidden an integer >= 1"),
     (["depth", "--model", "mlp:depth=3"], "--depths sets the depth"),
     (["depth", "--model", "lenet5"], "depth trains the mlp"),
+    # every command that takes seeds bounds them and its runs; sizes past the data
+    (["bonus", "--seeds", "1000000000000"], "--seeds 1000000000000: more runs than one command may plan"),
+    (["bonus", "--ablation", "200000"], "--ablation 200000: more runs than one command may plan (200,000 seeds "
+                                        "x 8 ablation rows + 10 runs of the recipe = 1,600,010 runs"),
+    (["bonus", "--first-seed", "100000000000000000000000"], "a seed must be at most 2**63 - 1"),
+    (["bonus", "--batch-size", "100000"], "--batch-size 100000 is more than the 60,000 training images"),
+    (["grid", "--seeds", "100000"], "--seeds 100000: more runs than one command may plan (100,000 seeds x 7 inits "
+                                    "x 5 activations = 3,500,000 runs; at most 1,000,000)"),
+    (["grid", "--first-seed", "-1"], "--first-seed must be >= 0, got -1"),
+    (["grid", "--hist-moments", "0"], "--hist-moments must be >= 2"),
+    (["depth", "--seeds", "30000"], "--seeds 30000: more runs than one command may plan"),
+    (["depth", "--first-seed", "100000000000000000000000"], "a seed must be at most 2**63 - 1"),
+    (["depth", "--batch-size", "20001"], "--batch-size 20001 is more than the 20,000 training images of "
+                                         "--train-size 20000"),
+    (["probe", "--images", "100000"], "--images 100000 is more than the 60,000 training images of mnist"),
+    (["probe", "--images", "59900"], "--images 59900 leaves fewer than the 256 other images lsuv initializes "
+                                     "from (of the 60,000 training images of mnist): at most 59,744"),
+    (["probe", "--seeds", "1000000000000"], "--seeds 1000000000000: more runs than one command may plan"),
+    (["probe", "--first-seed", "100000000000000000000000"], "a seed must be at most 2**63 - 1"),
+    (["transfer", "--seeds", "1000000"], "--seeds 1000000: more runs than one command may plan"),
+    (["transfer", "--first-seed", "-5"], "--first-seed must be >= 0, got -5"),
+    (["transfer", "--batch-size", "200"], "--batch-size 200 is more than the 100 training images of "
+                                          "--target-sizes 100: at most 100"),
+    (["transfer", "--target-sizes", "70000"], "--target-sizes 70000 exceeds the 60,000 training images of mnist"),
+    (["sweep", "GRID", "--seeds", "1000000000000"], "--seeds 1000000000000: more runs than one command may plan"),
+    (["sweep", "GRID", "--first-seed", "100000000000000000000000"], "a seed must be at most 2**63 - 1"),
+    (["sweep", "GRID", "--batch-size", "97"], "--batch-size 97 is more than the 96 training images of "
+                                              "--train-size 96"),
 ]
 
 CONFIG_CASES = [
@@ -151,6 +192,63 @@ def test_an_unusable_out_folder_is_refused(make, tmp_path, capsys):
     code = cli.main(["study", "--out", str(out), "--quiet"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and message in err
+
+
+def test_a_grid_file_of_more_runs_than_possible_is_refused_unexpanded(tmp_path, capsys):
+    lists = "\n".join(f"{k} = [{', '.join(map(str, range(1, 1002)))}]" for k in ("epochs", "record_every"))
+    (tmp_path / "big.toml").write_text(f'inits = ["kaiming", "xavier"]\nseeds = 1\ntrain_size = 96\n{lists}\n')
+    _assert_refused(*_run(["sweep", str(tmp_path / "big.toml")], tmp_path, capsys),
+                    "big.toml: more runs than one command may plan (1,002,001 setting combinations; at most 1,000,000")
+    (tmp_path / "wide.toml").write_text('inits = ["kaiming", "xavier"]\nseeds = 1000\ntrain_size = 96\n'
+                                        f'epochs = [{", ".join(map(str, range(1, 502)))}]\n')
+    _assert_refused(*_run(["sweep", str(tmp_path / "wide.toml")], tmp_path, capsys),
+                    "--seeds 1000: more runs than one command may plan (1,000 seeds x 1,002 inits in 501 "
+                    "setting combinations = 1,002,000 runs; at most 1,000,000)")
+
+
+@pytest.mark.parametrize("name", ["bad name:x", "", "a,b", "a=b", "tab\tname", "two words", "1st", "x:y", None])
+def test_an_init_name_no_spec_can_hold_is_refused_at_registration(name):
+    import initlab
+    from initlab import init
+
+    for register in (initlab.register_init, init.register_init):
+        with pytest.raises(ValueError, match="cannot register initializer") as e:
+            register(name, formula="N(0, 1)")     # the call itself, before any function is decorated
+        assert "\n" not in str(e.value)
+    assert name not in init.init_names()
+
+
+# ---- result tables read back: an impossible value is a corrupt file, one line, exit 1 ---------------
+
+@pytest.mark.parametrize("experiment", ["bonus", "study", "grid"])
+@pytest.mark.parametrize("command", ["report", "runs"])
+def test_a_result_table_with_an_impossible_accuracy_is_one_line_and_exit_1(experiment, command, tmp_path,
+                                                                         capsys):
+    from initlab import files
+
+    out = tmp_path / "edited"
+    row = {"run": 0, "init": "kaiming", "seed": 0, "activation": "relu", "test_acc": 1.7, "test_loss": 0.1,
+           "steps": 3, "train_seconds": 0.2, "diverged": False}
+    files.write_result(out, experiment, {"inits": ["kaiming"], "seeds": 1, "activations": ["relu"]},
+                       {"runs": [row]})
+    assert cli.main([command, str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err == f"initlab: error: {out}/runs.csv: test_acc 1.7 outside [0, 1] (a corrupt or edited file)\n"
+
+
+@pytest.mark.parametrize("column,value,ok", [
+    ("test_acc", 1.0, True), ("test_acc", 0, True), ("test_acc", None, True), ("heldout_acc", float("nan"), True),
+    ("test_acc", 1.7, False), ("heldout_acc", -0.1, False), ("acc_mean", 2.0, False), ("acc_at_0", "high", False),
+    ("accuracy", 98.5, False), ("test_loss", 7.0, True), ("accumulated", 5.0, True)])
+def test_check_table_refuses_an_accuracy_outside_0_1(column, value, ok, tmp_path):
+    from initlab import files
+
+    rows = [{"seed": 0, column: 0.5}, {"seed": 1, column: value}]
+    if ok:
+        assert files.check_table(tmp_path / "t.csv", rows) == rows
+    else:
+        with pytest.raises(files.CorruptTableError, match=f"t.csv: {column} {value} outside \\[0, 1\\]"):
+            files.check_table(tmp_path / "t.csv", rows)
 
 
 # ---- property-based: whatever the flags, a valid config or one clean UsageError --------------------

@@ -19,7 +19,8 @@ class TrainConfig:
     normalize: bool = False         # standardize pixels with the dataset's mean/std instead of [0, 1]
     train_size: Optional[int] = None  # train on the first N images of a seeded shuffle (None = all)
     record_every: int = 100         # steps between record points; 4x denser over the first 2 intervals
-    hist_every: int = 300           # with hist_moments 0: steps between weight histograms (plus the last step)
+    hist_every: int = 300           # with hist_moments 0 (the engine's only: commands refuse it, having no flag for
+                                    # this): steps between weight histograms (plus the last step)
     hist_moments: int = 8           # weight histograms at this many moments spread over the run (first and
                                     # last step included; each at the record point nearest its share)
     heldout_size: int = 500         # held-out images for the accuracy curve (at every record point)

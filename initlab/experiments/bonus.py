@@ -91,7 +91,12 @@ class BonusConfig:
 def validate(cfg: BonusConfig) -> None:
     if cfg.ablation < 0:
         raise study.ConfigError(f"--ablation must be >= 0, got {cfg.ablation}")
-    for group in plan(cfg):
+    groups = plan(cfg)
+    study.validate(groups[0])
+    rows = len(groups) - 1                # the ablation's: the recipe and the recipe minus each ingredient
+    study.check_seeds(cfg.ablation, cfg.study.first_seed, rows, f"{rows} ablation rows", "--ablation",
+                      other_runs=cfg.study.seeds * len(cfg.study.inits), other_what="runs of the recipe")
+    for group in groups[1:]:
         study.validate(group)
 
 

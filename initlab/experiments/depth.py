@@ -105,6 +105,9 @@ def validate(cfg: DepthConfig) -> None:
     if cfg.activation not in probe.activation_names():
         raise UsageError(f"unknown activation {cfg.activation!r}; choose from: "
                          f"{', '.join(probe.activation_names())}")
+    studies = len(cfg.depths) * len(cfg.lrs)          # each trains every init x seed; the probe adds one
+    study.check_seeds(cfg.seeds, cfg.first_seed, len(cfg.inits) * (studies + 1),
+                      f"{len(cfg.inits)} inits x ({len(cfg.depths)} depths x {len(cfg.lrs)} lrs + the probe)")
     study.validate(study_config(cfg, cfg.deepest, cfg.lrs[0]))
     probe.validate(probe_config(cfg))
 

@@ -127,6 +127,9 @@ def validate(cfg: GridConfig) -> None:
     """Raise ConfigError (one line) for the first bad setting, before any training."""
     if not cfg.activations:
         raise study.ConfigError("--activations needs at least one activation")
+    c = cfg.study
+    study.check_seeds(c.seeds, c.first_seed, len(c.inits) * len(cfg.activations),
+                      f"{len(c.inits)} inits x {len(cfg.activations)} activations")
     for a in cfg.activations:
         study.validate(dataclasses.replace(cfg.study, activation=a))
 

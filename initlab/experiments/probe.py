@@ -332,8 +332,18 @@ def validate(cfg: ProbeConfig) -> None:
                         ("--images", cfg.resolved_images), ("--seeds", cfg.seeds)):
         if value < 1:
             raise study.ConfigError(f"{flag} must be >= 1, got {value}")
+    study.check_seeds(cfg.seeds, cfg.first_seed, len(cfg.inits) * len(cfg.activations),
+                      f"{len(cfg.inits)} inits x {len(cfg.activations)} activations")
     if cfg.dataset not in data_mod.dataset_names():
         raise study.ConfigError(f"unknown dataset {cfg.dataset!r}; choose from: {', '.join(data_mod.dataset_names())}")
+    size, n = data_mod.DATASETS.get(cfg.dataset).train_size, cfg.resolved_images
+    if n > size:
+        raise study.ConfigError(f"--images {n} is more than the {size:,} training images of {cfg.dataset}")
+    data_dependent = [s for s in cfg.inits if init.parse_spec(s)[0] in init.MODEL_INITIALIZERS]
+    if data_dependent and n > size - LSUV_IMAGES:       # probe_batches: its own LSUV_IMAGES others
+        raise study.ConfigError(f"--images {n} leaves fewer than the {LSUV_IMAGES} other images "
+                                f"{data_dependent[0]} initializes from (of the {size:,} training images of "
+                                f"{cfg.dataset}): at most {size - LSUV_IMAGES:,}")
     for spec in cfg.inits:
         check = getattr(init.MODEL_INITIALIZERS.get(init.parse_spec(spec)[0]), "check_model", None) \
             if init.parse_spec(spec)[0] in init.MODEL_INITIALIZERS else None

@@ -79,6 +79,55 @@ def validation_split(ds: data_mod.Dataset) -> data_mod.Dataset:
 
 ConfigError = UsageError   # a bad setting, found before any training starts: one line, exit code 2
 
+# --- what is possible: seeds and the number of runs -------------------------------------------------
+SEED_MAX = 2**63 - 1    # a seed is an INTEGER of the run store (SQLite: signed 64-bit) and seeds
+                        # torch.Generator.manual_seed (which takes up to 2**64 - 1: the offsets the
+                        # generators add, 10,000 for an init draw and 20,000 for transfer's pretraining,
+                        # still fit); seeds start at 0
+MAX_RUNS = 1_000_000    # runs one command may plan (seeds x inits x ...): each run is a model in memory
+                        # while its stack trains, a row of the run store and of runs.csv, and its records
+                        # on disk; at ~3.4 s per LeNet-5 epoch on one core (1.8 ms a step, 1,875 steps)
+                        # a million runs is ~40 core-days -- a larger number is a typo, not a plan
+
+
+def check_seeds(seeds: int, first_seed: int, per_seed: int = 1, what: str = "",
+                flag: str = "--seeds", other_runs: int = 0, other_what: str = "other runs") -> None:
+    """Raise ConfigError (one line) unless the seeds ``first_seed .. first_seed + seeds - 1`` lie in
+    [0, SEED_MAX] and the runs they make -- ``seeds`` x ``per_seed`` (``what``: "5 inits") plus
+    ``other_runs`` (``other_what``) -- are at most MAX_RUNS. ``flag`` names the count (``--ablation`` for bonus's).
+
+    Example:
+        >>> check_seeds(10**12, 0, 5, "5 inits")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        initlab.options.UsageError: --seeds 1000000000000: more runs than one command may plan (1,000,...)
+    """
+    runs = max(seeds, 0) * per_seed + other_runs
+    if runs > MAX_RUNS:
+        count = f"{seeds:,} seeds" + (f" x {what}" if what else "") + \
+            (f" + {other_runs:,} {other_what}" if other_runs else "")
+        raise ConfigError(f"{flag} {seeds}: more runs than one command may plan ({count} = {runs:,} runs; "
+                          f"at most {MAX_RUNS:,})")
+    if first_seed < 0:
+        raise ConfigError(f"--first-seed must be >= 0, got {first_seed}")
+    if first_seed > SEED_MAX:
+        raise ConfigError(f"--first-seed {first_seed}: a seed must be at most 2**63 - 1 = {SEED_MAX} "
+                          f"(a SQLite INTEGER, torch's manual_seed)")
+    if first_seed + seeds - 1 > SEED_MAX:
+        raise ConfigError(f"{flag} {seeds} from --first-seed {first_seed}: the last seed "
+                          f"{first_seed + seeds - 1} is past 2**63 - 1 = {SEED_MAX} (a SQLite INTEGER, "
+                          f"torch's manual_seed)")
+
+
+def train_images(dataset: str, train_size: Optional[int], validation: bool = False) -> Optional[int]:
+    """How many training images a run of ``dataset`` sees, known from the registry without loading
+    (``train_size``, at most the dataset's; less the held-out ``VALIDATION_IMAGES`` with
+    ``validation``); None for a dataset the registry lacks (validate says so)."""
+    if dataset not in data_mod.DATASETS:
+        return None
+    size = data_mod.DATASETS.get(dataset).train_size - (VALIDATION_IMAGES if validation else 0)
+    return size if train_size is None else min(train_size, size)
+
 
 def validate(cfg: StudyConfig) -> None:
     """Raise ConfigError with a one-line message for the first bad setting."""
@@ -116,8 +165,9 @@ def validate(cfg: StudyConfig) -> None:
         (t.epochs >= 1, f"--epochs must be >= 1, got {t.epochs}"),
         (t.train_size is None or t.train_size >= 1, f"--train-size must be >= 1, got {t.train_size}"),
         (t.record_every >= 1, f"--record-every must be >= 1, got {t.record_every}"),
-        (t.hist_moments >= 2 or t.hist_moments == 0,
-         f"--hist-moments must be >= 2 (or 0: every {t.hist_every} steps), got {t.hist_moments}"),
+        # the first and the last step; the engine's 0 (every hist_every steps) has no flag to set that
+        # interval, so a 0 here would silently mean "every 300 steps"
+        (t.hist_moments >= 2, f"--hist-moments must be >= 2 (the first and the last step), got {t.hist_moments}"),
         (t.optimizer in engine.OPTIMIZERS,
          f"unknown optimizer {t.optimizer!r}; choose from: {', '.join(engine.OPTIMIZERS)}"),
         (t.schedule in engine.SCHEDULES,
@@ -128,6 +178,7 @@ def validate(cfg: StudyConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    check_seeds(cfg.seeds, cfg.first_seed, len(cfg.inits), f"{len(cfg.inits)} inits")
     try:
         name, _ = model_spec(cfg)
     except ValueError as e:
@@ -145,6 +196,13 @@ def validate(cfg: StudyConfig) -> None:
     if t.train_size is not None and size is not None and t.train_size > size:
         raise ConfigError(f"--train-size {t.train_size} is more than the {size:,} training images of "
                           f"{cfg.dataset}")
+    n_images = train_images(cfg.dataset, t.train_size, cfg.validation)
+    if n_images is not None and t.batch_size > n_images:
+        raise ConfigError(f"--batch-size {t.batch_size} is more than the {n_images:,} training images "
+                          + (f"of --train-size {t.train_size}" if t.train_size is not None and
+                             t.train_size <= n_images else f"of {cfg.dataset}"
+                             + (" less the validation split" if cfg.validation else ""))
+                          + f": at most {n_images:,}")
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("--device cuda asked for, but torch sees no CUDA device; use --device cpu")
     try:

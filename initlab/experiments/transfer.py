@@ -48,7 +48,7 @@ from initlab import data, engine, files, init, models
 from initlab import data as data_mod
 from initlab.activations import ACTIVATIONS
 from initlab.engine import TrainConfig
-from initlab.experiments.study import init_generator, resolve_device, steps_to
+from initlab.experiments.study import check_seeds, init_generator, resolve_device, steps_to
 from initlab.models import weight_layers
 from initlab.options import UsageError
 
@@ -132,6 +132,20 @@ def validate(cfg: TransferConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise TransferError(message)
+    starts = len(cfg.modes) + len(cfg.inits)             # per seed: each start at each target size,
+    check_seeds(cfg.seeds, cfg.first_seed, starts * len(cfg.target_sizes) + 1,   # and one pretraining
+                f"({starts} modes and inits x {len(cfg.target_sizes)} target sizes + 1 pretraining)")
+    n_train = data_mod.DATASETS.get(cfg.target).train_size      # known from the registry, unloaded
+    for n in cfg.target_sizes:
+        if n > n_train:
+            raise TransferError(f"--target-sizes {n} exceeds the {n_train:,} training images of {cfg.target}")
+    smallest = min(cfg.target_sizes)
+    if t.batch_size > smallest:
+        raise TransferError(f"--batch-size {t.batch_size} is more than the {smallest:,} training images of "
+                            f"--target-sizes {smallest}: at most {smallest:,}")
+    if cfg.pretrain_size is not None and not cfg.from_checkpoint and t.batch_size > cfg.pretrain_size:
+        raise TransferError(f"--batch-size {t.batch_size} is more than the {cfg.pretrain_size:,} training "
+                            f"images of --pretrain-size {cfg.pretrain_size}: at most {cfg.pretrain_size:,}")
     for spec in [cfg.pretrain_init, *cfg.inits]:
         try:
             name, _ = init.parse_spec(spec)

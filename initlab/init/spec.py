@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from initlab.registry import Registry, UnknownNameError, split_spec
+from initlab.registry import Registry, UnknownNameError, check_name, split_spec
 
 
 class Limit:
@@ -94,7 +94,11 @@ def register_init(
             unless told otherwise). Otherwise ``bias_init(bias, weight, *, generator)`` draws the
             bias of the same layer, right after its weight, unless a constant bias is given.
         limits: the valid values of its parameters (:class:`Limit`), checked by :func:`parse_spec`.
+
+    A name no spec can hold (empty, or with ``:``, ``,``, ``=`` or whitespace: :func:`check_name`) is a
+    ValueError here, before any function is registered.
     """
+    check_name(name, INITIALIZERS.kind)
 
     def add(fn: Callable[..., None]) -> Callable[..., None]:
         wrapped = torch.no_grad()(fn)  # functools.wraps keeps __doc__ and the signature

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -41,7 +42,7 @@ def read_grid(path: Path, args: Optional[argparse.Namespace] = None) -> list:
         raise UsageError(f"'cell' in {path} must be a list of tables ([[cell]])")
     base = norm(doc, str(path))
     flags = {f.dest: vars(args)[f.dest] for f in STUDY_FLAGS if args and f.dest in vars(args)}
-    combos = []
+    combos, n_combos = [], 0
     for k, entry in enumerate(entries or [{}]):
         e = norm(entry, f"{path} [[cell]] #{k + 1}")
         wide = [key for key in e if key in SWEEP_WIDE]
@@ -54,6 +55,10 @@ def read_grid(path: Path, args: Optional[argparse.Namespace] = None) -> list:
                 raise UsageError(f"{key} cannot be a list in {path}: it is sweep-wide")
             if not merged[key]:
                 raise UsageError(f"{key} = [] in {path}: give at least one value")
+        n_combos += math.prod(len(merged[a]) for a in axes)
+        if n_combos > study.MAX_RUNS:                   # each gives a run at least: refused unexpanded
+            raise UsageError(f"{path}: more runs than one command may plan ({n_combos:,} setting "
+                             f"combinations; at most {study.MAX_RUNS:,} runs)")
         for values in itertools.product(*(merged[a] for a in axes)):
             combos.append({**merged, **dict(zip(axes, values))})
     configs = []
@@ -62,4 +67,7 @@ def read_grid(path: Path, args: Optional[argparse.Namespace] = None) -> list:
         for dest, value in flags.items():
             setattr(ns, dest, value)
         configs.append(configure(ns, StudyConfig(), STUDY_FLAGS, study.validate))
+    runs = sum(len(c.inits) for c in configs)           # per seed; seeds and first_seed are sweep-wide
+    study.check_seeds(configs[0].seeds, configs[0].first_seed, runs,
+                      f"{runs:,} inits in {len(configs):,} setting combinations")
     return configs
