@@ -202,3 +202,30 @@ def test_orthogonal_relu_is_not_isometric():
     # D^l is 0 or 1, far from I whatever the weights (measured: 8.0 vs 7.2)
     gaussian, orthogonal = spreads(2.0, 0.0, "relu")
     assert gaussian < 2 * orthogonal and orthogonal < 2 * gaussian
+
+
+def test_long_pre_activations_are_integrated_on_a_dense_grid():
+    """tanh at sigma_w^2 = 30 has q* ~ 25: phi' is narrower than the Gauss-Hermite nodes' gaps there;
+    chi_1 against a direct sum over a fine grid (3.1515)."""
+    from initlab.init import mean_field as mf
+
+    q = mf.fixed_point_q(30.0, 0.0, "tanh")
+    z = np.linspace(-12, 12, 200001)
+    w = np.exp(-z ** 2 / 2)
+    w /= w.sum()
+    assert mf.chi_1(30.0, 0.0, "tanh") == pytest.approx(30.0 * float(w @ np.cosh(np.sqrt(q) * z) ** -4), rel=1e-3)
+    with pytest.raises(ValueError, match="2-D quadrature"):
+        mf.correlation_map(0.5, 25.0, 30.0, 0.0, "tanh")
+
+
+def test_inits_says_where_each_init_puts_a_deep_net(capsys):
+    from initlab import cli
+
+    assert cli.main(["inits", "--activation", "tanh"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert ": critical]" in lines["xavier"] and ": chaotic]" in lines["kaiming"]
+    assert "needs data" in lines["lsuv"] and "no signal" in lines["zeros"]
+    assert cli.main(["inits", "--activation", "relu"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert ": critical]" in lines["kaiming"] and ": ordered]" in lines["xavier"]
+    assert cli.main(["inits", "--activation", "nope"]) == 2

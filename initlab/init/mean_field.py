@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, List, Sequence, Union
+from typing import Callable, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -101,11 +101,36 @@ def _finite_q(q: float) -> float:
     return min(max(q, Q_MIN), Q_MAX)
 
 
+# Above Q_WIDE the pre-activations are so long that phi' (width ~1 in h) is narrower than the gaps between
+# Gauss-Hermite nodes scaled by sqrt(q) (tanh at sigma_w^2 = 30: chi_1 2.37 with 100 nodes, 3.15 exact):
+# 1-D expectations then use a dense trapezoid grid in h itself (spacing H_STEP over +-H_SPAN sqrt(q));
+# the 2-D ones (correlations) refuse, with ValueError, beyond Q_2D.
+Q_WIDE = 4.0
+Q_2D = 10.0
+H_STEP = 0.01
+H_SPAN = 9.0
+H_POINTS = 200_000   # at most (q ~ 1e4 and beyond: a coarser grid; ReLU-like maps are scale-free there)
+
+
+def _expect(g: Callable[[np.ndarray], np.ndarray], q: float) -> float:
+    """E[g(u)] for u ~ N(0, q): Gauss-Hermite up to Q_WIDE, a dense grid in u beyond (see Q_WIDE)."""
+    if q <= Q_WIDE:
+        return float(_W @ g(math.sqrt(q) * _Z))
+    half = H_SPAN * math.sqrt(q)
+    u = np.linspace(-half, half, min(int(2 * half / H_STEP), H_POINTS) + 1)
+    w = np.exp(-u * u / (2 * q))
+    w /= w.sum()
+    return float(w @ g(u))
+
+
 def _expect_pair(f1: np.ndarray, f2: Callable[[np.ndarray], np.ndarray], c: float, q: float) -> float:
     """E[f1(u1) f2(u2)] by the 2-D product rule, given f1 at the nodes u1 = sqrt(q) z1.
 
     u1 = sqrt(q) z1 and u2 = sqrt(q) (c z1 + sqrt(1 - c^2) z2): both of length q, correlation c.
     """
+    if q > Q_2D:
+        raise ValueError(f"q = {q:.3g}: pre-activations too long for the 2-D quadrature of correlations "
+                         f"(resolved up to q = {Q_2D:g})")
     u2 = math.sqrt(q) * (c * _Z[:, None] + math.sqrt(max(0.0, 1.0 - c * c)) * _Z[None, :])  # (z1, z2)
     return float(_W @ (f1[:, None] * f2(u2)) @ _W)
 
@@ -134,7 +159,7 @@ def length_map(q: float, sigma_w2: float, sigma_b2: float, activation: Activatio
         1.1
     """
     fn = _fn(activation)
-    return sigma_w2 * float(_W @ _phi(fn, math.sqrt(q) * _Z) ** 2) + sigma_b2
+    return sigma_w2 * _expect(lambda u: _phi(fn, u) ** 2, q) + sigma_b2
 
 
 def correlation_map(c: float, q: float, sigma_w2: float, sigma_b2: float, activation: ActivationLike) -> float:
@@ -304,7 +329,7 @@ def chi_1(sigma_w2: float, sigma_b2: float, activation: ActivationLike) -> float
 
 
 def _chi_1(q: float, sigma_w2: float, fn: Callable) -> float:
-    return sigma_w2 * float(_W @ _dphi(fn, math.sqrt(_finite_q(q)) * _Z) ** 2)
+    return sigma_w2 * _expect(lambda u: _dphi(fn, u) ** 2, _finite_q(q))
 
 
 def chi_q(sigma_w2: float, sigma_b2: float, activation: ActivationLike) -> float:
@@ -332,9 +357,9 @@ def chi_q(sigma_w2: float, sigma_b2: float, activation: ActivationLike) -> float
 
 
 def _chi_q(q: float, sigma_w2: float, fn: Callable) -> float:
-    s = math.sqrt(_finite_q(q))
-    u = s * _Z
-    return sigma_w2 * float(_W @ (_Z * _phi(fn, u) * _dphi(fn, u))) / s
+    q = _finite_q(q)
+    # E[z phi(u) phi'(u)] with z = u / sqrt(q)
+    return sigma_w2 * _expect(lambda u: u * _phi(fn, u) * _dphi(fn, u), q) / q
 
 
 def chi_c(sigma_w2: float, sigma_b2: float, activation: ActivationLike) -> float:
@@ -610,3 +635,22 @@ def jacobian_singular_values(
         h = w @ fn(h) + b                                              # (N,) h^l
         jac = _derivative(fn, h)[:, None] * (w @ jac)                  # D^l W^l J^{l-1}
     return torch.linalg.svdvals(jac).numpy()
+
+
+def measured_sigma_w2(spec: str, activation: str, width: int = 256, seed: int = 0) -> Optional[float]:
+    r"""The sigma_w^2 = N Var(W_ij) that init ``spec`` draws for a square ``width`` x ``width`` layer before
+    ``activation`` (its second moment, measured on one draw), or None where the init needs data to draw
+    (lsuv, dbn) or cannot draw a square layer.
+
+    Example:
+        >>> round(measured_sigma_w2("kaiming", "relu", width=512), 1)
+        2.0
+    """
+    from initlab.init.spec import initialize  # (initlab.init's own entry point: imported where it is used)
+
+    layer = torch.nn.Sequential(torch.nn.Linear(width, width))
+    try:
+        initialize(layer, spec, generator=torch.Generator().manual_seed(seed), activation=activation, bias=0.0)
+    except (ValueError, RuntimeError, TypeError):
+        return None
+    return float(width * layer[0].weight.detach().double().pow(2).mean())
