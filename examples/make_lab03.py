@@ -123,6 +123,15 @@ probe = initlab.probe(inits=["xavier", "kaiming", "sparse"], activations=["relu"
                       seeds=1)
 probe"""),
     ("code", "probe.plot()"),
+    ("md", """\
+## 7. Width: does the best learning rate survive a wider net?
+
+Under the standard parametrization the best Adam learning rate moves as the net widens; under μP
+(Tensor Programs V) it stays put. A small version of `initlab width` (the README has the full run)."""),
+    ("code", """\
+width = initlab.width(widths=[32, 128], log2_lrs=[-10, -8, -6], parametrizations=["sp", "mup"], steps=200,
+                      seeds=1, coord_steps=2)
+width"""),
 ]
 
 
