@@ -25,6 +25,11 @@ SMALL_RUNS = {
                  "--record-every", "4"],
     "depth": ["--depths", "2", "4", "--inits", "kaiming", "xavier", "--lrs", "0.01", "--width", "32",
               "--seeds", "1", "--train-size", "96", "--workers", "1"],
+    "criticality": ["--depths", "2", "--sigma-w2s", "1.0", "--width", "16", "--steps", "10", "--map-width", "32",
+                    "--map-depth", "3", "--map-seeds", "1", "--isometry-depth", "3", "--isometry-width", "16",
+                    "--workers", "1"],
+    "width": ["--widths", "16", "32", "--log2-lrs", "-8", "--parametrizations", "sp", "mup", "--steps", "100",
+              "--seeds", "1", "--coord-steps", "1", "--workers", "1"],
     "sweep": ["GRID", "--workers", "1"],
 }
 

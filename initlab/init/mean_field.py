@@ -109,15 +109,19 @@ Q_WIDE = 4.0
 Q_2D = 10.0
 H_STEP = 0.01
 H_SPAN = 9.0
-H_POINTS = 200_000   # at most (q ~ 1e4 and beyond: a coarser grid; ReLU-like maps are scale-free there)
+H_POINTS = 200_000   # at most: spacing 0.01 up to q ~ 1.2e5
+Q_DENSE = 1e5
 
 
 def _expect(g: Callable[[np.ndarray], np.ndarray], q: float) -> float:
-    """E[g(u)] for u ~ N(0, q): Gauss-Hermite up to Q_WIDE, a dense grid in u beyond (see Q_WIDE)."""
-    if q <= Q_WIDE:
+    """E[g(u)] for u ~ N(0, q): Gauss-Hermite up to Q_WIDE and beyond Q_DENSE, a dense grid in u between
+    (see Q_WIDE). Beyond Q_DENSE (q* = inf is evaluated at Q_MAX) only scale-free maps (ReLU-like) keep
+    a meaning, and Gauss-Hermite gets them exactly."""
+    if q <= Q_WIDE or q > Q_DENSE:
         return float(_W @ g(math.sqrt(q) * _Z))
     half = H_SPAN * math.sqrt(q)
-    u = np.linspace(-half, half, min(int(2 * half / H_STEP), H_POINTS) + 1)
+    n = min(int(2 * half / H_STEP), H_POINTS)
+    u = np.linspace(-half, half, n + n % 2)            # an even count: no point on a kink at 0
     w = np.exp(-u * u / (2 * q))
     w /= w.sum()
     return float(w @ g(u))
