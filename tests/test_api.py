@@ -397,7 +397,7 @@ FLAT_SMALL = {
 }
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.parametrize("name", sorted(FLAT_SMALL))
 def test_every_flat_experiment_has_a_python_function_that_checks_and_runs_it(name, tmp_path):
     from initlab.experiments.catalog import FLAT

@@ -100,7 +100,7 @@ def test_bad_runner_settings_are_one_line_and_exit_2(name, bad, message, tmp_pat
     assert not (out / st.STORE_NAME).exists()
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.parametrize("name", COMMANDS)
 def test_the_report_is_rebuilt_from_the_folder_alone(name, tmp_path, capsys, monkeypatch):
     out = tmp_path / "out"

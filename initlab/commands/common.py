@@ -5,7 +5,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Callable, List, Optional, Sequence
 
 from initlab import data
 from initlab.document import text_table
@@ -17,18 +17,21 @@ from initlab.options import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     STUDY_FLAGS,
+    Flag,
     UsageError,
     add_config_flag,
     add_flags,
     add_output_flags,
     add_workers_flag,
     configure,
+    prepare_out,
 )
 from initlab.runs import store as st
 from initlab.runs.backends import BACKENDS, ClusterError, connect_ray, use_ray_token
 from initlab.runs.cells import NOT_IN_CELL
 from initlab.runs.plan import config_for
-from initlab.runs.runner import Execution, Outcome
+from initlab.runs.runner import Execution, Outcome, run_experiment
+from initlab.runs.runner import stored_config as runner_stored_config
 
 
 def add_study_options(p: argparse.ArgumentParser, name: str, base: study.StudyConfig) -> None:
@@ -163,3 +166,34 @@ def finish_stored(name: str, out: Path, outcome: Outcome) -> int:
     if outcome.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_FAILED if outcome.failed or info["failed"] or info["corrupt"] else EXIT_OK
+
+
+def add_flat_experiment_options(p: argparse.ArgumentParser, name: str, flags: Sequence[Flag], base) -> None:
+    """An experiment on the runner with a flat config: its flags (defaults shown from ``base``),
+    ``--config``, the output flags and the runner's flags."""
+    add_flags(p, flags, base)
+    add_config_flag(p)
+    add_output_flags(p, name)
+    add_runner_flags(p)
+
+
+def run_flat_experiment(name: str, args: argparse.Namespace, flags: Sequence[Flag],
+                        resolve: Callable = lambda cfg: cfg,
+                        sentences: Callable[[Path], List[str]] = lambda out: []) -> int:
+    """The whole command of an experiment on the runner with a flat config: defaults (or, with
+    ``--resume``, the stored config) < ``--config`` < flags, checked; then the runner, the sentences of
+    the report in the terminal, the report and the exit code (:func:`finish_stored`)."""
+    exp = EXPERIMENTS[name]
+    stored = runner_stored_config(args.out, name) if args.resume and args.out else None
+    base = exp.from_dict(stored or {})
+    extra = {"workers": args.workers} if args.workers else None
+    cfg = resolve(configure(args, base, flags, exp.validate, extra=extra))
+    execution = execution_of(args, workers=cfg.workers)   # (--resume: the stored count unless given)
+    out = prepare_out(args.out, name, args.force or args.resume)
+    ds = load_data(cfg.dataset, cfg.data_dir, args.quiet)
+    outcome = run_experiment(name, cfg, out, execution, resume=args.resume, force=args.force, dataset=ds)
+    if outcome.info["finished"]:
+        for sentence in sentences(out):
+            print("- " + sentence)
+        print()
+    return finish_stored(name, out, outcome)

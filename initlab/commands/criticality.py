@@ -1,18 +1,9 @@
 """``initlab criticality``: order, chaos and trainable depth, computed (mean-field theory) and measured."""
 from __future__ import annotations
 
-from initlab.commands.common import add_runner_flags, execution_of, finish_stored, load_data
+from initlab.commands.common import add_flat_experiment_options, run_flat_experiment
 from initlab.experiments import criticality, criticality_report
-from initlab.options import (
-    EXIT_CODES_HELP,
-    Flag,
-    add_config_flag,
-    add_flags,
-    add_output_flags,
-    configure,
-    prepare_out,
-)
-from initlab.runs import runner
+from initlab.options import EXIT_CODES_HELP, Flag
 
 NAME = "criticality"
 
@@ -52,24 +43,8 @@ def add_parser(sub) -> None:
                        "random nets, compare Jacobian spectra of Gaussian and orthogonal weights at "
                        "criticality (Pennington et al. 2017), and train a sigma_w^2 x depth grid of MLPs.",
                        epilog=EXIT_CODES_HELP)
-    add_flags(p, CRITICALITY_FLAGS, criticality.CriticalityConfig())
-    add_config_flag(p)
-    add_output_flags(p, NAME)
-    add_runner_flags(p)
+    add_flat_experiment_options(p, NAME, CRITICALITY_FLAGS, criticality.CriticalityConfig())
 
 
 def run(args) -> int:
-    stored = runner.stored_config(args.out, NAME) if args.resume and args.out else None
-    base = criticality.from_dict(stored) if stored else criticality.CriticalityConfig()
-    extra = {"workers": args.workers} if args.workers else None
-    cfg = configure(args, base, CRITICALITY_FLAGS, criticality.validate, extra=extra)
-    execution = execution_of(args, workers=cfg.workers)   # (--resume: the stored count unless given)
-    out = prepare_out(args.out, NAME, args.force or args.resume)
-    ds = load_data(cfg.dataset, cfg.data_dir, args.quiet)
-    outcome = runner.run_experiment(NAME, cfg, out, execution, resume=args.resume, force=args.force,
-                                    dataset=ds)
-    if outcome.info["finished"]:
-        for sentence in criticality_report.observations(out):
-            print("- " + sentence)
-        print()
-    return finish_stored(NAME, out, outcome)
+    return run_flat_experiment(NAME, args, CRITICALITY_FLAGS, sentences=criticality_report.observations)

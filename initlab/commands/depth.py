@@ -2,18 +2,9 @@
 from __future__ import annotations
 
 from initlab import files
-from initlab.commands.common import add_runner_flags, execution_of, finish_stored, load_data
+from initlab.commands.common import add_flat_experiment_options, run_flat_experiment
 from initlab.experiments import depth, depth_report
-from initlab.options import (
-    EXIT_CODES_HELP,
-    Flag,
-    add_config_flag,
-    add_flags,
-    add_output_flags,
-    configure,
-    prepare_out,
-)
-from initlab.runs import runner
+from initlab.options import EXIT_CODES_HELP, Flag
 
 NAME = "depth"
 
@@ -46,24 +37,13 @@ def add_parser(sub) -> None:
                        "depth x lr x init x seed for one epoch, probe the deepest net's signal at "
                        "initialization, and report how deep each init still trains.",
                        epilog=EXIT_CODES_HELP)
-    add_flags(p, DEPTH_FLAGS, depth.DepthConfig())
-    add_config_flag(p)
-    add_output_flags(p, NAME)
-    add_runner_flags(p)
+    add_flat_experiment_options(p, NAME, DEPTH_FLAGS, depth.DepthConfig())
+
+
+def _sentences(out) -> list:
+    return depth_report.observations(files.read_table(out, "runs"), files.read_table(out, "probe"),
+                                     files.read_json(out / "config.json"))
 
 
 def run(args) -> int:
-    stored = runner.stored_config(args.out, NAME) if args.resume and args.out else None
-    base = depth.from_dict(stored) if stored else depth.DepthConfig()
-    extra = {"workers": args.workers} if args.workers else None
-    cfg = depth.resolve(configure(args, base, DEPTH_FLAGS, depth.validate, extra=extra))
-    execution = execution_of(args, workers=cfg.workers)   # (--resume: the stored count unless given)
-    out = prepare_out(args.out, NAME, args.force or args.resume)
-    ds = load_data(cfg.dataset, cfg.data_dir, args.quiet)
-    outcome = runner.run_experiment(NAME, cfg, out, execution, resume=args.resume, force=args.force,
-                                    dataset=ds)
-    if outcome.info["finished"]:
-        for sentence in depth_report.observations(files.read_table(out, "runs"), files.read_table(out, "probe"),
-                                                  files.read_json(out / "config.json")):
-            print("- " + sentence)
-    return finish_stored(NAME, out, outcome)
+    return run_flat_experiment(NAME, args, DEPTH_FLAGS, resolve=depth.resolve, sentences=_sentences)

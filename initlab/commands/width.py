@@ -1,18 +1,9 @@
 """``initlab width``: the best learning rate across widths under SP, μP and NTK, with a coordinate check."""
 from __future__ import annotations
 
-from initlab.commands.common import add_runner_flags, execution_of, finish_stored, load_data
+from initlab.commands.common import add_flat_experiment_options, run_flat_experiment
 from initlab.experiments import width, width_report
-from initlab.options import (
-    EXIT_CODES_HELP,
-    Flag,
-    add_config_flag,
-    add_flags,
-    add_output_flags,
-    configure,
-    prepare_out,
-)
-from initlab.runs import runner
+from initlab.options import EXIT_CODES_HELP, Flag
 
 NAME = "width"
 
@@ -45,24 +36,8 @@ def add_parser(sub) -> None:
                        description="Train an MLP at every width x lr x parametrization x seed and report "
                        "where each width's best learning rate lies: under the standard parametrization it "
                        "moves as the net widens, under μP it stays put.", epilog=EXIT_CODES_HELP)
-    add_flags(p, WIDTH_FLAGS, width.WidthConfig())
-    add_config_flag(p)
-    add_output_flags(p, NAME)
-    add_runner_flags(p)
+    add_flat_experiment_options(p, NAME, WIDTH_FLAGS, width.WidthConfig())
 
 
 def run(args) -> int:
-    stored = runner.stored_config(args.out, NAME) if args.resume and args.out else None
-    base = width.from_dict(stored) if stored else width.WidthConfig()
-    extra = {"workers": args.workers} if args.workers else None
-    cfg = configure(args, base, WIDTH_FLAGS, width.validate, extra=extra)
-    execution = execution_of(args, workers=cfg.workers)   # (--resume: the stored count unless given)
-    out = prepare_out(args.out, NAME, args.force or args.resume)
-    ds = load_data(cfg.dataset, cfg.data_dir, args.quiet)
-    outcome = runner.run_experiment(NAME, cfg, out, execution, resume=args.resume, force=args.force,
-                                    dataset=ds)
-    if outcome.info["finished"]:
-        for sentence in width_report.observations(out):
-            print("- " + sentence)
-        print()
-    return finish_stored(NAME, out, outcome)
+    return run_flat_experiment(NAME, args, WIDTH_FLAGS, sentences=width_report.observations)

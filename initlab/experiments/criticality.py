@@ -39,7 +39,7 @@ from initlab.init import mean_field as mf
 
 SIGMA_W2S = (1.0, 1.3, 2.5, 4.0)     # off criticality for tanh at sigma_b^2 = 0.05: xi_c 3.6 / 7.8 / 11.8 / 7.0
 DEPTHS = (10, 30, 60, 100)            # 3 xi_c and 12 xi_c of those fall between them
-THEORY_SIGMA_B2S = tuple(round(0.01 * k, 2) for k in range(21))     # 0 .. 0.2
+THEORY_SIGMA_B2S = tuple(round(0.02 * k, 2) for k in range(11))     # 0 .. 0.2
 THEORY_ACTIVATIONS = ("tanh", "relu")
 
 
@@ -185,11 +185,11 @@ def collect(config: dict, runs: List[dict]) -> Dict[str, List[dict]]:
 # --------------------------------------------------------------------------------------------------
 
 def theory_rows(cfg: CriticalityConfig) -> List[dict]:
-    """theory.csv: the critical sigma_w^2 at every sigma_b^2 in 0..0.2 for tanh, ReLU and the
-    experiment's activation, and the full picture (q*, c*, chi_1, xi_q, xi_c) at the trained points."""
+    """theory.csv: the critical sigma_w^2 at every sigma_b^2 in 0..0.2 (and the experiment's) for tanh,
+    ReLU and the experiment's activation, and the full picture (q*, c*, chi_1, xi_q, xi_c) at the trained points."""
     rows = []
     for act in dict.fromkeys(THEORY_ACTIVATIONS + (cfg.activation,)):
-        for b in THEORY_SIGMA_B2S:
+        for b in sorted(set(THEORY_SIGMA_B2S) | ({cfg.sigma_b2} if act == cfg.activation else set())):
             try:
                 crit = mf.critical_sigma_w2(b, act)
             except ValueError:
