@@ -188,8 +188,8 @@ def plot_phase(theory: Sequence[dict], cfg: dict, path: Path) -> Path:
     import numpy as np
 
     act = cfg["activation"]
-    ws = np.linspace(0.5, 4.5, 17)
-    bs = np.linspace(0.0, 0.2, 6)
+    ws = np.linspace(0.5, 4.5, 13)      # (xi_c in the chaotic phase costs a 2-D fixed point: ~0.1 s a point)
+    bs = np.linspace(0.0, 0.2, 5)
     xi = np.array([[min(_xi_c(w, b, act), 200.0) for w in ws] for b in bs])
     fig, ax = plt.subplots(figsize=(7.2, 4.4))
     im = ax.pcolormesh(ws, bs, np.log10(np.maximum(xi, 1e-3)), shading="gouraud", cmap="viridis")
@@ -266,9 +266,9 @@ def plot_depth(runs: Sequence[dict], cfg: dict, path: Path) -> Optional[Path]:
             if np.isfinite(grid[i, j]):
                 ax.text(j, i, f"{100 * grid[i, j]:.0f}", ha="center", va="center", fontsize=8,
                         color="white" if grid[i, j] < 0.6 else "black")
-    fine = np.linspace(min(sigmas), max(sigmas), 60)
+    fine = np.linspace(min(sigmas), max(sigmas), 30)
     xs = np.interp(fine, sigmas, range(len(sigmas)))
-    xi = np.array([mf.analyze(s, cfg["sigma_b2"], cfg["activation"]).xi_c for s in fine])
+    xi = np.array([_xi_c(s, cfg["sigma_b2"], cfg["activation"]) for s in fine])
     for mult, style in ((NEAR, ":"), (6, "-"), (FAR, "--")):
         ys = np.interp(mult * xi, depths, range(len(depths)), left=-1, right=len(depths))
         ax.plot(xs, ys, style, color="cyan", lw=1.3, label=f"{mult} xi_c")
