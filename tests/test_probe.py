@@ -197,3 +197,17 @@ def test_probe_command_writes_csv_plot_and_report(tmp_path, capsys):
     assert "data:image/png;base64," in (out / "report.html").read_text()
     code, _, err = _cli(capsys, "probe", "--inits", "kaiming", "--activations", "relu", "--out", str(out))
     assert code == 2 and "already holds results" in err
+
+
+def test_the_probe_says_where_each_init_stands_in_the_mean_field_picture(tmp_path, capsys):
+    from initlab import cli
+
+    out = tmp_path / "probe"
+    assert cli.main(["probe", "--inits", "xavier", "kaiming", "--activations", "relu", "tanh", "--seeds", "1",
+                     "--depth", "4", "--width", "64", "--images", "32", "--out", str(out), "--quiet"]) == 0
+    text = capsys.readouterr().out
+    md = (out / "report.md").read_text()
+    for line, expected in (("relu, mean-field", ["xavier (sigma_w^2 1): ordered", "kaiming (sigma_w^2 2): critical"]),
+                           ("tanh, mean-field", ["xavier (sigma_w^2 1): critical", "kaiming (sigma_w^2 2): chaotic"])):
+        sentence = next(s for s in md.splitlines() if line in s)
+        assert all(e in sentence for e in expected) and sentence[2:] in text

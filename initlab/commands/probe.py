@@ -68,7 +68,8 @@ def run(args) -> int:
     path = probe.write_probe(out, cfg, rows, time.perf_counter() - t0, interrupted)
     print(text_table(*probe_report.ratio_table(rows, cfg.inits, cfg.activations)))
     print()
-    for s in probe_report.observations(rows, cfg.inits, cfg.activations):
+    for s in probe_report.observations(rows, cfg.inits, cfg.activations) + \
+            probe_report.phases(rows, cfg.inits, cfg.activations):
         print("- " + s)
     print(f"\nreport: {path}\n        {out / 'report.md'}")
     if interrupted is not None:

@@ -14,6 +14,7 @@ from typing import Dict, List, Sequence, Tuple
 
 from initlab import files
 from initlab.document import Document, colours, log_scale_or_note, settings_line
+from initlab.init import mean_field
 
 KEEP_FACTOR = 2.0      # "kept": max/min of the forward std over the hidden layers <= 2
 
@@ -135,6 +136,31 @@ def observations(rows: List[dict], inits: List[str], activations: List[str]) -> 
     return out
 
 
+def phases(rows: List[dict], inits: List[str], activations: List[str]) -> List[str]:
+    """One sentence per activation: where each init puts the net in the mean-field picture (Poole et
+    al. 2016; :mod:`initlab.init.mean_field`): sigma_w^2 = fan_in Var(w) of its hidden layers (median
+    over layers and seeds), biases taken as without variance; ordered, critical or chaotic."""
+    out = []
+    for a in activations:
+        parts = []
+        for i in inits:
+            vals = sorted(r["fan_in"] * r["weight_var"] for r in rows
+                          if r["init"] == i and r["activation"] == a and r["hidden"] and r["layer"] > 1
+                          and r["weight_var"] is not None and math.isfinite(r["weight_var"]))
+            if not vals:
+                continue
+            s = vals[len(vals) // 2]
+            try:
+                where = mean_field.phase(s, 0.0, a, tol=0.02) if s > 0 else "no signal"
+            except ValueError:
+                where = "beyond the calculator's range"
+            parts.append(f"{i} (sigma_w^2 {s:.3g}): {where}")
+        if parts:
+            out.append(f"{a}, mean-field phase of the hidden layers (biases without variance): "
+                       + "; ".join(parts) + ".")
+    return out
+
+
 # --------------------------------------------------------------------------------------------------
 # Files
 # --------------------------------------------------------------------------------------------------
@@ -238,6 +264,8 @@ def write_report(out: Path) -> Path:
                   f"(1/√2)^{depth - 1} = {num(2 ** (-(depth - 1) / 2))}.")
     doc.table(*ratio_table(rows, inits, activations))
     doc.heading("From the measurement").bullets(observations(rows, inits, activations))
+    doc.heading("Where each init stands: order, chaos (initlab criticality)").bullets(
+        phases(rows, inits, activations))
     doc.image("Plot", plot(rows, inits, activations, out / "probe.png"), level=2)
     doc.paragraph("Solid: measured (band: min-max over seeds); dashed: the variance formula's prediction "
                   "(exact for linear and (leaky) ReLU forward); dash-dotted: mean-field approximation "
