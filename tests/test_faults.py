@@ -185,3 +185,32 @@ def test_an_interrupted_probe_keeps_the_combinations_it_probed(tmp_path, capsys,
     assert {(r["init"], r["seed"]) for r in rows} == {("xavier", 0), ("xavier", 1)}
     report = (out / "report.md").read_text()
     assert "(interrupted)" in report and "2 of 4" in report
+
+
+def test_a_study_report_draws_nothing_from_a_run_stopped_part_way(tmp_path, capsys, monkeypatch):
+    """Two stacks (seed 0, then seed 1); Ctrl-C at the 5th step of the second: the finished seed makes
+    every table and sentence, the partial one is listed apart and stays in runs.csv, marked."""
+    from initlab.engine import training
+    from initlab.experiments import study_report
+
+    real, calls = training.Stack.loss_and_grad, []
+    steps = 640 // 32
+
+    def interrupted_in_the_second_stack(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == steps + 5:
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(training.Stack, "loss_and_grad", interrupted_in_the_second_stack)
+    out = tmp_path / "s"
+    code, text, _ = run_cli(["study", "--inits", "kaiming", "--seeds", "2", "--seeds-per-stack", "1", "--train-size",
+                             "640", "--workers", "1", "--quiet", "--out", out], capsys)
+    assert code == 130
+    runs = files.read_csv(out / "runs.csv")
+    assert [(r["seed"], r["interrupted"], r["steps"]) for r in runs] == [(0, False, steps), (1, True, 4)]
+    md = (out / "report.md").read_text()
+    assert "kaiming seed 1: stopped after 4 steps" in md
+    finished, stopped = study_report.finished_only(study_report.load(out))
+    assert [r["seed"] for r in finished.runs] == [0] and [r["seed"] for r in stopped] == [1]
+    assert f"{100 * runs[0]['test_acc']:.2f} % (1 seed)" in md and f"{100 * runs[1]['test_acc']:.2f}" not in md

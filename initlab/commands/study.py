@@ -50,7 +50,7 @@ def run(args) -> int:
         return EXIT_INTERRUPTED if result.interrupted else EXIT_FAILED
     tables = report.load(out)
     html_path = report.write_report(out, f=tables)
-    print(text_table(*report.summary_table(tables)))
+    print(text_table(*report.summary_table(report.finished_only(tables)[0])))
     if result.interrupted:
         print(f"interrupted: the report covers the runs recorded before Ctrl-C; {resume}", file=sys.stderr)
     print(f"\nreport: {html_path}\n        {out / 'report.md'}")

@@ -6,6 +6,7 @@ sentences change (tests check that).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections import defaultdict
@@ -47,6 +48,20 @@ def load(out: Path) -> StudyFiles:
     return StudyFiles(out, read_json(out / "config.json"), read_json(out / "meta.json"),
                       read_table(out, "runs"), read_table(out, "curves"), read_table(out, "layers"),
                       read_table(out, "histograms"))
+
+
+def finished_only(f: StudyFiles) -> Tuple[StudyFiles, List[dict]]:
+    """(the files without the runs stopped part-way, those runs' rows): a partial run stays in runs.csv,
+    marked ``interrupted``, but no table or sentence of the report is computed from it. Where no run
+    finished, nothing is left out (the report then says that every row is partial)."""
+    stopped = [r for r in f.runs if r.get("interrupted")]
+    if not stopped or len(stopped) == len(f.runs):
+        return f, stopped
+    keep = {r["run"] for r in f.runs if not r.get("interrupted")}
+    return dataclasses.replace(f, runs=[r for r in f.runs if r["run"] in keep],
+                               curves=[r for r in f.curves if r["run"] in keep],
+                               layers=[r for r in f.layers if r["run"] in keep],
+                               hists=[r for r in f.hists if r["run"] in keep]), stopped
 
 
 # --------------------------------------------------------------------------------------------------
@@ -642,13 +657,23 @@ def write_report(out: Path, title: Optional[str] = None, f: Optional[StudyFiles]
     f = f if f is not None else load(out)
     if title is None:
         title = f"initlab study: initialization of {f.config.get('model')} on {f.config.get('dataset')}"
-    obs = observations(f)
+    n_rows = len(f.runs)
+    f, partial_runs = finished_only(f)
+    every_row_partial = bool(partial_runs) and len(partial_runs) == n_rows
+    obs = {key: [] for key in QUESTIONS} if every_row_partial else observations(f)
     failed = f.meta.get("failed") or []
     note = (" (interrupted: only the runs recorded so far)" if f.meta.get("interrupted") else
             f" ({len(failed)} run{'s' if len(failed) != 1 else ''} failed: not in the tables)" if failed else "")
     doc = Document(title + note, settings_line(f))
     if failed:
         doc.heading("Failed runs").bullets(failed + ["--resume trains them again."])
+    if every_row_partial:
+        doc.paragraph("No run finished: every row below is a run stopped part-way (marked interrupted in "
+                      "runs.csv), and no sentence is drawn from them. --resume trains them again.")
+    elif partial_runs:
+        doc.heading("Partial runs (left out of every table and sentence)").bullets(
+            [f"{r['init']} seed {r['seed']}: stopped after {r['steps']} steps" for r in partial_runs]
+            + ["They stay in runs.csv, marked interrupted; --resume trains them again."])
     doc.heading("Results").table(*summary_table(f))
     doc.paragraph("Steps to 90/97 % use the held-out curve (first record point at or above the "
                   "threshold; mean over seeds, 'never' when a seed never got there). 's / model' is each "
