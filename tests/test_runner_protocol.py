@@ -73,11 +73,10 @@ def _wait_for(condition, timeout: float) -> bool:
     return False
 
 
-def _results(out: Path) -> dict:
-    """{(init, seed, the settings that vary): (test_acc, test_loss)} of a folder's runs.csv."""
-    keys = ("activation", "depth", "lr")
-    return {(r["init"], r["seed"]) + tuple(r.get(k) for k in keys): (r["test_acc"], r["test_loss"])
-            for r in files.read_csv(out / "runs.csv")}
+def _results(out: Path) -> list:
+    """A folder's runs.csv rows without their timing columns, in a fixed order."""
+    rows = [{k: v for k, v in r.items() if "seconds" not in k and k != "run"} for r in files.read_csv(out / "runs.csv")]
+    return sorted(rows, key=repr)
 
 
 @pytest.mark.parametrize("name", COMMANDS)
