@@ -75,7 +75,8 @@ def _wait_for(condition, timeout: float) -> bool:
 
 def _results(out: Path) -> list:
     """A folder's runs.csv rows without their timing columns, in a fixed order."""
-    rows = [{k: v for k, v in r.items() if "seconds" not in k and k != "run"} for r in files.read_csv(out / "runs.csv")]
+    rows = [{k: "nan" if v != v else v for k, v in r.items() if "seconds" not in k and k != "run"}   # (nan != nan)
+            for r in files.read_csv(out / "runs.csv")]
     return sorted(rows, key=repr)
 
 
