@@ -216,7 +216,7 @@ def _weight_std_in_worker(init_name, steps):
     return net.weight.std().item()
 
 
-@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("threads", [1, pytest.param(2, marks=pytest.mark.e2e)])    # (2: spawned, 3.5 s)
 def test_a_worker_knows_an_init_registered_in_a_cell_forked_or_spawned(clean_registry, threads):
     """Single-threaded workers are forked on Linux (they inherit the registry); others are spawned
     (the payload brings the initializer)."""
@@ -280,6 +280,7 @@ if __name__ == "__main__":
 '''
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_a_user_init_from_main_trains_on_two_workers(tmp_path):
     script, pids = tmp_path / "my_study.py", tmp_path / "pids"
@@ -363,6 +364,7 @@ def test_load_reads_a_folder_the_command_line_wrote(tmp_path, capsys):
     pd.testing.assert_frame_equal(s.curves, pd.read_csv(out / "curves.csv"), check_dtype=False)
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_probe_and_transfer_return_their_results(tmp_path):
     p = initlab.probe(inits=["xavier", "kaiming"], activations=["relu", "tanh"], depth=3, width=16,

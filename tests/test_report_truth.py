@@ -36,7 +36,9 @@ def panels_all_show_something(fig):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.e2e) if c in ("relu-mnist-above-90",
+                                                                                  "tanh-fashion-2seeds") else c
+                                  for c in CASES])          # (the two longest in make test-all only)
 def test_every_sentence_and_figure_is_true_for_its_own_run(case, tmp_path, capsys):
     activation, dataset, seeds, size, *extra = CASES[case]
     out = tmp_path / case

@@ -134,6 +134,7 @@ def test_plan_blocks_splits_the_grid_into_rectangles_the_workers_finish_together
         assert max(loads) == -(-S * I // W) or W == 1, (S, I, W, per, blocks)
 
 
+@pytest.mark.e2e
 def test_worker_layout_does_not_change_the_results(mnist):
     def run(workers):
         cfg = study.StudyConfig(inits=["normal", "kaiming", "xavier"], seeds=2, workers=workers,
