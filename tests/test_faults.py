@@ -5,13 +5,12 @@ import os
 import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from store_state import statuses, wait_for
 
 from initlab import cli, files
 from initlab.runs import store as st
@@ -23,30 +22,6 @@ def run_cli(argv, capsys):
     code = cli.main([str(a) for a in argv])
     out, err = capsys.readouterr()
     return code, out, err
-
-
-def _statuses(out: Path) -> dict:
-    path = out / st.STORE_NAME
-    if not path.exists():
-        return {}
-    try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-        try:
-            return dict(db.execute("SELECT status, COUNT(*) FROM runs WHERE position IS NOT NULL "
-                                   "GROUP BY status").fetchall())
-        finally:
-            db.close()
-    except sqlite3.DatabaseError:
-        return {}
-
-
-def _wait_for(condition, timeout: float) -> bool:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 @pytest.mark.e2e
@@ -61,11 +36,11 @@ def test_sigterm_is_handled_as_ctrl_c_with_exit_143(workers, tmp_path):
             "--seeds-per-stack", "1", "--train-size", "4000", "--workers", workers, "--quiet", "--out",
             str(out)]
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert _wait_for(lambda: _statuses(out).get("done", 0) >= 1 or p.poll() is not None, 300)
+    assert wait_for(lambda: statuses(out).get("done", 0) >= 1 or p.poll() is not None, 300)
     p.send_signal(signal.SIGTERM)
     _, stderr = p.communicate(timeout=300)
     assert p.returncode == 143, stderr[-2000:]
-    counts = _statuses(out)
+    counts = statuses(out)
     assert counts.get("done", 0) >= 1 and counts.get("done", 0) < 8 and not counts.get("running"), counts
     assert f"initlab study --resume --out {out}" in stderr
     assert "(interrupted" in (out / "report.md").read_text()
@@ -77,7 +52,7 @@ def test_sigterm_is_handled_as_ctrl_c_with_exit_143(workers, tmp_path):
                 assert r["row"] is None
     done = subprocess.run(argv + ["--resume"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert _statuses(out) == {"done": 8}
+    assert statuses(out) == {"done": 8}
 
 
 def _dead_pid() -> int:

@@ -5,13 +5,12 @@ report rebuilt from the folder, a local Ray instance. Parametrized over the expe
 remembering to -- it only needs its small command line in ``SMALL``."""
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from store_state import statuses, wait_for
 
 from initlab import cli, files
 from initlab.experiments.catalog import EXPERIMENTS, STORED
@@ -47,30 +46,6 @@ def test_every_experiment_on_the_runner_is_checked_here():
 def _argv(name, out, *extra):
     return [sys.executable, "-m", "initlab.cli", *SMALL[name], "--workers", "1", "--quiet", "--out",
             str(out), *extra]
-
-
-def _statuses(out: Path) -> dict:
-    path = out / st.STORE_NAME
-    if not path.exists():
-        return {}
-    try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-        try:
-            return dict(db.execute("SELECT status, COUNT(*) FROM runs WHERE position IS NOT NULL "
-                                   "GROUP BY status").fetchall())
-        finally:
-            db.close()
-    except sqlite3.DatabaseError:
-        return {}
-
-
-def _wait_for(condition, timeout: float) -> bool:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def _results(out: Path) -> list:
@@ -131,10 +106,10 @@ def test_killed_with_sigkill_then_resumed_gives_the_uninterrupted_runs(name, tmp
     assert done.returncode == 0, done.stderr[-2000:]
     out = tmp_path / "out"
     p = subprocess.Popen(_argv(name, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    assert _wait_for(lambda: _statuses(out).get("done", 0) >= 1 or p.poll() is not None, 300)
+    assert wait_for(lambda: statuses(out).get("done", 0) >= 1 or p.poll() is not None, 300)
     os.kill(p.pid, signal.SIGKILL)
     p.wait(30)
-    at_kill = _statuses(out)
+    at_kill = statuses(out)
     assert at_kill.get("done", 0) < sum(at_kill.values()), f"everything finished before the kill: {at_kill}"
     with st.Store(out) as s:
         finished_before = {r["hash"]: r["updated"] for r in s.runs() if r["status"] in st.FINAL}
@@ -153,12 +128,12 @@ def test_killed_with_sigkill_then_resumed_gives_the_uninterrupted_runs(name, tmp
 def test_ctrl_c_exits_130_keeps_the_finished_runs_and_marks_the_report(name, tmp_path):
     out = tmp_path / "out"
     p = subprocess.Popen(_argv(name, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert _wait_for(lambda: _statuses(out).get("done", 0) >= 1 or p.poll() is not None, 300)
+    assert wait_for(lambda: statuses(out).get("done", 0) >= 1 or p.poll() is not None, 300)
     p.send_signal(signal.SIGINT)
     stdout, stderr = p.communicate(timeout=300)
     assert p.returncode == 130, stderr[-2000:]
     assert f"--resume --out {out}" in stderr
-    counts = _statuses(out)
+    counts = statuses(out)
     assert counts.get("done", 0) >= 1 and counts.get("done", 0) < sum(counts.values()), counts
     assert "(interrupted" in (out / "report.md").read_text()
     if name != "study":        # the study keeps its interrupted stack's partial runs, marked as such
