@@ -2,6 +2,7 @@
 ``bmm`` stack, side by side, with each one's fraction of this machine's matrix-product rate.
 
     python benchmarks/width_step.py [--width 1024] [--models 8] [--steps 30] [--repeats 3] [--threads 2]
+    python benchmarks/width_step.py --profile      # where the engine's step spends its time (torch.profiler)
 
 MLP 784-w-w-w-10 (ReLU), Adam, batch 32, MNIST. Four measurements, interleaved round by round (median of
 ``--repeats``):
@@ -94,9 +95,17 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--profile", action="store_true", help="profile one engine run instead (top operators)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     ds = data.load_dataset("mnist", quiet=True)
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            engine_stack(ds, args.width, args.models, args.steps)
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+        return
     params = 784 * args.width + 2 * args.width ** 2 + 10 * args.width + 3 * args.width + 10
     flop = 6 * 32 * params
     times = {"matmul": [], "plain loop": [], "plain bmm": [], "engine": []}

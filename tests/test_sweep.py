@@ -5,13 +5,13 @@ import json
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from store_state import statuses, wait_for
 
 from initlab import cli, data
 from initlab.experiments import study
@@ -288,27 +288,6 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def _statuses(out: Path) -> dict:
-    path = out / st.STORE_NAME
-    if not path.exists():
-        return {}
-    try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-        try:
-            return dict(db.execute("SELECT status, COUNT(*) FROM runs WHERE position IS NOT NULL "
-                                   "GROUP BY status").fetchall())
-        finally:
-            db.close()
-    except sqlite3.DatabaseError:
-        return {}
-
-
-def _wait_for(condition, timeout: float) -> None:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout and not condition():
-        time.sleep(0.05)
-
-
 @pytest.mark.e2e
 @pytest.mark.slow
 def test_sweep_killed_with_sigkill_resumes_with_nothing_lost(tmp_path):
@@ -325,19 +304,19 @@ def test_sweep_killed_with_sigkill_resumes_with_nothing_lost(tmp_path):
     kept: dict = {}
     moments = []                            # run statuses at each kill
     waits = [lambda p: time.sleep(rng.uniform(0.2, 2.5)),
-             lambda p: (_wait_for(lambda: _statuses(out).get("done", 0) >= 1 or p.poll() is not None,
+             lambda p: (wait_for(lambda: statuses(out).get("done", 0) >= 1 or p.poll() is not None,
                                   120), time.sleep(rng.uniform(0.0, 0.5))),
-             lambda p: (_wait_for(lambda: _statuses(out).get("running", 0) > 0 or p.poll() is not None,
+             lambda p: (wait_for(lambda: statuses(out).get("running", 0) > 0 or p.poll() is not None,
                                   120), time.sleep(rng.uniform(0.0, 1.5)))]
     for wait in waits:
         p = subprocess.Popen(base + (["--resume"] if (out / st.STORE_NAME).exists() else []),
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait(p)
-        moments.append(_statuses(out))
+        moments.append(statuses(out))
         kids = _children(p.pid)
         os.kill(p.pid, signal.SIGKILL)
         p.wait(10)
-        _wait_for(lambda: not any(_alive(k) for k in kids), 15)
+        wait_for(lambda: not any(_alive(k) for k in kids), 15)
         assert not any(_alive(k) for k in kids), f"workers outlived their killed sweep (seed {seed})"
         if not (out / st.STORE_NAME).exists():
             continue
@@ -436,14 +415,14 @@ def test_a_worker_killed_on_its_own_is_reported_and_resume_completes(tmp_path):
             "--quiet"]
     p = subprocess.Popen(base, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # both workers hold a stack (one run each): whichever is killed, it dies mid-training
-    _wait_for(lambda: _statuses(out).get("running", 0) >= 2 or p.poll() is not None, 180)
+    wait_for(lambda: statuses(out).get("running", 0) >= 2 or p.poll() is not None, 180)
     workers = _training_workers(p.pid)
     assert workers and p.poll() is None, "no worker was training"
     os.kill(workers[0], signal.SIGKILL)
     stdout, stderr = p.communicate(timeout=300)
     assert p.returncode == 1, stderr[-2000:]
     assert "worker died (exit code -9)" in stderr
-    counts = _statuses(out)
+    counts = statuses(out)
     assert counts.get("failed", 0) >= 1 and counts.get("done", 0) >= 1, counts
     done = subprocess.run(base + ["--resume"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
