@@ -197,3 +197,33 @@ def test_a_model_gets_the_same_bits_at_the_same_place_in_any_stack(name):
     assert all(torch.equal(front[0], w) for w in front[1:])
     for w in elsewhere:
         assert torch.allclose(front[0], w, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.25])
+@pytest.mark.parametrize("out_features, in_features", [(10, 1024), (64, 784), (256, 256), (1024, 1024),
+                                                       (32, 10), (16, 64)])
+def test_a_stacked_linear_layer_has_autograds_gradients_bit_for_bit(out_features, in_features, alpha):
+    """The chain's layer writes W's gradient in W's layout: the same bits as autograd's ``baddbmm``
+    backward (which leaves it transposed), on both sides of ``DIRECT_GRADIENT_MIN``, on one thread."""
+    from initlab.engine.linear_chain import StackedLinear
+
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(3, 32, in_features, generator=g)
+    w = torch.randn(3, out_features, in_features, generator=g)
+    b = torch.randn(3, 1, out_features, generator=g)
+    upstream = torch.randn(3, 32, out_features, generator=g)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        grads = []
+        for layer in (lambda *a: torch.baddbmm(a[2], a[0], a[1].transpose(1, 2), alpha=alpha),
+                      lambda *a: StackedLinear.apply(*a, alpha)):
+            inputs = [t.clone().requires_grad_() for t in (h, w, b)]
+            out = layer(*inputs)
+            out.backward(upstream)
+            grads.append((out.detach(), *[t.grad for t in inputs]))
+    finally:
+        torch.set_num_threads(before)
+    for ours, theirs in zip(grads[1], grads[0]):
+        assert torch.equal(ours, theirs)
+    assert grads[1][2].is_contiguous()                                   # no copy left for AccumulateGrad

@@ -12,6 +12,14 @@ A model opts in by naming its chain: ``linear_chain`` (layer names in order, the
 logits, none of them followed by anything but the model's activation ``act``). A width parametrization's
 forward multipliers (``model.multipliers``, {layer: m}: the layer computes ``m · (W x) + b``) are
 ``baddbmm``'s ``alpha``; a layer without one is called exactly as before (SP: the same bits).
+
+Each layer is one autograd function (``StackedLinear``) whose backward writes the weight gradient in the
+weight's own (M, out, in) layout. Autograd's ``baddbmm`` backward gives it as (M, in, out) transposed,
+and storing that as ``.grad`` cost a copy of every weight per step: at width 1024 about 45 % of the
+step (``python benchmarks/width_step.py --profile``). Both orientations sum over the same batch
+dimension; with both sides of W at least ``DIRECT_GRADIENT_MIN`` MKL returns the same bits either way
+(not below: a 10-class readout's product is computed the old way and copied, which costs little), and
+``tests/test_engine.py`` holds the gradients equal to autograd's, bit for bit, over such shapes.
 """
 from __future__ import annotations
 
@@ -27,6 +35,42 @@ def chain_of(model: nn.Module) -> Optional[List[str]]:
     if not names or not all(isinstance(getattr(model, n, None), nn.Linear) for n in names):
         return None
     return list(names)
+
+
+DIRECT_GRADIENT_MIN = 32        # W's smaller side from which its gradient is computed in its own layout
+
+
+class StackedLinear(torch.autograd.Function):
+    """``b + alpha · h Wᵀ`` for M stacked models: h (M, B, in), W (M, out, in), b (M, 1, out); the
+    gradients come back in the inputs' layouts (W's as (M, out, in), contiguous)."""
+
+    @staticmethod
+    def forward(ctx, h: Tensor, w: Tensor, b: Tensor, alpha: float) -> Tensor:
+        ctx.save_for_backward(h, w)
+        ctx.alpha = alpha
+        if alpha == 1:                                                  # SP: the call of old, same bits
+            return torch.baddbmm(b, h, w.transpose(1, 2))
+        return torch.baddbmm(b, h, w.transpose(1, 2), alpha=alpha)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        h, w = ctx.saved_tensors
+        alpha = ctx.alpha
+        grad_h = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_h = torch.bmm(grad, w)
+            if alpha != 1:
+                grad_h = grad_h * alpha
+        if ctx.needs_input_grad[1]:
+            if min(w.shape[1:]) >= DIRECT_GRADIENT_MIN:                 # (M, out, in): the weight's layout
+                grad_w = torch.bmm(grad.transpose(1, 2), h)
+            else:                                                       # autograd's call, then a small copy
+                grad_w = torch.bmm(h.transpose(1, 2), grad).transpose(1, 2).contiguous()
+            if alpha != 1:
+                grad_w = grad_w * alpha
+        if ctx.needs_input_grad[2]:
+            grad_b = grad.sum(1, keepdim=True)
+        return grad_h, grad_w, grad_b, None
 
 
 def forward(params: Dict[str, Tensor], names: Sequence[str], act, x: Tensor, S: int, I: int,
@@ -49,11 +93,8 @@ def forward(params: Dict[str, Tensor], names: Sequence[str], act, x: Tensor, S: 
     for k, name in enumerate(names):
         w, b = params[name + ".weight"], params[name + ".bias"]
         out = w.shape[-2]
-        if multipliers and name in multipliers:                  # b + m (h W^T)
-            h = torch.baddbmm(b.reshape(M, 1, out), h, w.reshape(M, out, -1).transpose(1, 2),
-                              alpha=multipliers[name])
-        else:
-            h = torch.baddbmm(b.reshape(M, 1, out), h, w.reshape(M, out, -1).transpose(1, 2))
+        alpha = multipliers.get(name, 1) if multipliers else 1           # b + m (h W^T)
+        h = StackedLinear.apply(h, w.reshape(M, out, -1), b.reshape(M, 1, out), alpha)
         if k < last:
             h = act(h)
         if return_activations:
