@@ -38,18 +38,19 @@ import pandas as pd
 
 from initlab import data, document, files
 from initlab.api_inits import build_model, init_names, initialize, model_names, register_init
-from initlab.api_stored import Result, experiment_function, python_words
-from initlab.commands.probe import PROBE_FLAGS
+from initlab.api_stored import EXPERIMENT_FUNCTIONS, Result, python_words
 from initlab.commands.transfer import TRANSFER_FLAGS
 from initlab.experiments import probe as probe_exp
 from initlab.experiments import probe_report, study_report, transfer_report
 from initlab.experiments import study as study_exp
 from initlab.experiments import transfer as transfer_exp
-from initlab.options import STUDY_FLAGS, Flag, UsageError, apply, prepare_out
+from initlab.options import Flag, UsageError, apply, flags_of, prepare_out
 
+# and one function per experiment declared on the runner (initlab.depth, initlab.width, ...: api_stored)
 __all__ = ["initialize", "register_init", "build_model", "init_names", "model_names", "study", "probe",
-           "depth", "criticality", "width",
-           "transfer", "load", "Study", "Probe", "Transfer", "Result"]
+           "transfer", "load", "Study", "Probe", "Transfer", "Result", *EXPERIMENT_FUNCTIONS]
+
+globals().update(EXPERIMENT_FUNCTIONS)
 
 PathLike = Union[str, Path]
 
@@ -282,7 +283,7 @@ def study(*, out: Optional[PathLike] = None, progress: bool = True, force: bool 
         >>> s.observations['Why do all-zero weights stop learning?'][1]
         'After 2 steps the weights of c1, c3, c5, f6, output are still exactly 0 (largest |w| = 0).'
     """
-    cfg = _configure("study", study_exp.StudyConfig(), STUDY_FLAGS, settings, study_exp.validate,
+    cfg = _configure("study", study_exp.StudyConfig(), flags_of(study_exp.StudyConfig), settings, study_exp.validate,
                      extra=("workers",))
     folder = _out(out, "study", force)
     ds = data.load_dataset(cfg.dataset, cfg.data_dir, quiet=not progress)
@@ -371,7 +372,7 @@ def probe(*, out: Optional[PathLike] = None, progress: bool = True, force: bool 
         0   xavier       relu     0
         1  kaiming       relu     0
     """
-    cfg = _configure("probe", probe_exp.ProbeConfig(), PROBE_FLAGS, settings, probe_exp.validate)
+    cfg = _configure("probe", probe_exp.ProbeConfig(), flags_of(probe_exp.ProbeConfig), settings, probe_exp.validate)
     folder = _out(out, "probe", force)
     ds = data.load_dataset(cfg.dataset, cfg.data_dir, quiet=not progress)
     t0 = time.perf_counter()
@@ -512,11 +513,6 @@ def transfer(*, out: Optional[PathLike] = None, progress: bool = True, force: bo
 # --------------------------------------------------------------------------------------------------
 # Loading a folder
 # --------------------------------------------------------------------------------------------------
-
-depth = experiment_function("depth")              # initlab.depth(depths=[5, 30], ...): He et al. 2015
-criticality = experiment_function("criticality")  # the mean-field theory, computed and measured
-width = experiment_function("width")              # the best lr across widths: SP, μP, NTK
-
 
 def load(folder: PathLike) -> Union[Study, Probe, Transfer]:
     """The results in ``folder``, written by :meth:`Study.save` or by a command: a :class:`Study`

@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, List, Optional, Union
 import pandas as pd
 
 from initlab import files
-from initlab.experiments.catalog import EXPERIMENTS
+from initlab.experiments.catalog import EXPERIMENTS, FLAT
 from initlab.options import UsageError, prepare_out
 from initlab.runs import runner
 
@@ -104,3 +104,7 @@ def experiment_function(name: str) -> Callable[..., Result]:
                    f"{', '.join(fields)}; ``out``: the result folder (None: a temporary one, read into "
                    f"memory); ``resume``: continue ``out``'s runs.")
     return run
+
+
+# initlab.depth, initlab.criticality, initlab.width, ...: every experiment on the runner with a flat config
+EXPERIMENT_FUNCTIONS: Dict[str, Callable[..., Result]] = {name: experiment_function(name) for name in FLAT}

@@ -1,6 +1,7 @@
-"""Command-line settings shared by every command: flag tables, ``--config`` files, output folders, errors.
+"""Command-line settings: flags made from config fields, ``--config`` files, output folders, errors.
 
-A flag table is a list of :class:`Flag` rows; one row feeds argparse (with the default read from the
+An experiment's flags are its config dataclass's fields (:func:`flags_of`, with the help of
+``initlab.settings``); each :class:`Flag` row feeds argparse (with the default read from the
 command's own base config, so ``--help`` never states a default the command does not use), the TOML
 ``--config`` file (the same names with ``_``) and the config dataclass (``dest`` is a dotted path
 into it: ``train.lr``). :func:`configure` resolves defaults < ``--config`` < flags and runs the
@@ -11,11 +12,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as _dt
+import functools
 import math
 import tomllib
+import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from initlab.settings import SETTINGS, flag_name
 
 EXIT_OK = 0             # every run finished (a diverged run is a finished run)
 EXIT_FAILED = 1         # some run failed; what finished is written
@@ -58,46 +63,48 @@ class Flag:
         return self.dest.split(".")[-1]
 
 
-# The study's settings: study, bonus, grid and sweep take them all.
-STUDY_FLAGS = [
-    Flag("--inits", "inits", "list", "initializations to compare (names with optional :k=v params), "
-         "e.g. 'zeros uniform normal xavier kaiming' or 'kaiming_uniform:mode=fan_out'"),
-    Flag("--seeds", "seeds", int, "number of seeds; each gives every init the same data order"),
-    Flag("--first-seed", "first_seed", int, "first seed"),
-    Flag("--model", "model", str, "model, optionally with settings: mlp:width=256,depth=30, "
-         "two_layer_fc:hidden=4000 (initlab summary --model SPEC shows its layers)", "SPEC"),
-    Flag("--activation", "activation", str, "activation after each hidden layer"),
-    Flag("--pool", "pool", str, "LeNet-5 subsampling: avg (the paper's) or max"),
-    Flag("--c3-table", "c3_table", "bool", "use LeNet-5's partial C3 connection table (Table I)"),
-    Flag("--width", "width", int, "--model mlp: units per hidden layer (none: 500)", "N"),
-    Flag("--depth", "depth", int, "--model mlp: hidden layers (none: 2)", "N"),
-    Flag("--conv", "conv", "bool", "--model mlp: 3x3 convolutions with padding 1 instead of linear layers"),
-    Flag("--parametrization", "parametrization", str, "width parametrization: sp, mup:base_width=64 "
-         "(Tensor Programs V: hidden Adam lr x base/width, readout W x base/width, zero-initialized) or "
-         "ntk:base_width=64 (forward x sqrt(base/fan_in)); --model mlp or two_layer_fc", "SPEC"),
-    Flag("--bias-init", "bias_init", str, "constant every bias starts at, or a distribution it is drawn "
-         "from (normal:std=S, uniform:low=A,high=B)", "B"),
-    Flag("--dataset", "dataset", str, "dataset name"),
-    Flag("--data-dir", "data_dir", str, "folder holding the dataset's files (the four IDX files, raw "
-         "or .gz); else $INITLAB_DATA_DIR, the cache, then the download sources"),
-    Flag("--device", "device", str, "auto | cpu | cuda (auto: cuda when available)"),
-    Flag("--seeds-per-stack", "seeds_per_stack", int, "seeds trained together in one batched stack "
-         "(0 = all; smaller stacks lose less to Ctrl-C and use less memory)"),
-    Flag("--epochs", "train.epochs", int, "passes over the training images"),
-    Flag("--lr", "train.lr", float, "learning rate"),
-    Flag("--batch-size", "train.batch_size", int, "images per step"),
-    Flag("--optimizer", "train.optimizer", str, "adam | adamw | sgd"),
-    Flag("--schedule", "train.schedule", str, "constant | onecycle"),
-    Flag("--weight-decay", "train.weight_decay", float, "weight decay"),
-    Flag("--label-smoothing", "train.label_smoothing", float, "cross-entropy label smoothing"),
-    Flag("--normalize", "train.normalize", "bool", "standardize pixels with the dataset's mean/std"),
-    Flag("--train-size", "train.train_size", int, "train on the first N images of a seeded shuffle "
-         "(none: all)"),
-    Flag("--record-every", "train.record_every", int, "steps between record points, 4x denser over "
-         "the first two"),
-    Flag("--hist-moments", "train.hist_moments", int, "weight histograms at this many moments spread over "
-         "the run (first and last step included)", "N"),
-]
+def _kind(annotation) -> Any:
+    """A field's annotation as a :class:`Flag` kind: ``List[str]`` -> "list", ``List[int]`` -> "ints",
+    ``bool`` -> "bool", ``Optional[int]`` -> int, ``Union[float, str]`` -> str (the config coerces)."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (list, List):
+        return {str: "list", int: "ints", float: "floats"}[args[0]]
+    if typing.get_origin(annotation) is typing.Union:
+        return _kind(args[0]) if len(args) == 1 else str
+    return "bool" if annotation is bool else annotation
+
+
+def _leaf_fields(cls, prefix: str = "") -> List[Tuple[str, Any]]:
+    """(dotted path, annotation) of every field of config class ``cls``, nested dataclasses opened."""
+    hints = typing.get_type_hints(cls)
+    out: List[Tuple[str, Any]] = []
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            out += _leaf_fields(hints[f.name], prefix + f.name + ".")
+        else:
+            out.append((prefix + f.name, hints[f.name]))
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def flags_of(config_class) -> Tuple[Flag, ...]:
+    """The flags of an experiment's config class, in field order: every field whose name is a setting
+    (``initlab.settings.SETTINGS``: one help and metavar for the whole package) and that the class does
+    not fix (its ``NOT_FLAGS``: dotted paths). The flag's kind comes from the field's annotation."""
+    fixed = set(getattr(config_class, "NOT_FLAGS", ()))
+    flags = []
+    for dest, annotation in _leaf_fields(config_class):
+        name = dest.split(".")[-1]
+        if name in SETTINGS and dest not in fixed:
+            setting = SETTINGS[name]
+            flags.append(Flag(flag_name(name), dest, _kind(annotation), setting.help, setting.metavar))
+    return tuple(flags)
+
+
+def setting_help(name: str, more: str = "") -> str:
+    """The one help of setting ``name`` (``initlab.settings``), for a flag a command adds by hand, with
+    what this command does with it after."""
+    return SETTINGS[name].help + more
 
 
 def parse_bool(text: str) -> bool:

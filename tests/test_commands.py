@@ -67,8 +67,8 @@ def test_help_defaults_are_the_commands_own():
     """bonus runs 10 seeds and says so; sweep's flags have plain metavars."""
     helps = {n: cli.build_parser()._subparsers._group_actions[0].choices[n].format_help()
              for n in ("bonus", "study", "sweep")}
-    assert "(default 10)" in " ".join(helps["bonus"].split()).split("--seeds SEEDS number of seeds")[1][:120]
-    assert "(default 3)" in " ".join(helps["study"].split()).split("--seeds SEEDS number of seeds")[1][:120]
+    assert "(default 10)" in " ".join(helps["bonus"].split()).split("--seeds N number of seeds")[1][:200]
+    assert "(default 3)" in " ".join(helps["study"].split()).split("--seeds N number of seeds")[1][:200]
     assert "TRAIN.LR" not in helps["sweep"] and "--lr LR" in helps["sweep"]
 
 

@@ -41,7 +41,7 @@ def test_the_table_names_diverged_cells_and_stalled_ones():
 
 
 def test_sentences_say_what_each_init_did_at_the_deepest_depth():
-    text = " ".join(depth_report.observations(runs(TABLE), [], CFG))
+    text = " ".join(depth_report.observations_from(runs(TABLE), [], CFG))
     assert "xavier: depth 5; kaiming: depth 30; normal: depth 5" in text
     assert "trains: kaiming (90.50 %)" in text
     assert "stalls near chance: xavier (11.35 %)" in text
@@ -54,24 +54,24 @@ def test_the_best_init_is_compared_with_the_seed_spread(second, verdict):
     table = {**TABLE, ("xavier", 30): second}
     cfg = {**CFG, "lrs": [0.01, 0.003]}
     rows = runs(table) + runs(table, lr=0.003)
-    text = " ".join(depth_report.observations(rows, [], cfg))
+    text = " ".join(depth_report.observations_from(rows, [], cfg))
     assert "best at depth is kaiming at every learning rate tried" in text
     assert f"ahead of xavier at 30 layers, {verdict} the seed spread" in text
 
 
 def test_one_seed_says_it_has_no_spread():
     table = {k: v[:1] for k, v in TABLE.items()}
-    text = " ".join(depth_report.observations(runs(table) + runs(table, 0.003), [], {**CFG, "lrs": [0.01, 0.003]}))
+    text = " ".join(depth_report.observations_from(runs(table) + runs(table, 0.003), [], {**CFG, "lrs": [0.01, 0.003]}))
     assert "(1 seed: no spread)" in text and "seed spread" not in text.replace("1 seed: no spread", "")
 
 
 def test_the_signal_sentence_explains_only_what_was_measured():
     rows = probe_rows({"xavier": 4.5e-5, "kaiming": 1.05, "normal": 37.7})
-    text = depth_report.observations(runs(TABLE), rows, CFG)[-1]
+    text = depth_report.observations_from(runs(TABLE), rows, CFG)[-1]
     assert "shrinks geometrically with depth (xavier)" in text and "one that grows (normal)" in text
-    calm = depth_report.observations(runs(TABLE), probe_rows({"kaiming": 1.05, "xavier": 0.9, "normal": 1.2}),
+    calm = depth_report.observations_from(runs(TABLE), probe_rows({"kaiming": 1.05, "xavier": 0.9, "normal": 1.2}),
                                      CFG)[-1]
     assert "shrinks" not in calm and "grows" not in calm
-    silent = depth_report.observations(runs(TABLE), probe_rows({"xavier": 0, "kaiming": 1.0, "normal": 1.0}),
+    silent = depth_report.observations_from(runs(TABLE), probe_rows({"xavier": 0, "kaiming": 1.0, "normal": 1.0}),
                                        CFG)[-1]
     assert "xavier (no signal)" in silent and "no layer below the output gets a gradient" in silent

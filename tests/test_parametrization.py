@@ -16,7 +16,7 @@ from initlab import engine, init, models
 from initlab.data import load_dataset
 from initlab.experiments import study
 from initlab.init import parametrization as param
-from initlab.options import STUDY_FLAGS
+from initlab.options import flags_of
 from initlab.runs import cells
 
 BASE, WIDTHS, DEPTH, SEED, STEPS, BATCH = 64, (64, 256), 3, 0, 20, 32
@@ -129,7 +129,7 @@ def test_the_setting_leaves_existing_cell_hashes_alone_and_has_a_flag():
     assert cells.cell_settings(plain) == cells.cell_settings(dataclasses.replace(plain, parametrization="sp"))
     assert "parametrization" not in cells.cell_settings(plain)
     assert cells.cells_of(plain) != cells.cells_of(dataclasses.replace(plain, parametrization="mup:base_width=64"))
-    assert [f.dest for f in STUDY_FLAGS if f.flag == "--parametrization"] == ["parametrization"]
+    assert [f.dest for f in flags_of(study.StudyConfig) if f.flag == "--parametrization"] == ["parametrization"]
 
 
 # --------------------------------------------------------------------------------------------------

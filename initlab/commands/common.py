@@ -5,7 +5,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence
+from typing import Optional
 
 from initlab import data
 from initlab.document import text_table
@@ -13,17 +13,17 @@ from initlab.engine.tensorboard import TensorBoardMissing, require
 from initlab.experiments import study
 from initlab.experiments.catalog import EXPERIMENTS
 from initlab.options import (
+    EXIT_CODES_HELP,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
-    STUDY_FLAGS,
-    Flag,
     UsageError,
     add_config_flag,
     add_flags,
     add_output_flags,
     add_workers_flag,
     configure,
+    flags_of,
     prepare_out,
 )
 from initlab.runs import store as st
@@ -37,7 +37,7 @@ from initlab.runs.runner import stored_config as runner_stored_config
 def add_study_options(p: argparse.ArgumentParser, name: str, base: study.StudyConfig) -> None:
     """The study's flags (defaults shown from ``base``), ``--config``, the output flags and the
     runner's flags."""
-    add_flags(p, STUDY_FLAGS, base)
+    add_flags(p, flags_of(study.StudyConfig), base)
     add_config_flag(p)
     add_output_flags(p, name)
     add_runner_flags(p)
@@ -100,7 +100,7 @@ def execution_of(args: argparse.Namespace, workers: Optional[int] = None) -> Exe
 def study_config(args: argparse.Namespace, base=None) -> study.StudyConfig:
     """Defaults (``base`` or the lab's) < ``--config`` TOML < flags -> a validated StudyConfig."""
     extra = {"workers": args.workers} if getattr(args, "workers", 0) else None
-    return configure(args, base or study.StudyConfig(), STUDY_FLAGS, study.validate, extra=extra)
+    return configure(args, base or study.StudyConfig(), flags_of(study.StudyConfig), study.validate, extra=extra)
 
 
 def load_data(name: str, data_dir, quiet: bool) -> data.Dataset:
@@ -168,32 +168,35 @@ def finish_stored(name: str, out: Path, outcome: Outcome) -> int:
     return EXIT_FAILED if outcome.failed or info["failed"] or info["corrupt"] else EXIT_OK
 
 
-def add_flat_experiment_options(p: argparse.ArgumentParser, name: str, flags: Sequence[Flag], base) -> None:
-    """An experiment on the runner with a flat config: its flags (defaults shown from ``base``),
-    ``--config``, the output flags and the runner's flags."""
-    add_flags(p, flags, base)
-    add_config_flag(p)
-    add_output_flags(p, name)
-    add_runner_flags(p)
+class ExperimentCommand:
+    """The command of an experiment declared on the runner (``initlab.experiments.protocol``), made from
+    its catalog entry: its help, its config's fields as flags, ``--config``, the output and runner flags;
+    its run: defaults (or, with ``--resume``, the stored config) < ``--config`` < flags, checked by its
+    ``validate``; then the runner, the report's sentences in the terminal, the report, the exit code."""
 
+    def __init__(self, name: str) -> None:
+        self.NAME = name
 
-def run_flat_experiment(name: str, args: argparse.Namespace, flags: Sequence[Flag],
-                        resolve: Callable = lambda cfg: cfg,
-                        sentences: Callable[[Path], List[str]] = lambda out: []) -> int:
-    """The whole command of an experiment on the runner with a flat config: defaults (or, with
-    ``--resume``, the stored config) < ``--config`` < flags, checked; then the runner, the sentences of
-    the report in the terminal, the report and the exit code (:func:`finish_stored`)."""
-    exp = EXPERIMENTS[name]
-    stored = runner_stored_config(args.out, name) if args.resume and args.out else None
-    base = exp.from_dict(stored or {})
-    extra = {"workers": args.workers} if args.workers else None
-    cfg = resolve(configure(args, base, flags, exp.validate, extra=extra))
-    execution = execution_of(args, workers=cfg.workers)   # (--resume: the stored count unless given)
-    out = prepare_out(args.out, name, args.force or args.resume)
-    ds = load_data(cfg.dataset, cfg.data_dir, args.quiet)
-    outcome = run_experiment(name, cfg, out, execution, resume=args.resume, force=args.force, dataset=ds)
-    if outcome.info["finished"]:
-        for sentence in sentences(out):
-            print("- " + sentence)
-        print()
-    return finish_stored(name, out, outcome)
+    def add_parser(self, sub) -> None:
+        exp = EXPERIMENTS[self.NAME]
+        p = sub.add_parser(self.NAME, help=exp.help, description=exp.description, epilog=EXIT_CODES_HELP)
+        add_flags(p, flags_of(exp.config), exp.config())
+        add_config_flag(p)
+        add_output_flags(p, self.NAME)
+        add_runner_flags(p)
+
+    def run(self, args: argparse.Namespace) -> int:
+        name, exp = self.NAME, EXPERIMENTS[self.NAME]
+        stored = runner_stored_config(args.out, name) if args.resume and args.out else None
+        base = exp.from_dict(stored or {})
+        extra = {"workers": args.workers} if args.workers else None
+        cfg = exp.resolve(configure(args, base, flags_of(exp.config), exp.validate, extra=extra))
+        execution = execution_of(args, workers=cfg.workers)   # (--resume: the stored count unless given)
+        out = prepare_out(args.out, name, args.force or args.resume)
+        ds = load_data(cfg.dataset, cfg.data_dir, args.quiet)
+        outcome = run_experiment(name, cfg, out, execution, resume=args.resume, force=args.force, dataset=ds)
+        if outcome.info["finished"] and exp.observations is not None:
+            for sentence in exp.observations(out):
+                print("- " + sentence)
+            print()
+        return finish_stored(name, out, outcome)

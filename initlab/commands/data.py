@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from initlab import data
-from initlab.options import EXIT_OK, UsageError
+from initlab.options import EXIT_OK, UsageError, setting_help
 
 NAME = "data"
 
@@ -11,7 +11,7 @@ def add_parser(sub) -> None:
     d = sub.add_parser(NAME, help="fetch or inspect a dataset")
     d.add_argument("action", choices=["fetch", "info"])
     d.add_argument("name", nargs="?", help="dataset (fetch: default mnist; info: default every dataset)")
-    d.add_argument("--data-dir", help="folder holding the four IDX files to verify and cache")
+    d.add_argument("--data-dir", help=setting_help("data_dir", ": verified and cached"))
     d.add_argument("--force", action="store_true", help="replace a cache entry that fails verification")
 
 

@@ -6,7 +6,7 @@ import argparse
 from initlab.activations import ACTIVATIONS
 from initlab.commands.common import add_study_options, execution_of, finish_stored, load_data, study_config
 from initlab.experiments import grid
-from initlab.options import EXIT_CODES_HELP, UsageError, prepare_out, split_list
+from initlab.options import EXIT_CODES_HELP, UsageError, prepare_out, setting_help, split_list
 from initlab.runs import runner
 
 NAME = "grid"
@@ -20,7 +20,7 @@ def add_parser(sub) -> None:
                        "study flags; --activations replaces --activation.", epilog=EXIT_CODES_HELP)
     add_study_options(p, NAME, grid.GridConfig().study)
     p.add_argument("--activations", nargs="+", metavar="NAME", default=argparse.SUPPRESS,
-                   help=f"activations, the columns (default: {' '.join(grid.GRID_ACTIVATIONS)})")
+                   help=setting_help("activations", f", the columns (default: {' '.join(grid.GRID_ACTIVATIONS)})"))
 
 
 def run(args) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from initlab import init
 from initlab.activations import ACTIVATIONS
 from initlab.init import mean_field
-from initlab.options import EXIT_OK, UsageError
+from initlab.options import EXIT_OK, UsageError, setting_help
 
 NAME = "inits"
 PHASE_TOL = 0.02   # |chi_1 - 1| counted as critical: one draw of 256^2 weights measures sigma_w^2 to ~0.6 %
@@ -16,8 +16,8 @@ def add_parser(sub) -> None:
                        description="Every registered initializer and its formula. With --activation, also the "
                        "sigma_w^2 = N Var(W) it draws for a square 256 x 256 layer and its mean-field phase "
                        "for that activation with zero biases (Poole et al. 2016; initlab criticality).")
-    p.add_argument("--activation", metavar="NAME", help="place every init in the mean-field phase diagram of "
-                   "this activation")
+    p.add_argument("--activation", metavar="NAME", help=setting_help("activation", ": place every init in the "
+                                                                          "mean-field phase diagram of this one"))
 
 
 def run(args) -> int:

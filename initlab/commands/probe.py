@@ -11,33 +11,15 @@ from initlab.options import (
     EXIT_CODES_HELP,
     EXIT_INTERRUPTED,
     EXIT_OK,
-    Flag,
     add_config_flag,
     add_flags,
     add_output_flags,
     configure,
+    flags_of,
     prepare_out,
 )
 
 NAME = "probe"
-
-PROBE_FLAGS = [
-    Flag("--inits", "inits", "list", "initializations"),
-    Flag("--activations", "activations", "list", "activations, 'linear' included"),
-    Flag("--width", "width", int, "units per hidden layer, channels with --conv (none: 256; 32 with "
-         "--conv)", "N"),
-    Flag("--depth", "depth", int, "hidden layers", "N"),
-    Flag("--conv", "conv", "bool", "3x3 convolutions with padding 1 instead of fully connected layers"),
-    Flag("--images", "images", int, "probe batch (none: 512; 32 with --conv, ~5 s per init x "
-         "activation x seed on 2 cores)", "N"),
-    Flag("--seeds", "seeds", int, "weight draws per init x activation", "N"),
-    Flag("--first-seed", "first_seed", int, "first seed", "N"),
-    Flag("--bias-init", "bias_init", float, "constant every bias starts at (B^2 enters the "
-         "prediction)", "B"),
-    Flag("--dataset", "dataset", str, "dataset name"),
-    Flag("--data-dir", "data_dir", str, "folder holding the four IDX files"),
-]
-
 
 def add_parser(sub) -> None:
     p = sub.add_parser(NAME, help="signal propagation at initialization: per-layer std of "
@@ -46,13 +28,13 @@ def add_parser(sub) -> None:
                        "net (no training) for every init x activation x seed; write probe.csv, probe.png "
                        "and a report saying which inits keep the signal within a factor of 2.",
                        epilog=EXIT_CODES_HELP)
-    add_flags(p, PROBE_FLAGS, probe.ProbeConfig())
+    add_flags(p, flags_of(probe.ProbeConfig), probe.ProbeConfig())
     add_config_flag(p)
     add_output_flags(p, NAME)
 
 
 def run(args) -> int:
-    cfg = configure(args, probe.ProbeConfig(), PROBE_FLAGS, probe.validate)
+    cfg = configure(args, probe.ProbeConfig(), flags_of(probe.ProbeConfig), probe.validate)
     out = prepare_out(args.out, NAME, args.force, table="probe.csv")
     ds = load_data(cfg.dataset, cfg.data_dir, args.quiet)
     t0 = time.perf_counter()

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from initlab import models
-from initlab.options import EXIT_OK, UsageError
+from initlab.options import EXIT_OK, UsageError, setting_help
 
 NAME = "summary"
 
@@ -10,8 +10,8 @@ NAME = "summary"
 def add_parser(sub) -> None:
     m = sub.add_parser(NAME, help="print a model's layers, shapes and parameter counts")
     m.add_argument("--model", default="lenet5",
-                   help="model, optionally with settings, e.g. mlp:width=256,depth=30 (default lenet5)")
-    m.add_argument("--activation", default="relu", help="activation (default relu)")
+                   help=setting_help("model", " (default lenet5)"))
+    m.add_argument("--activation", default="relu", help=setting_help("activation", " (default relu)"))
 
 
 def run(args) -> int:

@@ -18,9 +18,9 @@ from initlab.options import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
-    STUDY_FLAGS,
     UsageError,
     add_flags,
+    flags_of,
     prepare_out,
 )
 from initlab.runs import store as st
@@ -60,7 +60,7 @@ def add_parser(sub) -> None:
                        + EXIT_CODES_HELP)
     s.add_argument("grid", nargs="?", type=Path, help="TOML grid (optional with --resume: the stored "
                    "plan is used)")
-    add_flags(s, STUDY_FLAGS, StudyConfig())
+    add_flags(s, flags_of(StudyConfig), StudyConfig())
     s.add_argument("--out", type=Path, help="output folder (default runs/<timestamp>-sweep)")
     s.add_argument("--force", action="store_true", help="start over in an --out folder that holds runs")
     s.add_argument("--quiet", action="store_true", help="no progress bar")

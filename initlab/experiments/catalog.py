@@ -1,52 +1,26 @@
 """Every experiment by name: the protocol the runner, the commands and ``initlab report`` read.
 
-Each entry says how to rebuild the experiment's report from a result folder and which table sums it up
-in the terminal (``meta.json`` names the experiment that wrote a folder). An experiment that trains
-through the runner (``initlab.runs.runner``) also gives ``plan(cfg) -> [StudyConfig]`` (its cells: every
-init x seed of each study config), ``collect(config dict, finished runs) -> {table: rows}``,
-and ``to_dict`` / ``from_dict`` for its config (stored with the plan, so ``--resume`` and
-``initlab report`` need nothing else)."""
+An experiment module that declares ``EXPERIMENT`` (``initlab.experiments.protocol``) is found here by
+itself, its report module beside it; the older experiments are listed below. Each entry says how to
+rebuild the experiment's report from a result folder and which table sums it up in the terminal
+(``meta.json`` names the experiment that wrote a folder). An experiment that trains through the runner
+(``initlab.runs.runner``) also gives ``plan(cfg) -> [StudyConfig]`` (its cells: every init x seed of
+each study config), ``collect(config dict, finished runs) -> {table: rows}``, and ``to_dict`` /
+``from_dict`` for its config (stored with the plan, so ``--resume`` and ``initlab report`` need nothing
+else)."""
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+import functools
+import importlib
+import pkgutil
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Dict, List
 
+import initlab.experiments
 from initlab import files
-from initlab.experiments import (
-    bonus,
-    criticality,
-    criticality_report,
-    depth,
-    depth_report,
-    grid,
-    probe_report,
-    study_report,
-    transfer_report,
-    width,
-    width_report,
-)
-
-Table = Tuple[List[str], List[List[str]]]
-
-
-@dataclass(frozen=True)
-class Experiment:
-    name: str
-    write_report: Callable[[Path], Path]     # result folder -> report.html, from the files alone
-    summary: Callable[[Path], Table]          # result folder -> (head, body) for the terminal
-    plan: Optional[Callable[[Any], list]] = None                  # config -> [StudyConfig], the cells
-    collect: Optional[Callable[[dict, list], Dict[str, List[dict]]]] = None   # finished runs -> tables
-    to_dict: Callable[[Any], dict] = dataclasses.asdict                      # config -> config.json
-    from_dict: Optional[Callable[[dict], Any]] = None                        # config.json -> config
-    tables: Optional[Callable[[Path], List[Table]]] = None    # every table for the terminal (default: summary)
-    prepare: Optional[Callable[[Any, Path, Any, bool], None]] = None   # (cfg, folder, dataset, resume): what
-    # it computes without training, written before the runner trains (a probe, theory, a coordinate check)
-    validate: Optional[Callable[[Any], None]] = None    # a flat config's check (the Python API's keywords)
-
-    def summary_tables(self, out: Path) -> List[Table]:
-        return self.tables(out) if self.tables else [self.summary(out)]
+from initlab.experiments import bonus, grid, probe_report, study_report, transfer_report
+from initlab.experiments.protocol import Experiment, Table, from_fields
 
 
 def _study_summary(out: Path) -> Table:
@@ -89,14 +63,36 @@ EXPERIMENTS: Dict[str, Experiment] = {e.name: e for e in (
     Experiment("grid", grid.write_report, _grid_summary, grid.plan, grid.collect, grid.to_dict, grid.from_dict),
     Experiment("probe", probe_report.write_report, _probe_summary),
     Experiment("transfer", transfer_report.write_report, _transfer_summary),
-    Experiment("depth", depth_report.write_report, depth_report.summary_table, depth.plan, depth.collect,
-               dataclasses.asdict, depth.from_dict, depth_report.summary_tables, depth.prepare, depth.validate),
-    Experiment("criticality", criticality_report.write_report, criticality_report.summary_table,
-               criticality.plan, criticality.collect, criticality.to_dict, criticality.from_dict,
-               criticality_report.summary_tables, criticality.prepare, criticality.validate),
-    Experiment("width", width_report.write_report, width_report.summary_table, width.plan, width.collect,
-               width.to_dict, width.from_dict, None, width.prepare, width.validate),
 )}
+
+
+def declared(module_name: str) -> Experiment:
+    """The experiment module ``module_name`` declares (its ``EXPERIMENT``), completed with its report
+    module (``<name>_report``: write_report, summary_table, summary_tables, observations) and, where it
+    gives none, ``from_dict`` from its config's fields."""
+    exp = importlib.import_module(f"initlab.experiments.{module_name}").EXPERIMENT
+    report = importlib.import_module(f"initlab.experiments.{exp.name}_report")
+    return dataclasses.replace(
+        exp, write_report=exp.write_report or report.write_report, summary=exp.summary or report.summary_table,
+        tables=exp.tables or getattr(report, "summary_tables", None),
+        observations=exp.observations or getattr(report, "observations", None),
+        from_dict=exp.from_dict or functools.partial(from_fields, exp.config))
+
+
+def _declaring_modules() -> List[str]:
+    """The modules of initlab.experiments that declare an experiment (``EXPERIMENT``), by name."""
+    names = []
+    for info in pkgutil.iter_modules(initlab.experiments.__path__):
+        if info.name in ("catalog", "protocol") or info.name.endswith("_report"):
+            continue
+        if hasattr(importlib.import_module(f"initlab.experiments.{info.name}"), "EXPERIMENT"):
+            names.append(info.name)
+    return sorted(names)
+
+
+for _module in _declaring_modules():
+    _exp = declared(_module)
+    EXPERIMENTS[_exp.name] = _exp
 
 # the experiments that train through the runner, with resume, workers, Ray and Ctrl-C
 STORED = tuple(name for name, e in EXPERIMENTS.items() if e.plan is not None)

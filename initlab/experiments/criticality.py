@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -35,6 +35,7 @@ import torch
 from initlab import engine, files
 from initlab.activations import ACTIVATIONS
 from initlab.experiments import study
+from initlab.experiments.protocol import Experiment, from_fields
 from initlab.init import mean_field as mf
 
 SIGMA_W2S = (1.0, 1.3, 2.5, 4.0)     # off criticality for tanh at sigma_b^2 = 0.05: xi_c 3.6 / 7.8 / 11.8 / 7.0
@@ -147,15 +148,10 @@ def to_dict(cfg: CriticalityConfig) -> dict:
             "sigma_w2_critical": critical_point(cfg) if cfg.critical else None}
 
 
-def from_dict(d: dict) -> CriticalityConfig:
-    names = {f.name for f in fields(CriticalityConfig)}
-    return CriticalityConfig(**{k: v for k, v in d.items() if k in names})
-
-
 def collect(config: dict, runs: List[dict]) -> Dict[str, List[dict]]:
     """runs.csv: one row per finished run of the grid (sigma_w2, sigma_b2, depth, seed, test_acc, xi_c,
     ...); isometry_runs.csv and isometry_curves.csv: the Gaussian and orthogonal runs at criticality."""
-    cfg = from_dict(config)
+    cfg = from_fields(CriticalityConfig, config)
     n_grid = len(cfg.depths)
     by_spec = {gaussian_spec(s): s for s in sigma_w2_list(cfg)}
     theory = {s: mf.analyze(s, cfg.sigma_b2, cfg.activation) for s in by_spec.values()}
@@ -315,3 +311,14 @@ def prepare(cfg: CriticalityConfig, out: Path, dataset=None, resume: bool = Fals
     for name, rows in (("theory", theory_rows(cfg)), ("maps", maps), ("depth_scales", depth_scale_rows(cfg, maps)),
                        ("isometry", isometry_rows(cfg))):
         files.atomic_write_text(Path(out) / f"{name}.csv", files.rows_to_csv(rows))
+
+
+EXPERIMENT = Experiment(
+    "criticality", config=CriticalityConfig, plan=plan, collect=collect, prepare=prepare, validate=validate,
+    to_dict=to_dict,
+    help="order, chaos and dynamical isometry: the mean-field theory of initialization next to "
+         "measurement, and how deep each sigma_w^2 trains; resumable",
+    description="Compute the critical line, lengths, correlations and depth scales of the mean-field theory "
+                "(Poole et al. 2016, Schoenholz et al. 2017), measure them on random nets, compare "
+                "Jacobian spectra of Gaussian and orthogonal weights at criticality (Pennington et al. "
+                "2017), and train a sigma_w^2 x depth grid of MLPs.")

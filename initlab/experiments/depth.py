@@ -15,12 +15,13 @@ the deepest depth records curves.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Union
 
 from initlab import engine, files, models
 from initlab.experiments import probe, study
+from initlab.experiments.protocol import Experiment
 from initlab.options import UsageError
 
 DEPTHS = (5, 10, 20, 30)      # He et al.'s contrast shows at 30 layers; defaults run in ~7 min on 2 cores
@@ -44,7 +45,7 @@ class DepthConfig:
     batch_size: int = 32
     epochs: int = 1
     train_size: Optional[int] = 20000  # the first N training images of a seeded shuffle (None: all 60,000)
-    bias_init: float = 0.0
+    bias_init: Union[float, str] = 0.0   # a constant every bias starts at, or a distribution it is drawn from
     dataset: str = "mnist"
     data_dir: Optional[str] = None
     device: str = "auto"
@@ -119,11 +120,6 @@ def plan(cfg: DepthConfig) -> List[study.StudyConfig]:
     return [study_config(cfg, d, lr) for lr in cfg.lrs for d in sorted(cfg.depths, reverse=True)]
 
 
-def from_dict(d: dict) -> DepthConfig:
-    names = {f.name for f in fields(DepthConfig)}
-    return DepthConfig(**{k: v for k, v in d.items() if k in names})
-
-
 def collect(config: dict, runs: Sequence[dict]) -> Dict[str, List[dict]]:
     """runs.csv (one row per finished run, tagged with its depth and lr) and curves.csv (the deepest
     depth's), each (depth, lr) numbered on its own in plan order, as one study of it numbers them."""
@@ -149,3 +145,13 @@ def prepare(cfg: DepthConfig, out: Path, dataset, resume: bool = False, progress
         return
     rows = probe.run_probe(probe_config(resolve(cfg)), dataset=dataset, progress=progress)
     files.atomic_write_text(Path(out) / "probe.csv", files.rows_to_csv(rows))
+
+
+EXPERIMENT = Experiment(
+    "depth", config=DepthConfig, plan=plan, collect=collect, prepare=prepare, validate=validate,
+    resolve=resolve,
+    help="deep plain nets: accuracy against depth per init and learning rate, and the signal at "
+         "initialization (He et al. 2015, Fig. 3); resumable",
+    description="Train a plain net (no normalization, no skip connections) at every depth x lr x init x "
+                "seed for one epoch, probe the deepest net's signal at initialization, and report how "
+                "deep each init still trains.")

@@ -65,7 +65,7 @@ def deepest_reaching(runs: Sequence[dict], init: str, lr: float, threshold: floa
     return best
 
 
-def observations(runs: Sequence[dict], probe_rows: Sequence[dict], cfg: dict) -> List[str]:
+def observations_from(runs: Sequence[dict], probe_rows: Sequence[dict], cfg: dict) -> List[str]:
     """Sentences from the measurements: how deep each init trains, at each learning rate; which inits
     stall at the deepest depth; whether the ranking survives the learning rate; and the signal each
     init passes through the deepest net at initialization."""
@@ -234,6 +234,12 @@ def describe(cfg: dict) -> str:
             + (f"{n} seeds ({first}..{first + n - 1})" if n != 1 else f"1 seed ({first})"))
 
 
+def observations(out: Path) -> List[str]:
+    """The report's sentences, from the result folder."""
+    return observations_from(files.read_table(out, "runs"), files.read_table(out, "probe"),
+                             files.read_json(Path(out) / "config.json"))
+
+
 def summary_table(out: Path) -> Tuple[List[str], List[List[str]]]:
     """The first learning rate's depth table (the catalog's one table per experiment)."""
     return summary_tables(out)[0]
@@ -268,7 +274,7 @@ def write_report(out: Path) -> Path:
                   "10 %); a diverged run counts as 0; 'diverged' = every seed's loss became non-finite.")
     for lr in cfg["lrs"]:
         doc.heading(f"lr {lr:g}", level=3).table(*depth_table(runs, cfg["inits"], sorted(cfg["depths"]), lr))
-    doc.heading("What depth does to each init").bullets(observations(runs, probe_rows, cfg))
+    doc.heading("What depth does to each init").bullets(observations_from(runs, probe_rows, cfg))
     doc.heading("Plots")
     doc.image("Accuracy against depth", plot_depth(runs, cfg, out / "depth.png"))
     doc.image("Training loss of the deepest nets", plot_loss(curves, cfg, out / "loss.png"))

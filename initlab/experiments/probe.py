@@ -61,7 +61,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -299,7 +299,8 @@ class ProbeConfig:
                                     # ~5 s per init x activation x seed on 2 CPU cores at width 32)
     seeds: int = 3                  # weight draws per init x activation (seeds first_seed ...)
     first_seed: int = 0
-    bias_init: float = 0.0          # every bias starts at this constant (its square enters the formula)
+    bias_init: Union[float, str] = 0.0  # a constant every bias starts at, or a distribution it is drawn from
+                                    # (the formula takes E[b^2] as measured on the drawn biases)
     dataset: str = "mnist"
     data_dir: Optional[str] = None
 
@@ -326,8 +327,7 @@ def validate(cfg: ProbeConfig) -> None:
     for name in cfg.activations:
         if name not in activation_names():
             raise study.ConfigError(f"unknown activation {name!r}; choose from: {', '.join(activation_names())}")
-    if not math.isfinite(cfg.bias_init):
-        raise study.ConfigError(f"--bias-init must be a finite number, got {cfg.bias_init}")
+    study.check_bias_init(cfg.bias_init)
     for flag, value in (("--width", cfg.resolved_width), ("--depth", cfg.depth),
                         ("--images", cfg.resolved_images), ("--seeds", cfg.seeds)):
         if value < 1:

@@ -129,6 +129,17 @@ def train_images(dataset: str, train_size: Optional[int], validation: bool = Fal
     return size if train_size is None else min(train_size, size)
 
 
+def check_bias_init(bias_init: Union[float, str]) -> None:
+    """A ConfigError (one line) unless ``bias_init`` is a finite constant or a bias distribution."""
+    if isinstance(bias_init, str):
+        try:
+            init.bias_distribution(bias_init)
+        except ValueError as e:
+            raise ConfigError(f"--bias-init: {e}") from None
+    elif not math.isfinite(bias_init):
+        raise ConfigError(f"--bias-init must be a finite number or a distribution, got {bias_init}")
+
+
 def validate(cfg: StudyConfig) -> None:
     """Raise ConfigError with a one-line message for the first bad setting."""
     t = cfg.train
@@ -140,11 +151,7 @@ def validate(cfg: StudyConfig) -> None:
             init.init_params(name)  # raises for an unknown name
         except ValueError as e:
             raise ConfigError(str(e)) from None
-    if isinstance(cfg.bias_init, str):
-        try:
-            init.bias_distribution(cfg.bias_init)
-        except ValueError as e:
-            raise ConfigError(f"--bias-init: {e}") from None
+    check_bias_init(cfg.bias_init)
     checks = [
         (cfg.activation in ACTIVATIONS,
          f"unknown activation {cfg.activation!r}; choose from: {', '.join(ACTIVATIONS.names())}"),
@@ -158,8 +165,6 @@ def validate(cfg: StudyConfig) -> None:
         (cfg.depth is None or cfg.depth >= 1, f"--depth must be >= 1, got {cfg.depth}"),
         (cfg.seeds_per_stack >= 0, f"--seeds-per-stack must be >= 0, got {cfg.seeds_per_stack}"),
         (cfg.workers >= 0, f"--workers must be >= 0, got {cfg.workers}"),
-        (isinstance(cfg.bias_init, str) or math.isfinite(cfg.bias_init),
-         f"--bias-init must be a finite number or a distribution, got {cfg.bias_init}"),
         (math.isfinite(t.lr) and t.lr > 0, f"--lr must be > 0, got {t.lr}"),
         (t.batch_size >= 1, f"--batch-size must be >= 1, got {t.batch_size}"),
         (t.epochs >= 1, f"--epochs must be >= 1, got {t.epochs}"),

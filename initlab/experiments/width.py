@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import statistics
 import sys
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -26,6 +26,7 @@ import torch
 
 from initlab import engine, files
 from initlab.experiments import study
+from initlab.experiments.protocol import Experiment
 
 WIDTHS = (64, 256, 1024)
 LOG2_LRS = (-13, -12, -11, -10, -9, -8, -7, -6)
@@ -98,15 +99,6 @@ def plan(cfg: WidthConfig) -> List[study.StudyConfig]:
     stacks start while the cheap ones fill the gaps."""
     return [_study(cfg, w, k, p) for w in sorted(cfg.widths, reverse=True) for p in cfg.parametrizations
             for k in cfg.log2_lrs]
-
-
-def to_dict(cfg: WidthConfig) -> dict:
-    return asdict(cfg)
-
-
-def from_dict(d: dict) -> WidthConfig:
-    names = {f.name for f in fields(WidthConfig)}
-    return WidthConfig(**{k: v for k, v in d.items() if k in names})
 
 
 def collect(config: dict, runs: List[dict]) -> Dict[str, List[dict]]:
@@ -227,3 +219,12 @@ def prepare(cfg: WidthConfig, out: Path, dataset, resume: bool = False, progress
     if progress:
         print("coordinate check ...", file=sys.stderr, flush=True)
     files.atomic_write_text(Path(out) / "coord.csv", files.rows_to_csv(coord_rows(cfg, dataset)))
+
+
+EXPERIMENT = Experiment(
+    "width", config=WidthConfig, plan=plan, collect=collect, prepare=prepare, validate=validate,
+    help="μP width transfer: training loss against lr at several widths under SP, μP and NTK, and a "
+         "coordinate check (Tensor Programs V); resumable",
+    description="Train an MLP at every width x lr x parametrization x seed and report where each width's "
+                "best learning rate lies: under the standard parametrization it moves as the net widens, "
+                "under μP it stays put.")

@@ -15,7 +15,7 @@ from typing import Optional
 
 from initlab.experiments import study
 from initlab.experiments.study import StudyConfig
-from initlab.options import STUDY_FLAGS, UsageError, configure, read_toml
+from initlab.options import UsageError, configure, flags_of, read_toml
 from initlab.runs.cells import SWEEP_WIDE
 
 
@@ -24,7 +24,7 @@ def read_grid(path: Path, args: Optional[argparse.Namespace] = None) -> list:
     study flags in ``args`` override the file (as for ``initlab study --config``)."""
     doc = dict(read_toml(path))
     entries = doc.pop("cell", None)
-    known = {f.key: f.dest for f in STUDY_FLAGS}
+    known = {f.key: f.dest for f in flags_of(StudyConfig)}
 
     def norm(table: dict, where: str) -> dict:
         out = {}
@@ -41,7 +41,7 @@ def read_grid(path: Path, args: Optional[argparse.Namespace] = None) -> list:
     if entries is not None and not (isinstance(entries, list) and all(isinstance(e, dict) for e in entries)):
         raise UsageError(f"'cell' in {path} must be a list of tables ([[cell]])")
     base = norm(doc, str(path))
-    flags = {f.dest: vars(args)[f.dest] for f in STUDY_FLAGS if args and f.dest in vars(args)}
+    flags = {f.dest: vars(args)[f.dest] for f in flags_of(StudyConfig) if args and f.dest in vars(args)}
     combos, n_combos = [], 0
     for k, entry in enumerate(entries or [{}]):
         e = norm(entry, f"{path} [[cell]] #{k + 1}")
@@ -66,7 +66,7 @@ def read_grid(path: Path, args: Optional[argparse.Namespace] = None) -> list:
         ns = argparse.Namespace(config=None, **{known[k]: v for k, v in combo.items()})
         for dest, value in flags.items():
             setattr(ns, dest, value)
-        configs.append(configure(ns, StudyConfig(), STUDY_FLAGS, study.validate))
+        configs.append(configure(ns, StudyConfig(), flags_of(StudyConfig), study.validate))
     runs = sum(len(c.inits) for c in configs)           # per seed; seeds and first_seed are sweep-wide
     study.check_seeds(configs[0].seeds, configs[0].first_seed, runs,
                       f"{runs:,} inits in {len(configs):,} setting combinations")
