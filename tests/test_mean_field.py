@@ -1,4 +1,4 @@
-"""Tests for initlab.init.mean_field: closed forms, the papers' numbers, and the Jacobian's spectrum.
+"""Tests for initlab.init.mean_field and mean_field_inits: closed forms, the papers' numbers, the Jacobian's spectrum.
 
 Oracles, not read back from the module: ReLU and linear nets have closed-form length maps
 (q' = sigma_w^2 q / 2 + sigma_b^2 and sigma_w^2 q + sigma_b^2) and ReLU's correlation map is the
@@ -25,11 +25,10 @@ from initlab.init.mean_field import (
     depth_scale,
     fixed_point_c,
     fixed_point_q,
-    init_sigma_w2,
-    jacobian_singular_values,
     length_map,
     phase,
 )
+from initlab.init.mean_field_inits import init_sigma_w2, jacobian_singular_values
 from initlab.registry import UnknownNameError
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from initlab import init
 from initlab.activations import ACTIVATIONS
-from initlab.init import mean_field
+from initlab.init import mean_field, mean_field_inits
 from initlab.options import EXIT_OK, UsageError, setting_help
 
 NAME = "inits"
@@ -27,7 +27,7 @@ def run(args) -> int:
     for name in init.init_names():
         line = f"{name:18s} {init.describe(name)}"
         if act is not None:
-            s = mean_field.measured_sigma_w2(name, act)
+            s = mean_field_inits.measured_sigma_w2(name, act)
             where = ("needs data to draw" if s is None else
                      f"sigma_w^2 {s:.3g}: {mean_field.phase(s, 0.0, act, tol=PHASE_TOL)}" if s > 0 else
                      "sigma_w^2 0: no signal")

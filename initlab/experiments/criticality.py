@@ -6,7 +6,8 @@ q*, and the correlation of two inputs at c* over ``xi_c`` layers, a depth scale 
 critical line chi_1 = 1 between the ordered and the chaotic phase. Their prediction: a net trains only
 if it is no deeper than a few ``xi_c`` (Schoenholz et al. 2017, Fig. 5: about 6 xi_c). Pennington et
 al. (2017) add dynamical isometry: at criticality, orthogonal weights keep every singular value of the
-input-output Jacobian near 1 for tanh, Gaussian weights do not, and ReLU has no such point.
+input-output Jacobian near 1 for tanh, Gaussian weights do not, and ReLU has no such point
+(:mod:`initlab.init.mean_field_inits`).
 
 ``initlab criticality`` does, side by side:
 
@@ -37,6 +38,7 @@ from initlab.activations import ACTIVATIONS
 from initlab.experiments import study
 from initlab.experiments.protocol import Experiment, from_fields
 from initlab.init import mean_field as mf
+from initlab.init.mean_field_inits import jacobian_singular_values
 
 SIGMA_W2S = (1.0, 1.3, 2.5, 4.0)     # off criticality for tanh at sigma_b^2 = 0.05: xi_c 3.6 / 7.8 / 11.8 / 7.0
 DEPTHS = (10, 30, 60, 100)            # 3 xi_c and 12 xi_c of those fall between them
@@ -292,8 +294,8 @@ def isometry_rows(cfg: CriticalityConfig) -> List[dict]:
     for act, weights in ISOMETRY_CASES:
         b = 1e-4 if act == "tanh" else 0.0
         s2 = mf.critical_sigma_w2(b, act)
-        sv = mf.jacobian_singular_values(cfg.isometry_depth, cfg.isometry_width, s2, b, act, weights,
-                                         seed=cfg.first_seed)
+        sv = jacobian_singular_values(cfg.isometry_depth, cfg.isometry_width, s2, b, act, weights,
+                                      seed=cfg.first_seed)
         kept = sv[sv > sv.max() * len(sv) * np.finfo(np.float64).eps]
         rows.append({"activation": act, "weights": weights, "sigma_w2": float(s2), "sigma_b2": b,
                      "depth": cfg.isometry_depth, "width": cfg.isometry_width, "log_sv_std": log_spread(sv),

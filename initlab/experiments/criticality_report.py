@@ -14,6 +14,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from initlab import files
 from initlab.document import Document, settings_line, status_note
 from initlab.init import mean_field as mf
+from initlab.init.mean_field_inits import init_sigma_w2
 
 TRAINS = 0.50      # "trains": mean final test accuracy above this
 STALLS = 0.20      # "stays near chance": below this (chance is 10 %)
@@ -37,7 +38,7 @@ def classic_inits(activation: str) -> List[Tuple[str, float]]:
     """(name, sigma_w^2) of the classic inits on a square layer, as initlab's registry draws them:
     xavier and lecun_normal 1, kaiming 2 (a = 0, whatever the activation), orthogonal its default gain^2."""
     return [("xavier", 1.0), ("lecun_normal", 1.0), ("kaiming", 2.0),
-            ("orthogonal", mf.init_sigma_w2("orthogonal", activation))]
+            ("orthogonal", init_sigma_w2("orthogonal", activation))]
 
 
 def _xi_c(sigma_w2: float, sigma_b2: float, activation: str) -> float:

@@ -12,7 +12,8 @@ Reading order (each module can be read without the ones after it):
   4. ``lsuv`` and ``rbm``: the model-level ones, ``lsuv`` and ``dbn`` (RBM pre-training).
   5. ``mean_field``: not an initializer but the theory that places one: the length and correlation
      maps, chi_1, the depth scales and the order-to-chaos line (Poole et al. 2016, Schoenholz et
-     al. 2017), and the Jacobian spectrum at init (Pennington et al. 2017). Imported on demand
+     al. 2017), its Gaussian expectations in ``quadrature``; ``mean_field_inits``: the sigma_w^2
+     each init draws and the Jacobian spectrum at init (Pennington et al. 2017). Imported on demand
      (``from initlab.init import mean_field``), not by this package.
 
 Importing ``initlab.init`` registers every initializer, model-level ones included, in that order.

@@ -12,52 +12,30 @@ gradients) splits the plane: ordered (``chi_1 < 1``: inputs collapse onto one an
 vanish), chaotic (``chi_1 > 1``: nearby inputs decorrelate, gradients explode), critical on the
 line ``chi_1 = 1`` between them, where signals travel deepest (the depth scale ``xi_c`` diverges).
 Pennington et al. 2017 then ask for more than ``chi_1 = 1``: that the whole singular-value
-spectrum of the input-output Jacobian stays near 1 (dynamical isometry), which orthogonal weights
-reach for tanh and Gaussian weights do not (:func:`jacobian_singular_values`).
+spectrum of the input-output Jacobian stays near 1 (dynamical isometry); that, and the sigma_w^2
+each classic init draws, are in :mod:`initlab.init.mean_field_inits`.
 
 ``activation`` is a name from ``initlab.activations.ACTIVATIONS``, an ``Activation``, or any
 callable on a float64 torch tensor (``lambda x: x`` for a linear net). Every Gaussian expectation
-is Gauss-Hermite quadrature (``NODES`` nodes; a product rule in 2-D); derivatives ``phi'`` come from
-autograd. Only :func:`critical_sigma_w2` uses scipy (``scipy.optimize.brentq``), imported there.
+is Gauss-Hermite quadrature (a product rule in 2-D) and ``phi'`` comes from autograd, both in
+:mod:`initlab.init.quadrature`. Only :func:`critical_sigma_w2` uses scipy (``scipy.optimize.brentq``),
+imported there.
 
 Papers: Poole, Lahiri, Raghu, Sohl-Dickstein & Ganguli (2016), "Exponential expressivity in deep
 neural networks through transient chaos"; Schoenholz, Gilmer, Ganguli & Sohl-Dickstein (2017),
-"Deep Information Propagation"; Pennington, Schoenholz & Ganguli (2017), "Resurrecting the sigmoid
-in deep learning through dynamical isometry: theory and practice".
+"Deep Information Propagation".
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence, Union
+from typing import Callable, List, Sequence
 
-import numpy as np
-import torch
-from numpy.polynomial.hermite_e import hermegauss
-from torch import Tensor
-
-from initlab.activations import ACTIVATIONS, Activation
-from initlab.init.scaling import calculate_gain, variance_scaling
-from initlab.init.schemes import orthogonal
-from initlab.registry import UnknownNameError
-
-ActivationLike = Union[str, Activation, Callable[[Tensor], Tensor]]
+from initlab.init.quadrature import ActivationLike, activation_fn, dphi, expect, expect_pair, phi
 
 # =============================================================================================
-# Quadrature and the activation
+# Fixed-point tolerances and the range of q
 # =============================================================================================
-
-# Gauss-Hermite nodes for E over z ~ N(0, 1). An even count, so no node sits on the kink at 0 of
-# ReLU-like activations, where phi' is undefined (autograd says 0): with 101 nodes the centre node
-# carries weight 0.124 and E[relu'(z)^2] comes out 0.438 instead of 0.5 (critical ReLU
-# sigma_w^2 = 2.28, not 2); with 100 the symmetric nodes give exactly 0.5, and E[relu(z)^2],
-# E[z relu(z) relu'(z)] exactly 1/2 too. Smooth activations (tanh) are exact to ~1e-12 at 100
-# nodes. Other integrands with a kink converge more slowly: E[relu(z)] = 0.4006 (exact
-# 1/sqrt(2 pi) = 0.3989), and the 2-D product rule for ReLU correlations at c < 1 is off by
-# ~1e-3 (tests/test_mean_field.py checks both against closed forms).
-NODES = 100
-_Z, _W = hermegauss(NODES)
-_W = _W / _W.sum()                                    # probability weights: sum 1
 
 TOL = 1e-13          # relative step at which a fixed-point iteration has converged
 ITERATIONS = 100     # plain iterations (tens suffice off the critical line) before bracket + bisection
@@ -68,75 +46,9 @@ Q_MAX = 1e10
 Q_MIN = 1e-20
 
 
-def _fn(activation: ActivationLike) -> Callable[[Tensor], Tensor]:
-    if isinstance(activation, str):
-        return ACTIVATIONS.get(activation).fn
-    if isinstance(activation, Activation):
-        return activation.fn
-    if callable(activation):
-        return activation
-    raise TypeError(f"activation must be a registered name, an Activation or a callable; got {activation!r}")
-
-
-def _derivative(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
-    """phi'(x) elementwise by autograd (0 where phi does not depend on x)."""
-    x = x.detach().requires_grad_(True)
-    y = fn(x)
-    if not y.requires_grad:
-        return torch.zeros_like(x)
-    (grad,) = torch.autograd.grad(y.sum(), x)
-    return grad.detach()
-
-
-def _phi(fn: Callable[[Tensor], Tensor], x: np.ndarray) -> np.ndarray:
-    return fn(torch.as_tensor(x, dtype=torch.float64)).detach().numpy()
-
-
-def _dphi(fn: Callable[[Tensor], Tensor], x: np.ndarray) -> np.ndarray:
-    return _derivative(fn, torch.as_tensor(x, dtype=torch.float64)).numpy()
-
-
 def _finite_q(q: float) -> float:
     """q clipped to [Q_MIN, Q_MAX]: where slopes at q* = 0 or inf are evaluated (their limits)."""
     return min(max(q, Q_MIN), Q_MAX)
-
-
-# Above Q_WIDE the pre-activations are so long that phi' (width ~1 in h) is narrower than the gaps between
-# Gauss-Hermite nodes scaled by sqrt(q) (tanh at sigma_w^2 = 30: chi_1 2.37 with 100 nodes, 3.15 exact):
-# 1-D expectations then use a dense trapezoid grid in h itself (spacing H_STEP over +-H_SPAN sqrt(q));
-# the 2-D ones (correlations) refuse, with ValueError, beyond Q_2D.
-Q_WIDE = 4.0
-Q_2D = 10.0
-H_STEP = 0.01
-H_SPAN = 9.0
-H_POINTS = 200_000   # at most: spacing 0.01 up to q ~ 1.2e5
-Q_DENSE = 1e5
-
-
-def _expect(g: Callable[[np.ndarray], np.ndarray], q: float) -> float:
-    """E[g(u)] for u ~ N(0, q): Gauss-Hermite up to Q_WIDE and beyond Q_DENSE, a dense grid in u between
-    (see Q_WIDE). Beyond Q_DENSE (q* = inf is evaluated at Q_MAX) only scale-free maps (ReLU-like) keep
-    a meaning, and Gauss-Hermite gets them exactly."""
-    if q <= Q_WIDE or q > Q_DENSE:
-        return float(_W @ g(math.sqrt(q) * _Z))
-    half = H_SPAN * math.sqrt(q)
-    n = min(int(2 * half / H_STEP), H_POINTS)
-    u = np.linspace(-half, half, n + n % 2)            # an even count: no point on a kink at 0
-    w = np.exp(-u * u / (2 * q))
-    w /= w.sum()
-    return float(w @ g(u))
-
-
-def _expect_pair(f1: np.ndarray, f2: Callable[[np.ndarray], np.ndarray], c: float, q: float) -> float:
-    """E[f1(u1) f2(u2)] by the 2-D product rule, given f1 at the nodes u1 = sqrt(q) z1.
-
-    u1 = sqrt(q) z1 and u2 = sqrt(q) (c z1 + sqrt(1 - c^2) z2): both of length q, correlation c.
-    """
-    if q > Q_2D:
-        raise ValueError(f"q = {q:.3g}: pre-activations too long for the 2-D quadrature of correlations "
-                         f"(resolved up to q = {Q_2D:g})")
-    u2 = math.sqrt(q) * (c * _Z[:, None] + math.sqrt(max(0.0, 1.0 - c * c)) * _Z[None, :])  # (z1, z2)
-    return float(_W @ (f1[:, None] * f2(u2)) @ _W)
 
 
 # =============================================================================================
@@ -162,8 +74,8 @@ def length_map(q: float, sigma_w2: float, sigma_b2: float, activation: Activatio
         >>> round(length_map(1.0, 2.0, 0.1, "relu"), 12)   # 2 E[relu(z)^2] + 0.1 = 2 * 1/2 + 0.1
         1.1
     """
-    fn = _fn(activation)
-    return sigma_w2 * _expect(lambda u: _phi(fn, u) ** 2, q) + sigma_b2
+    fn = activation_fn(activation)
+    return sigma_w2 * expect(lambda u: phi(fn, u) ** 2, q) + sigma_b2
 
 
 def correlation_map(c: float, q: float, sigma_w2: float, sigma_b2: float, activation: ActivationLike) -> float:
@@ -188,12 +100,12 @@ def correlation_map(c: float, q: float, sigma_w2: float, sigma_b2: float, activa
         >>> round(correlation_map(0.0, 1.0, 2.0, 0.0, "relu"), 2)   # 2 E[relu(z1)] E[relu(z2)] = 1/pi
         0.32
     """
-    fn = _fn(activation)
+    fn = activation_fn(activation)
     return _correlation_map(c, q, sigma_w2, sigma_b2, fn)
 
 
 def _correlation_map(c: float, q: float, sigma_w2: float, sigma_b2: float, fn: Callable) -> float:
-    joint = _expect_pair(_phi(fn, math.sqrt(q) * _Z), lambda u: _phi(fn, u), c, q)
+    joint = expect_pair(lambda u: phi(fn, u), c, q)
     return _clip_unit((sigma_w2 * joint + sigma_b2) / length_map(q, sigma_w2, sigma_b2, fn))
 
 
@@ -263,7 +175,7 @@ def fixed_point_q(sigma_w2: float, sigma_b2: float, activation: ActivationLike) 
         >>> fixed_point_q(2.0, 0.1, "relu")
         inf
     """
-    fn = _fn(activation)
+    fn = activation_fn(activation)
     q = _iterate(lambda q: length_map(q, sigma_w2, sigma_b2, fn), 1.0, 0.0, Q_MAX)
     return math.inf if q >= Q_MAX else q
 
@@ -290,7 +202,7 @@ def fixed_point_c(sigma_w2: float, sigma_b2: float, activation: ActivationLike) 
         >>> round(fixed_point_c(4.0, 0.05, "tanh"), 3)   # chaotic
         0.165
     """
-    fn = _fn(activation)
+    fn = activation_fn(activation)
     return _c_star(_finite_q(fixed_point_q(sigma_w2, sigma_b2, fn)), sigma_w2, sigma_b2, fn)
 
 
@@ -328,12 +240,12 @@ def chi_1(sigma_w2: float, sigma_b2: float, activation: ActivationLike) -> float
         >>> round(chi_1(2.0, 0.0, "relu"), 12)     # He et al.'s scale is critical
         1.0
     """
-    fn = _fn(activation)
+    fn = activation_fn(activation)
     return _chi_1(fixed_point_q(sigma_w2, sigma_b2, fn), sigma_w2, fn)
 
 
 def _chi_1(q: float, sigma_w2: float, fn: Callable) -> float:
-    return sigma_w2 * _expect(lambda u: _dphi(fn, u) ** 2, _finite_q(q))
+    return sigma_w2 * expect(lambda u: dphi(fn, u) ** 2, _finite_q(q))
 
 
 def chi_q(sigma_w2: float, sigma_b2: float, activation: ActivationLike) -> float:
@@ -356,14 +268,14 @@ def chi_q(sigma_w2: float, sigma_b2: float, activation: ActivationLike) -> float
         >>> round(chi_q(1.0, 0.1, "relu"), 12)     # the length map's slope, sigma_w^2 / 2
         0.5
     """
-    fn = _fn(activation)
+    fn = activation_fn(activation)
     return _chi_q(fixed_point_q(sigma_w2, sigma_b2, fn), sigma_w2, fn)
 
 
 def _chi_q(q: float, sigma_w2: float, fn: Callable) -> float:
     q = _finite_q(q)
     # E[z phi(u) phi'(u)] with z = u / sqrt(q)
-    return sigma_w2 * _expect(lambda u: u * _phi(fn, u) * _dphi(fn, u), q) / q
+    return sigma_w2 * expect(lambda u: u * phi(fn, u) * dphi(fn, u), q) / q
 
 
 def chi_c(sigma_w2: float, sigma_b2: float, activation: ActivationLike) -> float:
@@ -387,13 +299,13 @@ def chi_c(sigma_w2: float, sigma_b2: float, activation: ActivationLike) -> float
         >>> round(chi_c(4.0, 0.05, "tanh"), 3)     # chaotic: c* < 1 is stable
         0.867
     """
-    fn = _fn(activation)
+    fn = activation_fn(activation)
     q = _finite_q(fixed_point_q(sigma_w2, sigma_b2, fn))
     return _chi_c(_c_star(q, sigma_w2, sigma_b2, fn), q, sigma_w2, sigma_b2, fn)
 
 
 def _chi_c(c: float, q: float, sigma_w2: float, sigma_b2: float, fn: Callable) -> float:
-    joint = _expect_pair(_dphi(fn, math.sqrt(q) * _Z), lambda u: _dphi(fn, u), c, q)
+    joint = expect_pair(lambda u: dphi(fn, u), c, q)
     return sigma_w2 * q * joint / length_map(q, sigma_w2, sigma_b2, fn)
 
 
@@ -450,7 +362,7 @@ def analyze(sigma_w2: float, sigma_b2: float, activation: ActivationLike) -> Mea
         >>> round(mf.q_star, 4), mf.c_star, round(mf.xi_c, 2)
         (0.3153, 1.0, 7.83)
     """
-    fn = _fn(activation)
+    fn = activation_fn(activation)
     q = fixed_point_q(sigma_w2, sigma_b2, fn)
     qf = _finite_q(q)
     c = _c_star(qf, sigma_w2, sigma_b2, fn)
@@ -488,7 +400,7 @@ def critical_sigma_w2(sigma_b2: float, activation: ActivationLike) -> float:
     """
     from scipy.optimize import brentq  # (scipy: only here)
 
-    fn = _fn(activation)
+    fn = activation_fn(activation)
     excess = lambda sigma_w2: chi_1(sigma_w2, sigma_b2, fn) - 1.0
     lo, hi = 0.01, 1.0
     if excess(lo) >= 0:
@@ -532,129 +444,3 @@ def phase(sigma_w2: float, sigma_b2: float, activation: ActivationLike, tol: flo
     chi = chi_1(sigma_w2, sigma_b2, activation)
     return "ordered" if chi < 1.0 - tol else "chaotic" if chi > 1.0 + tol else "critical"
 
-
-# =============================================================================================
-# Where the classic initializers stand
-# =============================================================================================
-
-
-def _gain(activation: ActivationLike) -> float:
-    act = ACTIVATIONS.get(activation) if isinstance(activation, str) else activation
-    if not isinstance(act, Activation):
-        raise ValueError("this init's scale needs the activation's gain: pass a registered name or an Activation")
-    return calculate_gain(act.gain_key, act.gain_param)
-
-
-def init_sigma_w2(name: str, activation: ActivationLike) -> float:
-    r"""The sigma_w^2 = N Var(W_ij) that a classic init gives a square (N x N) layer before ``activation``.
-
-    Papers: Glorot & Bengio (2010); He et al. (2015); LeCun et al. (1998); Saxe et al. (2013).
-
-    ================== ===================================================================
-    name               sigma_w^2 (g = :func:`~initlab.init.scaling.calculate_gain` of the activation)
-    ================== ===================================================================
-    xavier, glorot     :math:`1` (:math:`2 / (\text{fan\_in} + \text{fan\_out}) \cdot N`, gain 1 as in initlab)
-    kaiming, he        :math:`g^2` (2 for ReLU)
-    lecun              :math:`1`
-    orthogonal         :math:`g^2` (:math:`W = g Q`, initlab's default gain)
-    ================== ===================================================================
-
-    (initlab's registered ``kaiming`` keeps a = 0, i.e. sigma_w^2 = 2, whatever the activation;
-    this is He's rule applied to the activation: the same for ReLU.)
-
-    Example:
-        >>> round(init_sigma_w2("kaiming", "relu"), 12), init_sigma_w2("xavier", "tanh")
-        (2.0, 1.0)
-    """
-    if name in ("xavier", "glorot", "lecun"):
-        return 1.0
-    if name in ("kaiming", "he", "orthogonal"):
-        return _gain(activation) ** 2
-    raise UnknownNameError(f"unknown init {name!r}; choose from: xavier, glorot, kaiming, he, lecun, orthogonal")
-
-
-# =============================================================================================
-# The Jacobian at initialization (dynamical isometry)
-# =============================================================================================
-
-WEIGHTS = ("gaussian", "orthogonal")
-
-
-def jacobian_singular_values(
-    depth: int,
-    width: int,
-    sigma_w2: float,
-    sigma_b2: float,
-    activation: ActivationLike,
-    weights: str = "gaussian",
-    seed: int = 0,
-) -> np.ndarray:
-    r"""Singular values of the input-output Jacobian of a random ``depth``-layer net at q*.
-
-    Paper: Pennington, Schoenholz & Ganguli (2017), eq. 2 (dynamical isometry: all singular
-    values near 1, not just their mean square, :math:`\chi_1`).
-
-    .. math::
-        J = \frac{\partial x^L}{\partial x^0} = \prod_{l=L}^{1} D^l W^l, \quad
-        D^l = \operatorname{diag}\big(\phi'(h^l)\big), \quad h^l = W^l x^{l-1} + b^l, \ x^l = \phi(h^l)
-
-    with :math:`W^l \sim \mathcal{N}(0, \sigma_w^2/N)` (``gaussian``) or :math:`\sqrt{\sigma_w^2}\, Q`,
-    Q Haar-orthogonal (``orthogonal``, QR with the sign fix), :math:`b^l \sim \mathcal{N}(0, \sigma_b^2)`,
-    and one input :math:`x^0 = \phi(h^0)`, :math:`h^0 \sim \mathcal{N}(0, q^* I)`, so every
-    layer's pre-activations sit at their fixed-point length. float64 throughout; all draws from a
-    ``torch.Generator`` seeded with ``seed``. ``ValueError`` if q* is infinite.
-
-    Args:
-        depth: number of layers L.
-        width: units per layer N.
-        sigma_w2, sigma_b2, activation: as in :func:`length_map`.
-        weights: ``gaussian`` or ``orthogonal``.
-        seed: seeds the generator of weights, biases and the input.
-
-    Returns:
-        the N singular values, largest first.
-
-    Example:
-        >>> s = jacobian_singular_values(8, 64, 1.0, 0.0, lambda x: x, weights="orthogonal")
-        >>> bool(np.allclose(s, 1.0))
-        True
-    """
-    if weights not in WEIGHTS:
-        raise ValueError(f"unknown weights {weights!r}; choose from: {', '.join(WEIGHTS)}")
-    fn = _fn(activation)
-    q = fixed_point_q(sigma_w2, sigma_b2, fn)
-    if not math.isfinite(q):
-        raise ValueError(f"q* is infinite at sigma_w^2 = {sigma_w2}, sigma_b^2 = {sigma_b2}: no fixed point to sit at")
-    g = torch.Generator().manual_seed(seed)
-    f64 = torch.float64
-    h = math.sqrt(q) * torch.randn(width, generator=g, dtype=f64)      # (N,) h^0 at length q*
-    jac = torch.eye(width, dtype=f64)                                   # (N, N) d x^0 / d x^0
-    for _ in range(depth):
-        w = torch.empty(width, width, dtype=f64)                       # (out, in)
-        if weights == "gaussian":
-            variance_scaling(w, generator=g, scale=sigma_w2, mode="fan_in", distribution="normal")
-        else:
-            orthogonal(w, generator=g, gain=math.sqrt(sigma_w2))
-        b = math.sqrt(sigma_b2) * torch.randn(width, generator=g, dtype=f64)
-        h = w @ fn(h) + b                                              # (N,) h^l
-        jac = _derivative(fn, h)[:, None] * (w @ jac)                  # D^l W^l J^{l-1}
-    return torch.linalg.svdvals(jac).numpy()
-
-
-def measured_sigma_w2(spec: str, activation: str, width: int = 256, seed: int = 0) -> Optional[float]:
-    r"""The sigma_w^2 = N Var(W_ij) that init ``spec`` draws for a square ``width`` x ``width`` layer before
-    ``activation`` (its second moment, measured on one draw), or None where the init needs data to draw
-    (lsuv, dbn) or cannot draw a square layer.
-
-    Example:
-        >>> round(measured_sigma_w2("kaiming", "relu", width=512), 1)
-        2.0
-    """
-    from initlab.init.spec import initialize  # (initlab.init's own entry point: imported where it is used)
-
-    layer = torch.nn.Sequential(torch.nn.Linear(width, width))
-    try:
-        initialize(layer, spec, generator=torch.Generator().manual_seed(seed), activation=activation, bias=0.0)
-    except (ValueError, RuntimeError, TypeError):
-        return None
-    return float(width * layer[0].weight.detach().double().pow(2).mean())
