@@ -24,112 +24,40 @@ script is sent to the worker processes a study trains on (:mod:`initlab.user_ini
 """
 from __future__ import annotations
 
-import functools
 import html
-import io
-import tempfile
 import time
-import warnings
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Union
 
 import pandas as pd
 
 from initlab import data, document, files
 from initlab.api_inits import build_model, init_names, initialize, model_names, register_init
-from initlab.api_stored import EXPERIMENT_FUNCTIONS, Result, python_words
+from initlab.api_results import (
+    PathLike,
+    configure,
+    frame,
+    in_memory,
+    output_folder,
+    shown,
+    warn_if_interrupted,
+    write_tables,
+)
+from initlab.api_stored import EXPERIMENT_FUNCTIONS, Result
 from initlab.commands.transfer import TRANSFER_FLAGS
 from initlab.experiments import probe as probe_exp
 from initlab.experiments import probe_report, study_report, transfer_report
 from initlab.experiments import study as study_exp
 from initlab.experiments import transfer as transfer_exp
-from initlab.options import Flag, UsageError, apply, flags_of, prepare_out
+from initlab.options import UsageError, flags_of
+from initlab.runs import runner
 
 # and one function per experiment declared on the runner (initlab.depth, initlab.width, ...: api_stored)
 __all__ = ["initialize", "register_init", "build_model", "init_names", "model_names", "study", "probe",
            "transfer", "load", "Study", "Probe", "Transfer", "Result", *EXPERIMENT_FUNCTIONS]
 
 globals().update(EXPERIMENT_FUNCTIONS)
-
-PathLike = Union[str, Path]
-
-
-# --------------------------------------------------------------------------------------------------
-# Settings: keyword arguments named like the command's flags
-# --------------------------------------------------------------------------------------------------
-
-def _configure(function: str, base, flags: Sequence[Flag], settings: Dict[str, Any],
-               validate: Callable[[Any], None], extra: Sequence[str] = ()):
-    """``base`` with ``settings`` (keyword -> value; the flag table's names) applied and validated.
-    An unknown keyword is a TypeError listing the valid ones; a bad value a UsageError (ValueError)."""
-    dests = {f.key: f.dest for f in flags}
-    dests.update({k: k for k in extra})
-    unknown = sorted(set(settings) - set(dests))
-    if unknown:
-        raise TypeError(f"{function}() got unknown setting(s) {', '.join(map(repr, unknown))}; valid: "
-                        f"{', '.join(sorted(dests))}")
-    try:
-        cfg = apply(base, {dests[k]: v for k, v in settings.items()}, flags)
-        validate(cfg)
-    except ValueError as e:
-        raise UsageError(python_words(str(e))) from None
-    return cfg
-
-
-def _out(out: Optional[PathLike], command: str, force: bool) -> Optional[Path]:
-    """The output folder, created and checked before any training (None: keep the results in memory)."""
-    if out is None:
-        return None
-    try:
-        return prepare_out(Path(out), command, force)
-    except UsageError as e:
-        raise UsageError(python_words(str(e))) from None
-
-
-def _frame(rows: List[dict]) -> pd.DataFrame:
-    """A CSV table's rows as a DataFrame with the CSV file's columns, in its order."""
-    columns: List[str] = []
-    for row in rows:
-        columns += [k for k in row if k not in columns]
-    return pd.DataFrame.from_records(rows, columns=columns)
-
-
-def _in_memory(write: Callable[[Path], None], load: Callable[[Path], Any]):
-    """Write a result folder into a temporary one and load it back: the tables as the files hold them."""
-    with tempfile.TemporaryDirectory(prefix="initlab-") as tmp:
-        write(Path(tmp))
-        return load(Path(tmp))
-
-
-def _write_tables(out: Path, config: dict, meta: dict, tables: Dict[str, List[dict]]) -> None:
-    """A result folder's files as loaded (meta.json as it was: where and with what it ran)."""
-    files.write_json(out / "config.json", config)
-    files.write_json(out / "meta.json", meta)
-    for name, rows in tables.items():          # runs last: its presence marks a finished folder
-        files.atomic_write_text(out / f"{name}.csv", files.rows_to_csv(rows))
-
-
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)    # laid out already (tight_layout): one draw
-    return buf.getvalue()
-
-
-def _shown(fig):
-    """``fig`` (a matplotlib Figure, or None) with a PNG for Jupyter to show when a cell returns it.
-    These Figures are made without pyplot -- no global figure list, nothing left open, no backend
-    switched, shown once -- so pyplot's inline backend, which teaches Jupyter to draw Figures, may
-    never have been loaded: the figure brings its own ``_repr_png_``."""
-    if fig is not None:
-        fig._repr_png_ = functools.partial(_png, fig)
-    return fig
-
-
-def _warn_if_interrupted(meta: dict, what: str) -> None:
-    if meta.get("interrupted"):
-        warnings.warn(f"the {what} was interrupted: the tables hold the runs recorded so far",
-                      stacklevel=3)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -173,27 +101,27 @@ class Study:
     @cached_property
     def runs(self) -> pd.DataFrame:
         """One row per (init, seed): test accuracy and loss, steps to 90/97 %, times (runs.csv)."""
-        return _frame(self._f.runs)
+        return frame(self._f.runs)
 
     @cached_property
     def curves(self) -> pd.DataFrame:
         """Held-out accuracy/loss and running training loss per run and record step (curves.csv)."""
-        return _frame(self._f.curves)
+        return frame(self._f.curves)
 
     @cached_property
     def layers(self) -> pd.DataFrame:
         """Per run, record step and layer: weight, gradient and activation statistics (layers.csv)."""
-        return _frame(self._f.layers)
+        return frame(self._f.layers)
 
     @cached_property
     def histograms(self) -> pd.DataFrame:
         """Weight histograms on fixed bins per run, layer and histogram step (histograms.csv)."""
-        return _frame(self._f.hists)
+        return frame(self._f.hists)
 
     @cached_property
     def summary(self) -> pd.DataFrame:
         """One row per init: accuracy mean/std/min/max over seeds, steps to 90/97 %, initial loss."""
-        return _frame(study_report.summary_rows(self._f))
+        return frame(study_report.summary_rows(self._f))
 
     @property
     def observations(self) -> Dict[str, List[str]]:
@@ -204,16 +132,16 @@ class Study:
     # -- figures
     def plot_curves(self):
         """Held-out accuracy and training loss against step, mean and min–max band over seeds."""
-        return _shown(study_report.figure_curves(self._f))
+        return shown(study_report.figure_curves(self._f))
 
     def plot_weights(self, seed: Optional[int] = None):
         """Weight histograms per init (rows) and layer (columns) over training, for one seed (default
         the first); None when the study recorded no histograms."""
-        return _shown(study_report.figure_weight_grid(self._f, seed))
+        return shown(study_report.figure_weight_grid(self._f, seed))
 
     def plot_layer_scales(self):
         """Activation std and gradient norm per layer at initialization, dead ReLUs over training."""
-        return _shown(study_report.figure_layer_scales(self._f))
+        return shown(study_report.figure_layer_scales(self._f))
 
     # -- files
     def save(self, folder: PathLike, force: bool = False) -> Path:
@@ -221,9 +149,9 @@ class Study:
         store, which only ``--resume`` reads); ``initlab report FOLDER`` rebuilds the report from them
         and :func:`load` reads them back. A folder that holds results already is refused unless
         ``force``. Returns the folder."""
-        out = _out(folder, "study", force)
+        out = output_folder(folder, "study", force)
         f = self._f
-        _write_tables(out, f.config, f.meta, {"curves": f.curves, "layers": f.layers,
+        write_tables(out, f.config, f.meta, {"curves": f.curves, "layers": f.layers,
                                               "histograms": f.hists, "runs": f.runs})
         f.out = out
         self._write_report()
@@ -283,23 +211,25 @@ def study(*, out: Optional[PathLike] = None, progress: bool = True, force: bool 
         >>> s.observations['Why do all-zero weights stop learning?'][1]
         'After 2 steps the weights of c1, c3, c5, f6, output are still exactly 0 (largest |w| = 0).'
     """
-    cfg = _configure("study", study_exp.StudyConfig(), flags_of(study_exp.StudyConfig), settings, study_exp.validate,
+    cfg = configure("study", study_exp.StudyConfig(), flags_of(study_exp.StudyConfig), settings, study_exp.validate,
                      extra=("workers",))
-    folder = _out(out, "study", force)
+    folder = output_folder(out, "study", force)
     ds = data.load_dataset(cfg.dataset, cfg.data_dir, quiet=not progress)
-    result = study_exp.run_study(cfg, ds, progress)
 
-    def write(where: Path) -> None:
-        study_exp.write_tables(where, cfg, result)
+    def write(where: Path) -> None:                  # the runner, as `initlab study --out where` trains
+        outcome = runner.run_study_stored(cfg, where, dataset=ds, force=True, execution=runner.Execution(
+            workers=cfg.workers, progress=bool(progress)))
+        if outcome.failed:
+            raise RuntimeError(f"training failed: {'; '.join(outcome.failed)}")
 
     if folder is None:
-        s = Study(_in_memory(write, study_report.load))
+        s = Study(in_memory(write, study_report.load))
         s._f.out = None
     else:
         write(folder)
         s = Study(study_report.load(folder))
         s._write_report()
-    _warn_if_interrupted(s.meta, "study")
+    warn_if_interrupted(s.meta, "study")
     return s
 
 
@@ -321,11 +251,11 @@ class Probe:
 
     @cached_property
     def layers(self) -> pd.DataFrame:
-        return _frame(self._rows)
+        return frame(self._rows)
 
     @cached_property
     def runs(self) -> pd.DataFrame:
-        return _frame(self._runs)
+        return frame(self._runs)
 
     @property
     def observations(self) -> List[str]:
@@ -337,12 +267,12 @@ class Probe:
 
     def plot(self):
         """Forward and gradient std per layer, measured and predicted, one column per activation."""
-        return _shown(probe_report.figure(self._rows, self.config["inits"], self.config["activations"]))
+        return shown(probe_report.figure(self._rows, self.config["inits"], self.config["activations"]))
 
     def save(self, folder: PathLike, force: bool = False) -> Path:
         """Write what ``initlab probe --out FOLDER`` writes; returns the folder."""
-        out = _out(folder, "probe", force)
-        _write_tables(out, self.config, self.meta, {"probe": self._rows, "runs": self._runs})
+        out = output_folder(folder, "probe", force)
+        write_tables(out, self.config, self.meta, {"probe": self._rows, "runs": self._runs})
         probe_report.write_report(out)
         self.folder = out
         return out
@@ -372,8 +302,8 @@ def probe(*, out: Optional[PathLike] = None, progress: bool = True, force: bool 
         0   xavier       relu     0
         1  kaiming       relu     0
     """
-    cfg = _configure("probe", probe_exp.ProbeConfig(), flags_of(probe_exp.ProbeConfig), settings, probe_exp.validate)
-    folder = _out(out, "probe", force)
+    cfg = configure("probe", probe_exp.ProbeConfig(), flags_of(probe_exp.ProbeConfig), settings, probe_exp.validate)
+    folder = output_folder(out, "probe", force)
     ds = data.load_dataset(cfg.dataset, cfg.data_dir, quiet=not progress)
     t0 = time.perf_counter()
     rows = probe_exp.run_probe(cfg, dataset=ds, progress=progress)
@@ -383,7 +313,7 @@ def probe(*, out: Optional[PathLike] = None, progress: bool = True, force: bool 
         probe_exp.write_tables(where, cfg, rows, seconds)
 
     if folder is None:
-        p = _in_memory(write, Probe)
+        p = in_memory(write, Probe)
         p.folder = None
         return p
     write(folder)
@@ -418,20 +348,20 @@ class Transfer:
 
     @cached_property
     def runs(self) -> pd.DataFrame:
-        return _frame(self._f["runs"])
+        return frame(self._f["runs"])
 
     @cached_property
     def curves(self) -> pd.DataFrame:
-        return _frame(self._f["curves"])
+        return frame(self._f["curves"])
 
     @cached_property
     def pretrain(self) -> pd.DataFrame:
-        return _frame(self._f["pretrain"])
+        return frame(self._f["pretrain"])
 
     @cached_property
     def summary(self) -> pd.DataFrame:
         """One row per (target size, init): accuracy over seeds, early accuracy, steps to 90/97 %."""
-        return _frame(transfer_report.summary_rows(self._f))
+        return frame(transfer_report.summary_rows(self._f))
 
     @property
     def observations(self) -> List[str]:
@@ -440,17 +370,17 @@ class Transfer:
 
     def plot_curves(self):
         """Held-out accuracy against step, one panel per target size."""
-        return _shown(transfer_report.figure_curves(self._f))
+        return shown(transfer_report.figure_curves(self._f))
 
     def plot_sizes(self):
         """Early and final accuracy against the number of target images."""
-        return _shown(transfer_report.figure_sizes(self._f))
+        return shown(transfer_report.figure_sizes(self._f))
 
     def save(self, folder: PathLike, force: bool = False) -> Path:
         """Write the tables, plots and report ``initlab transfer --out FOLDER`` writes (checkpoints only
         where the run itself was given ``out``); returns the folder."""
-        out = _out(folder, "transfer", force)
-        _write_tables(out, self.config, self.meta, {"curves": self._f["curves"],
+        out = output_folder(folder, "transfer", force)
+        write_tables(out, self.config, self.meta, {"curves": self._f["curves"],
                                                     "pretrain": self._f["pretrain"],
                                                     "runs": self._f["runs"]})
         self._f["out"] = out
@@ -485,7 +415,7 @@ def transfer(*, out: Optional[PathLike] = None, progress: bool = True, force: bo
         0  finetune  transfer             64      4
         1   kaiming   scratch             64      4
     """
-    cfg = _configure("transfer", transfer_exp.TransferConfig(), TRANSFER_FLAGS, settings,
+    cfg = configure("transfer", transfer_exp.TransferConfig(), TRANSFER_FLAGS, settings,
                      transfer_exp.validate)
     if cfg.from_checkpoint:
         try:
@@ -493,20 +423,20 @@ def transfer(*, out: Optional[PathLike] = None, progress: bool = True, force: bo
         except ValueError as e:
             raise UsageError(str(e)) from None
         cfg.source = str(info["dataset"])   # the resolved config names the real source
-    folder = _out(out, "transfer", force)
+    folder = output_folder(out, "transfer", force)
     result = transfer_exp.run_transfer(cfg, out=folder, progress=progress)
 
     def write(where: Path) -> None:
         transfer_exp.write_tables(where, cfg, result)
 
     if folder is None:
-        t = _in_memory(write, Transfer)
+        t = in_memory(write, Transfer)
         t._f["out"] = None
     else:
         write(folder)
         t = Transfer(folder)
         transfer_report.write_report(folder)
-    _warn_if_interrupted(t.meta, "transfer")
+    warn_if_interrupted(t.meta, "transfer")
     return t
 
 

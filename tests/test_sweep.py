@@ -14,7 +14,7 @@ import pytest
 from store_state import statuses, wait_for
 
 from initlab import cli, data
-from initlab.experiments import study
+from initlab.experiments import study, study_tables
 from initlab.experiments import study_report as report
 from initlab.experiments.study import StudyConfig
 from initlab.files import read_csv
@@ -193,7 +193,7 @@ TIMING = ("train_seconds", "stack_seconds", "init_seconds")
 def test_study_through_the_store_writes_the_tables_run_study_writes(tmp_path, small_mnist):
     ds = small_mnist
     cfg = tiny_config()
-    study.write_tables(tmp_path / "old", cfg, study.run_study(cfg, dataset=ds, progress=False))
+    study_tables.write_tables(tmp_path / "old", cfg, study.run_study(cfg, dataset=ds, progress=False))
     outcome = run_study_stored(cfg, tmp_path / "new", dataset=ds, progress=False)
     assert not outcome.interrupted
     for name in ("curves", "layers", "histograms", "config"):

@@ -6,7 +6,7 @@ import torch
 from initlab import init, models
 from initlab.data import load_dataset
 from initlab.engine import TrainConfig
-from initlab.experiments import study, study_report
+from initlab.experiments import study, study_report, study_tables
 
 
 def test_a_bias_distribution_is_drawn_from_the_generator_after_each_weight():
@@ -42,7 +42,7 @@ def _study(tmp_path, inits, bias_init):
     cfg = study.StudyConfig(inits=inits, seeds=1, bias_init=bias_init, workers=1,
                             train=TrainConfig(train_size=320, record_every=4))
     result = study.run_study(cfg, dataset=load_dataset("mnist", quiet=True), progress=False)
-    study.write_tables(tmp_path, cfg, result)
+    study_tables.write_tables(tmp_path, cfg, result)
     files = study_report.load(tmp_path)
     return files, study_report.layer_names(files)
 

@@ -3,9 +3,8 @@
 ``run(work, items, workers)`` starts ``workers`` processes (forked when single-threaded on Linux, see
 ``start_method``; spawned otherwise) with ``threads`` torch threads each, and hands every idle worker
 the next item; the worker calls ``work(item, steps, *shared)`` and sends back what it returned, or a
-one-line error. ``study.run_study`` uses it with one
-stack (seeds x inits) per item; the sweep's local backend with one task per item, which the worker
-trains and commits to the run store itself.
+one-line error. The runner's local backend (``initlab.runs.backends``) uses it with one task (a stack
+of seeds x inits) per item, which the worker trains and commits to the run store itself.
 
     def work(item, steps, *shared):            # top level in its module (spawn pickles it by name)
         ...; steps(1); ...                     # progress, in any unit the caller's bar counts

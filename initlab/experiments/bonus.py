@@ -19,7 +19,7 @@ from typing import Dict, List, Tuple
 
 from initlab import engine, files
 from initlab.document import Document, settings_line, status_note
-from initlab.experiments import study
+from initlab.experiments import study, study_tables
 
 TARGET = 0.985
 VALIDATION_IMAGES = study.VALIDATION_IMAGES
@@ -118,11 +118,11 @@ def plan(cfg: BonusConfig) -> List[study.StudyConfig]:
 
 def to_dict(cfg: BonusConfig) -> dict:
     """config.json: the recipe's settings, and ``ablation`` (its seeds)."""
-    return {**study.config_dict(cfg.study), "ablation": cfg.ablation}
+    return {**study_tables.config_dict(cfg.study), "ablation": cfg.ablation}
 
 
 def from_dict(d: dict) -> BonusConfig:
-    return BonusConfig(study.config_from_dict(d), int(d.get("ablation", 0)))
+    return BonusConfig(study_tables.config_from_dict(d), int(d.get("ablation", 0)))
 
 
 def collect(config: dict, runs: List[dict]) -> Dict[str, List[dict]]:
@@ -130,7 +130,7 @@ def collect(config: dict, runs: List[dict]) -> Dict[str, List[dict]]:
     mean, std and min of the validation accuracy over its finished seeds."""
     cfg = from_dict(config)
     recipe_runs = [r for r in runs if 0 in r["groups"]]
-    tables = study.assemble_tables(recipe_runs)
+    tables = study_tables.assemble_tables(recipe_runs)
     rows = []
     for k, name in enumerate(ablation_names(cfg), start=1):
         accs = [r["row"]["test_acc"] for r in runs if k in r["groups"]]

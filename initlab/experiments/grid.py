@@ -22,7 +22,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from initlab import engine, files, init
 from initlab.document import Document, settings_line, status_note
-from initlab.experiments import study
+from initlab.experiments import study, study_tables
 
 GRID_INITS = ("zeros", "uniform", "normal", "xavier", "kaiming", "orthogonal", "lsuv")
 GRID_ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "selu")
@@ -143,13 +143,13 @@ def plan(cfg: GridConfig) -> List[study.StudyConfig]:
 
 def to_dict(cfg: GridConfig) -> dict:
     """config.json: the study's settings with ``activations`` in place of ``activation``."""
-    conf = {**study.config_dict(cfg.study), "activations": list(cfg.activations)}
+    conf = {**study_tables.config_dict(cfg.study), "activations": list(cfg.activations)}
     conf.pop("activation", None)
     return conf
 
 
 def from_dict(d: dict) -> GridConfig:
-    return GridConfig(study.config_from_dict(d), list(d.get("activations", GRID_ACTIVATIONS)))
+    return GridConfig(study_tables.config_from_dict(d), list(d.get("activations", GRID_ACTIVATIONS)))
 
 
 def collect(config: dict, runs: Sequence[dict]) -> Dict[str, List[dict]]:

@@ -2,7 +2,7 @@
 
 ``run_study(cfg)`` builds one model per (seed, init), initializes it from a generator seeded by the run's
 seed, trains all of them as stacks (``cfg.seeds_per_stack`` seeds at a time, all inits of a seed share
-its data order) and returns a ``StudyResult`` whose tables ``write_tables`` saves as CSV. The report is
+its data order) and returns a ``StudyResult`` whose tables ``study_tables.write_tables`` saves as CSV. The report is
 made from those files alone (``initlab.report``), so it can be rebuilt at any time.
 """
 from __future__ import annotations
@@ -11,22 +11,18 @@ import dataclasses
 import json
 import math
 import os
-import sys
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 
 from initlab import data as data_mod
 from initlab import (
     engine,
-    files,
     init,
     models,
 )
 from initlab.activations import ACTIVATIONS
-from initlab.engine import pool
 from initlab.init import parametrization as param
 from initlab.options import UsageError
 
@@ -375,58 +371,6 @@ def steps_to(curve: List[dict], threshold: float, n_images: int) -> Optional[int
     return None
 
 
-def balance(shapes: List[Tuple[int, int]], workers: int) -> List[Tuple[int, slice, slice]]:
-    """Cut blocks of (S_k seeds x I_k inits) runs into rectangles that ``workers`` processes, each
-    taking the next rectangle when it is free, finish close together. Blocks are kept whole when
-    handing them out largest first already does that; otherwise the runs are dealt in seed-major
-    order into ``workers`` equal shares, and each share's part of a block becomes at most three
-    rectangles (a partial seed row, whole rows, a partial row). 3 seeds x 5 inits for 2 workers:
-    seed 0 x 5, seed 2 x 5, seed 1 x 3, seed 1 x 2 -- 8 and 7 runs, where halving the inits gave 9
-    and 6. Returns (block index, seed slice, init slice), largest first."""
-    whole = [(k, slice(0, S), slice(0, I)) for k, (S, I) in enumerate(shapes)]
-    sizes = [S * I for S, I in shapes]
-    total = sum(sizes)
-    if workers <= 1 or not total:
-        return whole
-    target = -(-total // workers)
-    loads = [0] * workers
-    for n in sorted(sizes, reverse=True):                    # largest first, to the least loaded
-        loads[loads.index(min(loads))] += n
-    if max(loads) <= target:
-        return sorted(whole, key=lambda p: -sizes[p[0]])
-    pieces = []
-    start = 0                                                # global index of the block's first run
-    for k, (S, I) in enumerate(shapes):
-        a = start
-        while a < start + S * I:
-            b = min(start + S * I, (a // target + 1) * target)   # to the end of this share
-            lo, hi = a - start, b - start                        # runs [lo, hi) of block k
-            r0, r1 = lo // I, (hi - 1) // I
-            if r0 == r1:
-                pieces.append((k, slice(r0, r0 + 1), slice(lo % I, (hi - 1) % I + 1)))
-            else:
-                first = r0 + 1 if lo % I else r0                 # first whole row
-                last = r1 if hi % I else r1 + 1                  # one past the last whole row
-                if lo % I:
-                    pieces.append((k, slice(r0, r0 + 1), slice(lo % I, I)))
-                if last > first:
-                    pieces.append((k, slice(first, last), slice(0, I)))
-                if hi % I:
-                    pieces.append((k, slice(r1, r1 + 1), slice(0, hi % I)))
-            a = b
-        start += S * I
-    return sorted(pieces, key=lambda p: -(p[1].stop - p[1].start) * (p[2].stop - p[2].start))
-
-
-def plan_blocks(seeds: List[int], inits: List[str], workers: int, seeds_per_stack: int = 0):
-    """Split the seeds x inits grid into rectangular stacks (seed list, init list): first by
-    ``seeds_per_stack``, then with :func:`balance` so that ``workers`` processes finish together."""
-    per = seeds_per_stack or len(seeds)
-    blocks = [seeds[i:i + per] for i in range(0, len(seeds), per)]
-    return [(blocks[k][rows], list(inits)[cols])
-            for k, rows, cols in balance([(len(b), len(inits)) for b in blocks], workers)]
-
-
 def default_workers(device: torch.device) -> int:
     """One process per core on the CPU (each single-threaded: small convolutions scale poorly across
     threads, and a busy machine makes OpenMP threads wait on each other), one process for a GPU."""
@@ -442,29 +386,23 @@ def processes(workers: int, n_models: int, device: torch.device) -> int:
     return 1 if n_models < workers else workers
 
 
-def _train_block(cfg: StudyConfig, seeds: List[int], inits: List[str], ds, device, report):
-    """Build, initialize and train one stack; returns (StackResult, [init info per run])."""
+def _train_block(cfg: StudyConfig, seeds: List[int], ds, device, report):
+    """Build, initialize and train one stack (``seeds`` x every init); returns (StackResult, [init info
+    per run])."""
     data = engine.prepare(ds.train_images, ds.train_labels, ds.test_images, ds.test_labels,
                           cfg.train, device, mean=ds.mean, std=ds.std)
-    built = [[build_and_initialize(cfg, spec, s, data.x_train) for spec in inits] for s in seeds]
+    built = [[build_and_initialize(cfg, spec, s, data.x_train) for spec in cfg.inits] for s in seeds]
     res = engine.train_stack([[m for m, _ in row] for row in built], seeds, data, cfg.train,
                              progress=report)
     return res, [info for row in built for _, info in row]
 
 
-def _train_item(block, steps, cfg: StudyConfig, ds, device):
-    """A pool worker's item (``initlab.engine.pool``): one stack, block = (seeds, inits)."""
-    seeds, inits = block
-    return _train_block(cfg, seeds, inits, ds, device, steps)
-
-
-def run_study(cfg: StudyConfig, dataset=None, progress=True) -> StudyResult:
-    """Train every (seed, init) of ``cfg``, as stacks spread over ``cfg.workers`` processes (0 = one
-    per core on the CPU, one on a GPU). Ctrl-C keeps every finished stack and what the interrupted ones
-    recorded so far. ``progress``: show a bar (True), nothing (False), or a callable given the number
-    of model-steps just done (of steps x seeds x inits in all; a sweep worker reports to its driver)."""
-    from tqdm import tqdm
-
+def run_study(cfg: StudyConfig, dataset=None, progress: Optional[Callable[[int], None]] = None) -> StudyResult:
+    """Train every (seed, init) of ``cfg`` in this process, in stacks of ``cfg.seeds_per_stack`` seeds
+    (0: all) x every init: what one worker of the runner (``initlab.runs``) does with one task; the
+    runner spreads a study over workers, Ray, the run store. Ctrl-C keeps every finished stack and what
+    the interrupted one recorded so far. ``progress``: None, or a callable given the number of
+    model-steps just done."""
     validate(cfg)
     device = resolve_device(cfg.device)
     ds = dataset if dataset is not None else data_mod.load_dataset(cfg.dataset, cfg.data_dir)
@@ -472,65 +410,21 @@ def run_study(cfg: StudyConfig, dataset=None, progress=True) -> StudyResult:
         ds = validation_split(ds)
     counts = torch.bincount(ds.test_labels, minlength=10)
     seeds = cfg.seed_list
-    workers = processes(cfg.workers, len(seeds) * len(cfg.inits), device)
-    blocks = plan_blocks(seeds, list(cfg.inits), workers, cfg.seeds_per_stack)
-    workers = min(workers, len(blocks))
-    n_images = min(cfg.train.train_size or len(ds.train_images), len(ds.train_images))
-    steps = engine.steps_for(n_images, cfg.train)
+    per = cfg.seeds_per_stack or len(seeds)
+    blocks = [seeds[i:i + per] for i in range(0, len(seeds), per)]
     result = StudyResult([], [], [], [], majority_share=float(counts.max()) / len(ds.test_labels),
                          majority_label=int(counts.argmax()))
-    total = sum(steps * len(b[0]) * len(b[1]) for b in blocks)      # model-steps
-    # no bars at all when the caller counts the steps (a forked worker must not take tqdm's lock,
-    # which its parent's monitor thread may have held at the fork)
-    show = bool(progress) and not callable(progress)
-    overall = tqdm(total=total, desc=f"study {len(cfg.inits)} inits x {len(seeds)} seeds",
-                   unit=" model-steps", unit_scale=True, dynamic_ncols=True, leave=True,
-                   mininterval=0.2 if sys.stderr.isatty() else 15.0) if show else None
-    bars = [tqdm(total=steps, desc=f"  stack {k + 1}/{len(blocks)}: seeds {','.join(map(str, bs))} x "
-                 f"{len(bi)} inits", unit="step", leave=False, position=k + 1, dynamic_ncols=True,
-                 disable=len(blocks) == 1 or not sys.stderr.isatty())
-            for k, (bs, bi) in enumerate(blocks)] if show else []
-
-    def bumper(k):   # steps of block k -> its bar, and model-steps for the overall bar or callable
-        width = len(blocks[k][0]) * len(blocks[k][1])
-
-        def bump(n: int) -> None:
-            if callable(progress):
-                progress(n * width)
-            elif show:
-                bars[k].update(n)
-                overall.update(n * width)
-        return bump
-
-    done = {}
-    if workers == 1:
-        for k, (bs, bi) in enumerate(blocks):
-            done[k] = _train_block(cfg, bs, bi, ds, device, bumper(k))
-            if done[k][0].interrupted:
-                break
-    else:
-        bumps = [bumper(k) for k in range(len(blocks))]
-
-        def on_result(k: int, payload, error) -> None:
-            if error:
-                raise RuntimeError(f"training worker failed: {error}")
-            done[k] = payload
-
-        # Ctrl-C reaches the workers too: each keeps what its stack recorded so far
-        pool.run(_train_item, blocks, workers, shared=(cfg, ds, device),
-                 on_steps=lambda k, n: bumps[k](n), on_result=on_result, keep_interrupted=True)
-    result.interrupted = len(done) < len(blocks) or any(res.interrupted for res, _ in done.values())
-    for k in sorted(done):
-        res, infos = done[k]
-        seeds_k, inits_k = blocks[k]
+    for block in blocks:
+        width = len(block) * len(cfg.inits)
+        res, infos = _train_block(cfg, block, ds, device,
+                                  (lambda n, w=width: progress(n * w)) if callable(progress) else None)
         n_before = len(result.runs)
-        _collect(result, cfg, seeds_k, res, inits_k)
+        _collect(result, cfg, block, res, list(cfg.inits))
         for row, info in zip(result.runs[n_before:], infos):
             row.update(init_columns(info))
-    for bar in bars:
-        bar.close()
-    if overall is not None:
-        overall.close()
+        if res.interrupted:
+            result.interrupted = True
+            break
     return result
 
 
@@ -564,59 +458,3 @@ def _collect(result: StudyResult, cfg: StudyConfig, chunk: List[int], res: engin
             "diverged": dstep >= 0, "diverged_step": dstep if dstep >= 0 else None,
             "interrupted": res.interrupted,
         })
-
-
-# --------------------------------------------------------------------------------------------------
-# Files
-# --------------------------------------------------------------------------------------------------
-
-def config_dict(cfg: StudyConfig) -> dict:
-    d = asdict(cfg)
-    d["seed_list"] = cfg.seed_list
-    return d
-
-
-def _reindex(row: dict, run: int, init: str, seed: int) -> dict:
-    """The row with its run index and init/seed, keys in their original order."""
-    fix = {"run": run, "init": init, "seed": seed}
-    return {k: fix.get(k, v) for k, v in row.items()}
-
-
-def assemble_tables(runs: List[dict], label=lambda r: r["init"], extra=lambda r: {}) -> Dict[str, List[dict]]:
-    """runs / curves / layers / histograms tables of finished runs (dicts with ``row``, ``tables`` --
-    their record rows --, ``init`` and ``seed``), numbered in the given order. Record rows are sorted
-    by (step, layer, run): the order a single stack of all runs writes."""
-    tables: Dict[str, List[dict]] = {"runs": [], "curves": [], "layers": [], "histograms": []}
-    layer_order: Dict[str, int] = {}
-    for k, r in enumerate(runs):
-        row = _reindex(r["row"], k, label(r), r["seed"])
-        row.update(extra(r))
-        tables["runs"].append(row)
-        for name, rows in r["tables"].items():
-            for x in rows:
-                tables[name].append(_reindex(x, k, label(r), r["seed"]))
-                if "layer" in x:
-                    layer_order.setdefault(x["layer"], len(layer_order))
-    tables["curves"].sort(key=lambda x: (x["step"], x["run"]))
-    for name in ("layers", "histograms"):
-        tables[name].sort(key=lambda x: (x["step"], layer_order.get(x.get("layer"), 0), x["run"]))
-    return tables
-
-
-def config_from_dict(d: dict) -> StudyConfig:
-    """The StudyConfig of a stored ``config_dict`` (keys it does not know, e.g. ``seed_list``, ignored)."""
-    train_fields = {f.name for f in dataclasses.fields(engine.TrainConfig)}
-    study_fields = {f.name for f in dataclasses.fields(StudyConfig)} - {"train"}
-    return StudyConfig(**{k: v for k, v in d.items() if k in study_fields},
-                       train=engine.TrainConfig(**{k: v for k, v in d.get("train", {}).items()
-                                                   if k in train_fields}))
-
-
-def write_tables(out: Path, cfg: StudyConfig, result: StudyResult, extra: Optional[dict] = None,
-                 experiment: str = "study") -> None:
-    """config.json, meta.json, curves.csv, layers.csv, histograms.csv, runs.csv -- each atomically."""
-    meta = {"interrupted": result.interrupted, "majority_share": result.majority_share,
-            "majority_label": result.majority_label, **(extra or {})}
-    files.write_result(out, experiment, config_dict(cfg),
-                       {"curves": result.curves, "layers": result.layers, "histograms": result.hists,
-                        "runs": result.runs}, meta)

@@ -2,7 +2,7 @@
 
 Cells that share everything but init and seed are trained together as one stack (``study.run_study``
 on a sub-config), so a stack is the unit of work a worker takes. ``plan_tasks`` groups a store's
-pending cells into stacks of consecutive seeds, ``split_tasks`` cuts them (``study.balance``) so that
+pending cells into stacks of consecutive seeds, ``split_tasks`` cuts them (``balance``) so that
 a pool of workers finishes close together.
 """
 from __future__ import annotations
@@ -10,11 +10,11 @@ from __future__ import annotations
 import copy
 import dataclasses
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from initlab.data import DATASETS
 from initlab.engine import TrainConfig, steps_for
-from initlab.experiments.study import StudyConfig, balance
+from initlab.experiments.study import StudyConfig
 from initlab.runs.cells import settings_of, tb_name
 
 
@@ -36,6 +36,49 @@ class Task:
         return len(self.flat)
 
 
+def balance(shapes: List[Tuple[int, int]], workers: int) -> List[Tuple[int, slice, slice]]:
+    """Cut blocks of (S_k seeds x I_k inits) runs into rectangles that ``workers`` processes, each
+    taking the next rectangle when it is free, finish close together. Blocks are kept whole when
+    handing them out largest first already does that; otherwise the runs are dealt in seed-major
+    order into ``workers`` equal shares, and each share's part of a block becomes at most three
+    rectangles (a partial seed row, whole rows, a partial row). 3 seeds x 5 inits for 2 workers:
+    seed 0 x 5, seed 2 x 5, seed 1 x 3, seed 1 x 2 -- 8 and 7 runs, where halving the inits gave 9
+    and 6. Returns (block index, seed slice, init slice), largest first."""
+    whole = [(k, slice(0, S), slice(0, I)) for k, (S, I) in enumerate(shapes)]
+    sizes = [S * I for S, I in shapes]
+    total = sum(sizes)
+    if workers <= 1 or not total:
+        return whole
+    target = -(-total // workers)
+    loads = [0] * workers
+    for n in sorted(sizes, reverse=True):                    # largest first, to the least loaded
+        loads[loads.index(min(loads))] += n
+    if max(loads) <= target:
+        return sorted(whole, key=lambda p: -sizes[p[0]])
+    pieces = []
+    start = 0                                                # global index of the block's first run
+    for k, (S, I) in enumerate(shapes):
+        a = start
+        while a < start + S * I:
+            b = min(start + S * I, (a // target + 1) * target)   # to the end of this share
+            lo, hi = a - start, b - start                        # runs [lo, hi) of block k
+            r0, r1 = lo // I, (hi - 1) // I
+            if r0 == r1:
+                pieces.append((k, slice(r0, r0 + 1), slice(lo % I, (hi - 1) % I + 1)))
+            else:
+                first = r0 + 1 if lo % I else r0                 # first whole row
+                last = r1 if hi % I else r1 + 1                  # one past the last whole row
+                if lo % I:
+                    pieces.append((k, slice(r0, r0 + 1), slice(lo % I, I)))
+                if last > first:
+                    pieces.append((k, slice(first, last), slice(0, I)))
+                if hi % I:
+                    pieces.append((k, slice(r1, r1 + 1), slice(0, hi % I)))
+            a = b
+        start += S * I
+    return sorted(pieces, key=lambda p: -(p[1].stop - p[1].start) * (p[2].stop - p[2].start))
+
+
 def config_for(settings: dict, inits: Sequence[str], seeds: Sequence[int], options: dict):
     """The StudyConfig that trains ``inits`` x ``seeds`` (contiguous) with ``settings``."""
     s = dict(settings)
@@ -53,7 +96,7 @@ def config_for(settings: dict, inits: Sequence[str], seeds: Sequence[int], optio
 
 
 def split_tasks(tasks: List[Task], workers: int) -> List[Task]:
-    """Cut the tasks with ``study.balance`` so that ``workers`` processes, each taking the next task
+    """Cut the tasks with ``balance`` so that ``workers`` processes, each taking the next task
     when it is free, finish close together; largest first, renumbered."""
     out = []
     for k, rows, cols in balance([(len(t.hashes), len(t.hashes[0])) for t in tasks], workers):

@@ -16,8 +16,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from initlab import files
 from initlab.document import html_table, md_table
-from initlab.experiments import study
 from initlab.experiments import study_report as report
+from initlab.experiments import study_tables
 from initlab.files import atomic_write_text
 from initlab.runs import store as st
 from initlab.runs.cells import flatten, settings_of, slug, variant, varied_settings
@@ -26,8 +26,8 @@ from initlab.runs.cells import flatten, settings_of, slug, variant, varied_setti
 def assemble(out: Path, runs: Sequence[dict], label: Callable[[dict], str] = lambda r: r["init"],
              extra: Callable[[dict], dict] = lambda r: {}) -> Dict[str, List[dict]]:
     """runs / curves / layers / histograms tables of finished store rows (numbered in plan order), their
-    record files read from ``out`` (:func:`initlab.experiments.study.assemble_tables`)."""
-    return study.assemble_tables([{**r, "tables": st.read_records(out, r["records"])} for r in runs],
+    record files read from ``out`` (:func:`initlab.experiments.study_tables.assemble_tables`)."""
+    return study_tables.assemble_tables([{**r, "tables": st.read_records(out, r["records"])} for r in runs],
                                  label, extra)
 
 

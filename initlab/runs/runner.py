@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from initlab import files
 from initlab.engine.pool import cores
-from initlab.experiments import study
+from initlab.experiments import study, study_tables
 from initlab.experiments.catalog import EXPERIMENTS
 from initlab.options import UsageError
 from initlab.runs import backends
@@ -169,9 +169,9 @@ def run_study_stored(cfg, out: Path, dataset=None, progress: bool = True, resume
     threads = execution.threads or max(1, cores() // workers)
     with st.Store(out) as store:
         if resume:
-            cells = resume_cells(store, cells, store.meta("plan", {}).get("study"), study.config_dict(cfg),
+            cells = resume_cells(store, cells, store.meta("plan", {}).get("study"), study_tables.config_dict(cfg),
                                  execution.extend, "study")
-        store.plan(cells, plan={"kind": "study", "title": title, "study": study.config_dict(cfg),
+        store.plan(cells, plan={"kind": "study", "title": title, "study": study_tables.config_dict(cfg),
                                 "options": options,
                                 "execution": {"backend": "inline" if workers == 1 else execution.backend,
                                               "workers": workers, "address": execution.address}},
