@@ -12,8 +12,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 import pandas as pd
 
 from initlab import files
-from initlab.api_stored import python_words
-from initlab.options import Flag, UsageError, apply, prepare_out
+from initlab.options import Flag, UsageError, apply, prepare_out, python_words
 
 PathLike = Union[str, Path]
 
@@ -32,11 +31,12 @@ def configure(function: str, base, flags: Sequence[Flag], settings: Dict[str, An
     if unknown:
         raise TypeError(f"{function}() got unknown setting(s) {', '.join(map(repr, unknown))}; valid: "
                         f"{', '.join(sorted(dests))}")
-    try:
-        cfg = apply(base, {dests[k]: v for k, v in settings.items()}, flags)
-        validate(cfg)
-    except ValueError as e:
-        raise UsageError(python_words(str(e))) from None
+    with python_words():                 # messages name settings as keywords: lr=0, not --lr 0
+        try:
+            cfg = apply(base, {dests[k]: v for k, v in settings.items()}, flags)
+            validate(cfg)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
     return cfg
 
 
@@ -44,10 +44,8 @@ def output_folder(out: Optional[PathLike], command: str, force: bool) -> Optiona
     """The output folder, created and checked before any training (None: keep the results in memory)."""
     if out is None:
         return None
-    try:
+    with python_words():
         return prepare_out(Path(out), command, force)
-    except UsageError as e:
-        raise UsageError(python_words(str(e))) from None
 
 
 def frame(rows: List[dict]) -> pd.DataFrame:

@@ -12,7 +12,6 @@ continues a folder), and the result is read back from the folder's files.
 from __future__ import annotations
 
 import dataclasses
-import re
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Union
@@ -21,16 +20,10 @@ import pandas as pd
 
 from initlab import files
 from initlab.experiments.catalog import EXPERIMENTS, FLAT
-from initlab.options import UsageError, prepare_out
+from initlab.options import UsageError, prepare_out, python_words
 from initlab.runs import runner
 
 PathLike = Union[str, Path]
-
-
-def python_words(message: str) -> str:
-    """A command-line message in Python's words: ``--train-size`` -> ``train_size``."""
-    message = message.replace("pass --force", "pass force=True")
-    return re.sub(r"--([a-z0-9-]+)", lambda m: m[1].replace("-", "_"), message)
 
 
 class Result:
@@ -76,6 +69,10 @@ def experiment_function(name: str) -> Callable[..., Result]:
 
     def run(*, out: Optional[PathLike] = None, progress: bool = True, force: bool = False, resume: bool = False,
             workers: int = 0, **settings: Any) -> Result:
+        with python_words():             # every message names settings as keywords: steps=150, resume=True
+            return _run(out, progress, force, resume, workers, settings)
+
+    def _run(out, progress, force, resume, workers, settings) -> Result:
         unknown = sorted(set(settings) - set(fields))
         if unknown:
             raise TypeError(f"{name}() got unknown setting(s) {', '.join(map(repr, unknown))}; valid: "
@@ -84,17 +81,14 @@ def experiment_function(name: str) -> Callable[..., Result]:
             cfg = exp.from_dict({**defaults, **settings, **({"workers": workers} if workers else {})})
             exp.validate(cfg)
         except (ValueError, TypeError) as e:
-            raise UsageError(python_words(str(e))) from None
+            raise UsageError(str(e)) from None
         execution = runner.Execution(workers=workers or getattr(cfg, "workers", 0), progress=progress)
         if out is None:
             with tempfile.TemporaryDirectory(prefix="initlab-") as tmp:
                 runner.run_experiment(name, cfg, Path(tmp), execution)
                 exp.write_report(Path(tmp))
                 return _read(name, Path(tmp), in_memory=True)
-        try:
-            folder = prepare_out(Path(out), name, force or resume)
-        except UsageError as e:
-            raise UsageError(python_words(str(e))) from None
+        folder = prepare_out(Path(out), name, force or resume)
         runner.run_experiment(name, cfg, folder, execution, resume=resume, force=force)
         exp.write_report(folder)
         return _read(name, folder, in_memory=False)

@@ -10,10 +10,13 @@ experiment's ``validate``. Every bad input is a :class:`UsageError`: one line, e
 from __future__ import annotations
 
 import argparse
+import contextlib
+import contextvars
 import dataclasses
 import datetime as _dt
 import functools
 import math
+import os
 import tomllib
 import typing
 from dataclasses import dataclass
@@ -99,6 +102,33 @@ def flags_of(config_class) -> Tuple[Flag, ...]:
             setting = SETTINGS[name]
             flags.append(Flag(flag_name(name), dest, _kind(annotation), setting.help, setting.metavar))
     return tuple(flags)
+
+
+_PYTHON_WORDS: contextvars.ContextVar[bool] = contextvars.ContextVar("initlab_python_words", default=False)
+_NO_VALUE = object()
+
+
+def flag(name: str, value: Any = _NO_VALUE) -> str:
+    """Setting ``name`` (with ``value``) as its user wrote it, so that every message is worded once
+    for both: ``--train-size 70000`` on the command line, ``train_size=70000`` in Python (inside
+    :func:`python_words`); a switch given as True is ``--force`` / ``force=True``."""
+    if _PYTHON_WORDS.get():
+        if value is _NO_VALUE:
+            return name
+        return f"{name}={str(value)!r}" if isinstance(value, (str, os.PathLike)) else f"{name}={value!r}"
+    if value is _NO_VALUE or value is True:
+        return flag_name(name)
+    return f"{flag_name(name)} {value}"
+
+
+@contextlib.contextmanager
+def python_words():
+    """Within it, :func:`flag` words settings as Python keywords (the Python API checks its settings so)."""
+    token = _PYTHON_WORDS.set(True)
+    try:
+        yield
+    finally:
+        _PYTHON_WORDS.reset(token)
 
 
 def setting_help(name: str, more: str = "") -> str:
@@ -296,14 +326,15 @@ def prepare_out(out: Optional[Path], command: str, force: bool, table: str = "ru
         out = Path("runs") / f"{stamp}-{command}"
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} exists and is not a folder")
+        raise UsageError(f"{flag('out', out)} exists and is not a folder")
     if (out / table).exists() and not force:
-        raise UsageError(f"--out {out} already holds results; choose another folder or pass --force")
+        raise UsageError(f"{flag('out', out)} already holds results; choose another folder or pass "
+                         f"{flag('force', True)}")
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".initlab-write-test"
         probe.write_text("ok")
         probe.unlink()
     except OSError as e:
-        raise UsageError(f"cannot write to --out {out}: {e.strerror or e}") from None
+        raise UsageError(f"cannot write to {flag('out', out)}: {e.strerror or e}") from None
     return out

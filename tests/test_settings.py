@@ -84,3 +84,27 @@ def test_probe_and_depth_take_a_bias_distribution_as_the_study_does(tmp_path):
             check(dataclasses.replace(cls(), bias_init="normal:sd=0.1"))
         with pytest.raises(ValueError, match="--bias-init must be a finite number or a distribution"):
             check(dataclasses.replace(cls(), bias_init=float("nan")))
+
+
+def test_a_message_names_a_setting_as_its_user_wrote_it():
+    assert options.flag("train_size", 70000) == "--train-size 70000"
+    assert (options.flag("force", True), options.flag("source"), options.flag("out", "/tmp/x")) == \
+        ("--force", "--from", "--out /tmp/x")
+    with options.python_words():
+        assert options.flag("train_size", 70000) == "train_size=70000"
+        assert (options.flag("force", True), options.flag("source"), options.flag("out", "/tmp/x")) == \
+            ("force=True", "source", "out='/tmp/x'")
+    assert options.flag("lr") == "--lr"                       # the context ends with the block
+
+
+def test_one_check_words_its_error_for_the_command_line_and_for_python(capsys):
+    import initlab
+    from initlab.options import UsageError
+
+    assert cli.main(["study", "--lr", "0", "--quiet"]) == 2
+    assert "--lr must be > 0, got 0.0" in capsys.readouterr().err
+    with pytest.raises(UsageError) as e:
+        initlab.study(lr=0)
+    assert str(e.value) == "lr must be > 0, got 0.0"
+    with pytest.raises(UsageError, match=r"^steps must be a multiple of 100"):
+        initlab.width(steps=150)

@@ -20,6 +20,7 @@ from typing import Dict, List, Tuple
 from initlab import engine, files
 from initlab.document import Document, settings_line, status_note
 from initlab.experiments import study, study_tables
+from initlab.options import flag
 
 TARGET = 0.985
 VALIDATION_IMAGES = study.VALIDATION_IMAGES
@@ -75,7 +76,7 @@ def verdict(accs: List[float]) -> str:
     ok = lo >= TARGET
     if len(accs) == 1:
         return (f"{'HOLDS' if ok else 'FAILS'} on the 1 seed trained: {100 * lo:.2f} % (1 seed says nothing "
-                f"about the other seeds: --seeds 10 tests 'on every seed')")
+                f"about the other seeds: {flag('seeds')} 10 tests 'on every seed')")
     return (f"{'HOLDS' if ok else 'FAILS'}: min {100 * lo:.2f} %, mean {100 * statistics.fmean(accs):.2f} %, "
             f"max {100 * max(accs):.2f} % over {len(accs)} seeds "
             f"({sum(a >= TARGET for a in accs)}/{len(accs)} at >= {100 * TARGET:.1f} %)")
@@ -90,11 +91,11 @@ class BonusConfig:
 
 def validate(cfg: BonusConfig) -> None:
     if cfg.ablation < 0:
-        raise study.ConfigError(f"--ablation must be >= 0, got {cfg.ablation}")
+        raise study.ConfigError(f"{flag('ablation')} must be >= 0, got {cfg.ablation}")
     groups = plan(cfg)
     study.validate(groups[0])
     rows = len(groups) - 1                # the ablation's: the recipe and the recipe minus each ingredient
-    study.check_seeds(cfg.ablation, cfg.study.first_seed, rows, f"{rows} ablation rows", "--ablation",
+    study.check_seeds(cfg.ablation, cfg.study.first_seed, rows, f"{rows} ablation rows", "ablation",
                       other_runs=cfg.study.seeds * len(cfg.study.inits), other_what="runs of the recipe")
     for group in groups[1:]:
         study.validate(group)

@@ -39,6 +39,7 @@ from initlab.experiments import study
 from initlab.experiments.protocol import Experiment, from_fields
 from initlab.init import mean_field as mf
 from initlab.init.mean_field_inits import jacobian_singular_values
+from initlab.options import flag
 
 SIGMA_W2S = (1.0, 1.3, 2.5, 4.0)     # off criticality for tanh at sigma_b^2 = 0.05: xi_c 3.6 / 7.8 / 11.8 / 7.0
 DEPTHS = (10, 30, 60, 100)            # 3 xi_c and 12 xi_c of those fall between them
@@ -99,16 +100,16 @@ def validate(cfg: CriticalityConfig) -> None:
         raise study.ConfigError(f"unknown activation {cfg.activation!r}; choose from: "
                                 f"{', '.join(ACTIVATIONS.names())}")
     checks = [
-        (bool(cfg.sigma_w2s) or cfg.critical, "--sigma-w2s needs at least one value (or --critical)"),
-        (all(math.isfinite(s) and 0 < s <= 100 for s in cfg.sigma_w2s), "--sigma-w2s must be in (0, 100]"),
-        (math.isfinite(cfg.sigma_b2) and 0 <= cfg.sigma_b2 <= 10, "--sigma-b2 must be in [0, 10]"),
-        (bool(cfg.depths) and all(1 <= d <= 1000 for d in cfg.depths), "--depths must be in 1..1000"),
-        (1 <= cfg.width <= 8192, "--width must be in 1..8192"),
-        (1 <= cfg.steps <= 1_000_000, "--steps must be in 1..1000000"),
+        (bool(cfg.sigma_w2s) or cfg.critical, f"{flag('sigma_w2s')} needs at least one value (or {flag('critical')})"),
+        (all(math.isfinite(s) and 0 < s <= 100 for s in cfg.sigma_w2s), f"{flag('sigma_w2s')} must be in (0, 100]"),
+        (math.isfinite(cfg.sigma_b2) and 0 <= cfg.sigma_b2 <= 10, f"{flag('sigma_b2')} must be in [0, 10]"),
+        (bool(cfg.depths) and all(1 <= d <= 1000 for d in cfg.depths), f"{flag('depths')} must be in 1..1000"),
+        (1 <= cfg.width <= 8192, f"{flag('width')} must be in 1..8192"),
+        (1 <= cfg.steps <= 1_000_000, f"{flag('steps')} must be in 1..1000000"),
         (1 <= cfg.isometry_depth <= 1000 and 1 <= cfg.isometry_width <= 4096,
-         "--isometry-depth must be in 1..1000 and --isometry-width in 1..4096"),
+         f"{flag('isometry_depth')} must be in 1..1000 and {flag('isometry_width')} in 1..4096"),
         (1 <= cfg.map_width <= 8192 and 1 <= cfg.map_depth <= 1000 and 1 <= cfg.map_seeds <= 100,
-         "--map-width, --map-depth, --map-seeds must be >= 1 (at most 8192, 1000, 100)"),
+         f"{flag('map_width')}, {flag('map_depth')}, {flag('map_seeds')} must be >= 1 (at most 8192, 1000, 100)"),
     ]
     for ok, message in checks:
         if not ok:
@@ -117,7 +118,8 @@ def validate(cfg: CriticalityConfig) -> None:
         try:
             critical_point(cfg)
         except ValueError as e:
-            raise study.ConfigError(f"--critical: {cfg.activation} at sigma_b^2 = {cfg.sigma_b2}: {e}") from None
+            raise study.ConfigError(f"{flag('critical')}: {cfg.activation} at sigma_b^2 = {cfg.sigma_b2}: "
+                                    f"{e}") from None
     for group in plan(cfg):
         study.validate(group)
 

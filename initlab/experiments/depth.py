@@ -22,7 +22,7 @@ from typing import Dict, List, Optional, Sequence, Union
 from initlab import engine, files, models
 from initlab.experiments import probe, study
 from initlab.experiments.protocol import Experiment
-from initlab.options import UsageError
+from initlab.options import UsageError, flag
 
 DEPTHS = (5, 10, 20, 30)      # He et al.'s contrast shows at 30 layers; defaults run in ~7 min on 2 cores
 DEPTH_INITS = ("xavier", "kaiming", "normal", "orthogonal", "lsuv")
@@ -62,14 +62,14 @@ def resolve(cfg: DepthConfig) -> DepthConfig:
     both ways with different values."""
     name, options = models.parse_model(cfg.model)
     if name != "mlp":
-        raise ValueError(f"depth trains the mlp (a plain net); got --model {name}")
+        raise ValueError(f"depth trains the mlp (a plain net); got {flag('model', name)}")
     if "depth" in options:
-        raise ValueError("--depths sets the depth: drop depth= from --model")
+        raise ValueError(f"{flag('depths')} sets the depth: drop depth= from {flag('model')}")
     base = DepthConfig()
     for key in ("width", "conv"):
         given = getattr(cfg, key)
         if key in options and given != getattr(base, key) and given != options[key]:
-            raise ValueError(f"{key} given twice: {options[key]} in --model, {given} by --{key}")
+            raise ValueError(f"{key} given twice: {options[key]} in {flag('model')}, {given} by {flag(key)}")
     return replace(cfg, model="mlp", **options)
 
 
@@ -100,9 +100,9 @@ def validate(cfg: DepthConfig) -> None:
     except ValueError as e:
         raise UsageError(str(e)) from None
     if not cfg.depths or any(d < 1 for d in cfg.depths):
-        raise UsageError(f"--depths must be >= 1, got {' '.join(map(str, cfg.depths)) or 'none'}")
+        raise UsageError(f"{flag('depths')} must be >= 1, got {' '.join(map(str, cfg.depths)) or 'none'}")
     if not cfg.lrs or any(not (math.isfinite(lr) and lr > 0) for lr in cfg.lrs):
-        raise UsageError(f"--lrs must be > 0, got {' '.join(map(str, cfg.lrs)) or 'none'}")
+        raise UsageError(f"{flag('lrs')} must be > 0, got {' '.join(map(str, cfg.lrs)) or 'none'}")
     if cfg.activation not in probe.activation_names():
         raise UsageError(f"unknown activation {cfg.activation!r}; choose from: "
                          f"{', '.join(probe.activation_names())}")

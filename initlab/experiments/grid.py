@@ -23,6 +23,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from initlab import engine, files, init
 from initlab.document import Document, settings_line, status_note
 from initlab.experiments import study, study_tables
+from initlab.options import flag
 
 GRID_INITS = ("zeros", "uniform", "normal", "xavier", "kaiming", "orthogonal", "lsuv")
 GRID_ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "selu")
@@ -113,7 +114,7 @@ def preflight(cfg, activations: Sequence[str], dataset) -> None:
             try:
                 study.build_and_initialize(c, trial, cfg.first_seed, x)
             except (ValueError, KeyError, RuntimeError) as e:
-                raise study.ConfigError(f"--inits {spec} with activation {a}: {e}") from None
+                raise study.ConfigError(f"{flag('inits', spec)} with activation {a}: {e}") from None
 
 
 @dataclass
@@ -126,7 +127,7 @@ class GridConfig:
 def validate(cfg: GridConfig) -> None:
     """Raise ConfigError (one line) for the first bad setting, before any training."""
     if not cfg.activations:
-        raise study.ConfigError("--activations needs at least one activation")
+        raise study.ConfigError(f"{flag('activations')} needs at least one activation")
     c = cfg.study
     study.check_seeds(c.seeds, c.first_seed, len(c.inits) * len(cfg.activations),
                       f"{len(c.inits)} inits x {len(cfg.activations)} activations")

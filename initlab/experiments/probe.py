@@ -72,6 +72,7 @@ from initlab import data as data_mod
 from initlab import engine, files, init, models
 from initlab.activations import Activation
 from initlab.experiments import probe_report, study
+from initlab.options import flag
 
 # The identity, for the probe only: the one activation where the formula has no approximation at all.
 LINEAR = Activation("linear", lambda x: x, "linear")
@@ -316,9 +317,9 @@ class ProbeConfig:
 def validate(cfg: ProbeConfig) -> None:
     """Raise ``study.ConfigError`` (one line) for the first bad setting."""
     if not cfg.inits:
-        raise study.ConfigError("--inits needs at least one init")
+        raise study.ConfigError(f"{flag('inits')} needs at least one init")
     if not cfg.activations:
-        raise study.ConfigError("--activations needs at least one activation")
+        raise study.ConfigError(f"{flag('activations')} needs at least one activation")
     for spec in cfg.inits:
         try:
             init.parse_spec(spec)
@@ -328,20 +329,20 @@ def validate(cfg: ProbeConfig) -> None:
         if name not in activation_names():
             raise study.ConfigError(f"unknown activation {name!r}; choose from: {', '.join(activation_names())}")
     study.check_bias_init(cfg.bias_init)
-    for flag, value in (("--width", cfg.resolved_width), ("--depth", cfg.depth),
-                        ("--images", cfg.resolved_images), ("--seeds", cfg.seeds)):
+    for name, value in (("width", cfg.resolved_width), ("depth", cfg.depth), ("images", cfg.resolved_images),
+                        ("seeds", cfg.seeds)):
         if value < 1:
-            raise study.ConfigError(f"{flag} must be >= 1, got {value}")
+            raise study.ConfigError(f"{flag(name)} must be >= 1, got {value}")
     study.check_seeds(cfg.seeds, cfg.first_seed, len(cfg.inits) * len(cfg.activations),
                       f"{len(cfg.inits)} inits x {len(cfg.activations)} activations")
     if cfg.dataset not in data_mod.dataset_names():
         raise study.ConfigError(f"unknown dataset {cfg.dataset!r}; choose from: {', '.join(data_mod.dataset_names())}")
     size, n = data_mod.DATASETS.get(cfg.dataset).train_size, cfg.resolved_images
     if n > size:
-        raise study.ConfigError(f"--images {n} is more than the {size:,} training images of {cfg.dataset}")
+        raise study.ConfigError(f"{flag('images', n)} is more than the {size:,} training images of {cfg.dataset}")
     data_dependent = [s for s in cfg.inits if init.parse_spec(s)[0] in init.MODEL_INITIALIZERS]
     if data_dependent and n > size - LSUV_IMAGES:       # probe_batches: its own LSUV_IMAGES others
-        raise study.ConfigError(f"--images {n} leaves fewer than the {LSUV_IMAGES} other images "
+        raise study.ConfigError(f"{flag('images', n)} leaves fewer than the {LSUV_IMAGES} other images "
                                 f"{data_dependent[0]} initializes from (of the {size:,} training images of "
                                 f"{cfg.dataset}): at most {size - LSUV_IMAGES:,}")
     for spec in cfg.inits:
@@ -351,7 +352,7 @@ def validate(cfg: ProbeConfig) -> None:
             try:
                 check(build(cfg, cfg.activations[0]))
             except ValueError as e:
-                raise study.ConfigError(f"--inits {spec}: {e}") from None
+                raise study.ConfigError(f"{flag('inits', spec)}: {e}") from None
 
 
 def build(cfg: ProbeConfig, activation: str, image_shape: Sequence[int] = (1, 28, 28)) -> nn.Module:

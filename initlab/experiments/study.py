@@ -24,7 +24,7 @@ from initlab import (
 )
 from initlab.activations import ACTIVATIONS
 from initlab.init import parametrization as param
-from initlab.options import UsageError
+from initlab.options import UsageError, flag
 
 LAB_INITS = ("zeros", "uniform", "normal", "xavier", "kaiming")
 
@@ -87,10 +87,10 @@ MAX_RUNS = 1_000_000    # runs one command may plan (seeds x inits x ...): each 
 
 
 def check_seeds(seeds: int, first_seed: int, per_seed: int = 1, what: str = "",
-                flag: str = "--seeds", other_runs: int = 0, other_what: str = "other runs") -> None:
+                setting: str = "seeds", other_runs: int = 0, other_what: str = "other runs") -> None:
     """Raise ConfigError (one line) unless the seeds ``first_seed .. first_seed + seeds - 1`` lie in
     [0, SEED_MAX] and the runs they make -- ``seeds`` x ``per_seed`` (``what``: "5 inits") plus
-    ``other_runs`` (``other_what``) -- are at most MAX_RUNS. ``flag`` names the count (``--ablation`` for bonus's).
+    ``other_runs`` (``other_what``) -- are at most MAX_RUNS. ``setting`` names the count (``ablation`` for bonus's).
 
     Example:
         >>> check_seeds(10**12, 0, 5, "5 inits")  # doctest: +ELLIPSIS
@@ -102,15 +102,15 @@ def check_seeds(seeds: int, first_seed: int, per_seed: int = 1, what: str = "",
     if runs > MAX_RUNS:
         count = f"{seeds:,} seeds" + (f" x {what}" if what else "") + \
             (f" + {other_runs:,} {other_what}" if other_runs else "")
-        raise ConfigError(f"{flag} {seeds}: more runs than one command may plan ({count} = {runs:,} runs; "
+        raise ConfigError(f"{flag(setting, seeds)}: more runs than one command may plan ({count} = {runs:,} runs; "
                           f"at most {MAX_RUNS:,})")
     if first_seed < 0:
-        raise ConfigError(f"--first-seed must be >= 0, got {first_seed}")
+        raise ConfigError(f"{flag('first_seed')} must be >= 0, got {first_seed}")
     if first_seed > SEED_MAX:
-        raise ConfigError(f"--first-seed {first_seed}: a seed must be at most 2**63 - 1 = {SEED_MAX} "
+        raise ConfigError(f"{flag('first_seed', first_seed)}: a seed must be at most 2**63 - 1 = {SEED_MAX} "
                           f"(a SQLite INTEGER, torch's manual_seed)")
     if first_seed + seeds - 1 > SEED_MAX:
-        raise ConfigError(f"{flag} {seeds} from --first-seed {first_seed}: the last seed "
+        raise ConfigError(f"{flag(setting, seeds)} from {flag('first_seed', first_seed)}: the last seed "
                           f"{first_seed + seeds - 1} is past 2**63 - 1 = {SEED_MAX} (a SQLite INTEGER, "
                           f"torch's manual_seed)")
 
@@ -131,16 +131,16 @@ def check_bias_init(bias_init: Union[float, str]) -> None:
         try:
             init.bias_distribution(bias_init)
         except ValueError as e:
-            raise ConfigError(f"--bias-init: {e}") from None
+            raise ConfigError(f"{flag('bias_init')}: {e}") from None
     elif not math.isfinite(bias_init):
-        raise ConfigError(f"--bias-init must be a finite number or a distribution, got {bias_init}")
+        raise ConfigError(f"{flag('bias_init')} must be a finite number or a distribution, got {bias_init}")
 
 
 def validate(cfg: StudyConfig) -> None:
     """Raise ConfigError with a one-line message for the first bad setting."""
     t = cfg.train
     if not cfg.inits:
-        raise ConfigError("--inits needs at least one init")
+        raise ConfigError(f"{flag('inits')} needs at least one init")
     for spec in cfg.inits:
         try:
             name, _ = init.parse_spec(spec)
@@ -156,25 +156,26 @@ def validate(cfg: StudyConfig) -> None:
         (cfg.pool in ("avg", "max"), f"unknown pool {cfg.pool!r}; choose from: avg, max"),
         (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:"),
          f"unknown device {cfg.device!r}; choose from: auto, cpu, cuda"),
-        (cfg.seeds >= 1, f"--seeds must be >= 1, got {cfg.seeds}"),
-        (cfg.width is None or cfg.width >= 1, f"--width must be >= 1, got {cfg.width}"),
-        (cfg.depth is None or cfg.depth >= 1, f"--depth must be >= 1, got {cfg.depth}"),
-        (cfg.seeds_per_stack >= 0, f"--seeds-per-stack must be >= 0, got {cfg.seeds_per_stack}"),
-        (cfg.workers >= 0, f"--workers must be >= 0, got {cfg.workers}"),
-        (math.isfinite(t.lr) and t.lr > 0, f"--lr must be > 0, got {t.lr}"),
-        (t.batch_size >= 1, f"--batch-size must be >= 1, got {t.batch_size}"),
-        (t.epochs >= 1, f"--epochs must be >= 1, got {t.epochs}"),
-        (t.train_size is None or t.train_size >= 1, f"--train-size must be >= 1, got {t.train_size}"),
-        (t.record_every >= 1, f"--record-every must be >= 1, got {t.record_every}"),
+        (cfg.seeds >= 1, f"{flag('seeds')} must be >= 1, got {cfg.seeds}"),
+        (cfg.width is None or cfg.width >= 1, f"{flag('width')} must be >= 1, got {cfg.width}"),
+        (cfg.depth is None or cfg.depth >= 1, f"{flag('depth')} must be >= 1, got {cfg.depth}"),
+        (cfg.seeds_per_stack >= 0, f"{flag('seeds_per_stack')} must be >= 0, got {cfg.seeds_per_stack}"),
+        (cfg.workers >= 0, f"{flag('workers')} must be >= 0, got {cfg.workers}"),
+        (math.isfinite(t.lr) and t.lr > 0, f"{flag('lr')} must be > 0, got {t.lr}"),
+        (t.batch_size >= 1, f"{flag('batch_size')} must be >= 1, got {t.batch_size}"),
+        (t.epochs >= 1, f"{flag('epochs')} must be >= 1, got {t.epochs}"),
+        (t.train_size is None or t.train_size >= 1, f"{flag('train_size')} must be >= 1, got {t.train_size}"),
+        (t.record_every >= 1, f"{flag('record_every')} must be >= 1, got {t.record_every}"),
         # the first and the last step; the engine's 0 (every hist_every steps) has no flag to set that
         # interval, so a 0 here would silently mean "every 300 steps"
-        (t.hist_moments >= 2, f"--hist-moments must be >= 2 (the first and the last step), got {t.hist_moments}"),
+        (t.hist_moments >= 2,
+         f"{flag('hist_moments')} must be >= 2 (the first and the last step), got {t.hist_moments}"),
         (t.optimizer in engine.OPTIMIZERS,
          f"unknown optimizer {t.optimizer!r}; choose from: {', '.join(engine.OPTIMIZERS)}"),
         (t.schedule in engine.SCHEDULES,
          f"unknown schedule {t.schedule!r}; choose from: {', '.join(engine.SCHEDULES)}"),
-        (0 <= t.label_smoothing < 1, f"--label-smoothing must be in [0, 1), got {t.label_smoothing}"),
-        (t.weight_decay >= 0, f"--weight-decay must be >= 0, got {t.weight_decay}"),
+        (0 <= t.label_smoothing < 1, f"{flag('label_smoothing')} must be in [0, 1), got {t.label_smoothing}"),
+        (t.weight_decay >= 0, f"{flag('weight_decay')} must be >= 0, got {t.weight_decay}"),
     ]
     for ok, message in checks:
         if not ok:
@@ -188,28 +189,28 @@ def validate(cfg: StudyConfig) -> None:
         with torch.device("meta"):       # the constructor's own checks, without allocating weights
             models.build(name, **model_options(cfg))
     except ValueError as e:
-        raise ConfigError(f"--model {cfg.model}: {e}") from None
+        raise ConfigError(f"{flag('model', cfg.model)}: {e}") from None
     shape = image_shape(cfg.dataset)
     if shape != LENET_INPUT and name == "lenet5":
-        raise ConfigError(f"--model lenet5 takes 1x28x28 images; {cfg.dataset} is {'x'.join(map(str, shape))}: "
-                          f"use --model three_layer_convnet, two_layer_fc or mlp")
+        raise ConfigError(f"{flag('model')} lenet5 takes 1x28x28 images; {cfg.dataset} is {'x'.join(map(str, shape))}: "
+                          f"use {flag('model')} three_layer_convnet, two_layer_fc or mlp")
     size = data_mod.DATASETS.get(cfg.dataset).train_size if cfg.dataset in data_mod.DATASETS else None
     if t.train_size is not None and size is not None and t.train_size > size:
-        raise ConfigError(f"--train-size {t.train_size} is more than the {size:,} training images of "
+        raise ConfigError(f"{flag('train_size', t.train_size)} is more than the {size:,} training images of "
                           f"{cfg.dataset}")
     n_images = train_images(cfg.dataset, t.train_size, cfg.validation)
     if n_images is not None and t.batch_size > n_images:
-        raise ConfigError(f"--batch-size {t.batch_size} is more than the {n_images:,} training images "
-                          + (f"of --train-size {t.train_size}" if t.train_size is not None and
+        raise ConfigError(f"{flag('batch_size', t.batch_size)} is more than the {n_images:,} training images "
+                          + (f"of {flag('train_size', t.train_size)}" if t.train_size is not None and
                              t.train_size <= n_images else f"of {cfg.dataset}"
                              + (" less the validation split" if cfg.validation else ""))
                           + f": at most {n_images:,}")
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("--device cuda asked for, but torch sees no CUDA device; use --device cpu")
+        raise ConfigError(f"{flag('device')} cuda asked for, but torch sees no CUDA device; use {flag('device')} cpu")
     try:
         parametrization_table(cfg)
     except ValueError as e:
-        raise ConfigError(f"--parametrization {cfg.parametrization}: {e}") from None
+        raise ConfigError(f"{flag('parametrization', cfg.parametrization)}: {e}") from None
     _check_model_inits(cfg)
 
 
@@ -307,7 +308,7 @@ def _check_model_inits(cfg: StudyConfig) -> None:
             try:
                 check(models.build(model_spec(cfg)[0], **model_options(cfg)))
             except ValueError as e:
-                raise ConfigError(f"--inits {spec}: {e}") from None
+                raise ConfigError(f"{flag('inits', spec)}: {e}") from None
 
 
 LENET_INPUT = (1, 28, 28)   # (C, H, W) of LeNet-5's images, and every model's default
@@ -329,12 +330,11 @@ def model_spec(cfg: StudyConfig) -> Tuple[str, Dict]:
     for key, value in flags.items():
         if value is None:
             continue
-        flag = "--" + key.replace("_", "-")
         if key not in valid:
-            raise ValueError(f"{flag} does not apply: {name} has no {key} (its settings: "
+            raise ValueError(f"{flag(key)} does not apply: {name} has no {key} (its settings: "
                              f"{', '.join(valid) or 'none'})")
         if options.setdefault(key, value) != value:
-            raise ValueError(f"{key} given twice: {options[key]} in --model, {value} by {flag}")
+            raise ValueError(f"{key} given twice: {options[key]} in {flag('model')}, {value} by {flag(key)}")
     return name, options
 
 

@@ -50,7 +50,7 @@ from initlab.activations import ACTIVATIONS
 from initlab.engine import TrainConfig
 from initlab.experiments.study import check_seeds, init_generator, resolve_device, steps_to
 from initlab.models import weight_layers
-from initlab.options import UsageError
+from initlab.options import UsageError, flag
 
 MODES = ("finetune", "freeze", "reinit_head")
 SCRATCH_INITS = ("kaiming", "xavier")
@@ -112,18 +112,18 @@ def validate(cfg: TransferConfig) -> None:
          f"unknown activation {cfg.activation!r}; choose from: {', '.join(ACTIVATIONS.names())}"),
         (all(m in MODES for m in cfg.modes),
          f"unknown mode in {' '.join(cfg.modes)}; choose from: {', '.join(MODES)}"),
-        (bool(cfg.modes or cfg.inits), "nothing to compare: give --modes and/or --inits"),
+        (bool(cfg.modes or cfg.inits), f"nothing to compare: give {flag('modes')} and/or {flag('inits')}"),
         (bool(cfg.target_sizes) and all(n >= 1 for n in cfg.target_sizes),
-         f"--target-sizes must be >= 1, got {cfg.target_sizes}"),
-        (cfg.seeds >= 1, f"--seeds must be >= 1, got {cfg.seeds}"),
-        (cfg.pretrain_epochs >= 1, f"--pretrain-epochs must be >= 1, got {cfg.pretrain_epochs}"),
+         f"{flag('target_sizes')} must be >= 1, got {cfg.target_sizes}"),
+        (cfg.seeds >= 1, f"{flag('seeds')} must be >= 1, got {cfg.seeds}"),
+        (cfg.pretrain_epochs >= 1, f"{flag('pretrain_epochs')} must be >= 1, got {cfg.pretrain_epochs}"),
         (cfg.pretrain_size is None or cfg.pretrain_size >= 1,
-         f"--pretrain-size must be >= 1, got {cfg.pretrain_size}"),
-        (cfg.target_epochs >= 1, f"--target-epochs must be >= 1, got {cfg.target_epochs}"),
-        (cfg.min_steps >= 0, f"--min-steps must be >= 0, got {cfg.min_steps}"),
-        (math.isfinite(t.lr) and t.lr > 0, f"--lr must be > 0, got {t.lr}"),
-        (t.batch_size >= 1, f"--batch-size must be >= 1, got {t.batch_size}"),
-        (t.record_every >= 1, f"--record-every must be >= 1, got {t.record_every}"),
+         f"{flag('pretrain_size')} must be >= 1, got {cfg.pretrain_size}"),
+        (cfg.target_epochs >= 1, f"{flag('target_epochs')} must be >= 1, got {cfg.target_epochs}"),
+        (cfg.min_steps >= 0, f"{flag('min_steps')} must be >= 0, got {cfg.min_steps}"),
+        (math.isfinite(t.lr) and t.lr > 0, f"{flag('lr')} must be > 0, got {t.lr}"),
+        (t.batch_size >= 1, f"{flag('batch_size')} must be >= 1, got {t.batch_size}"),
+        (t.record_every >= 1, f"{flag('record_every')} must be >= 1, got {t.record_every}"),
         ("freeze" not in cfg.modes or t.weight_decay == 0,
          "freeze needs weight decay 0 (decay would move the frozen layers)"),
         (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:"),
@@ -138,14 +138,14 @@ def validate(cfg: TransferConfig) -> None:
     n_train = data_mod.DATASETS.get(cfg.target).train_size      # known from the registry, unloaded
     for n in cfg.target_sizes:
         if n > n_train:
-            raise TransferError(f"--target-sizes {n} exceeds the {n_train:,} training images of {cfg.target}")
+            raise TransferError(f"{flag('target_sizes', n)} exceeds the {n_train:,} training images of {cfg.target}")
     smallest = min(cfg.target_sizes)
     if t.batch_size > smallest:
-        raise TransferError(f"--batch-size {t.batch_size} is more than the {smallest:,} training images of "
-                            f"--target-sizes {smallest}: at most {smallest:,}")
+        raise TransferError(f"{flag('batch_size', t.batch_size)} is more than the {smallest:,} training images of "
+                            f"{flag('target_sizes', smallest)}: at most {smallest:,}")
     if cfg.pretrain_size is not None and not cfg.from_checkpoint and t.batch_size > cfg.pretrain_size:
-        raise TransferError(f"--batch-size {t.batch_size} is more than the {cfg.pretrain_size:,} training "
-                            f"images of --pretrain-size {cfg.pretrain_size}: at most {cfg.pretrain_size:,}")
+        raise TransferError(f"{flag('batch_size', t.batch_size)} is more than the {cfg.pretrain_size:,} training "
+                            f"images of {flag('pretrain_size', cfg.pretrain_size)}: at most {cfg.pretrain_size:,}")
     for spec in [cfg.pretrain_init, *cfg.inits]:
         try:
             name, _ = init.parse_spec(spec)
@@ -154,9 +154,9 @@ def validate(cfg: TransferConfig) -> None:
             raise TransferError(str(e)) from None
     if "freeze" in cfg.modes and not conv_layers(models.build(cfg.model, **cfg.model_options())):
         raise TransferError(f"freeze freezes the convolutions, and {cfg.model} has none; "
-                            f"use --modes finetune reinit_head")
+                            f"use {flag('modes')} finetune reinit_head")
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
-        raise TransferError("--device cuda asked for, but torch sees no CUDA device; use --device cpu")
+        raise TransferError(f"{flag('device')} cuda asked for, but torch sees no CUDA device; use {flag('device')} cpu")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -215,7 +215,7 @@ def load_checkpoint(path, model_name: str, model_options: Dict) -> Tuple[Dict, D
         raise TransferError(f"checkpoint {path} is not an initlab checkpoint (needs {', '.join(need)})")
     if ck["model"] != model_name:
         raise TransferError(f"checkpoint {path} holds a {ck['model']!r} model, but this run's model is "
-                            f"{model_name!r} (--model)")
+                            f"{model_name!r} ({flag('model')})")
     theirs = ck.get("model_options") or {}
     for key in sorted(set(theirs) | set(model_options)):
         if key in theirs and key in model_options and theirs[key] != model_options[key]:
@@ -344,7 +344,7 @@ def run_transfer(cfg: TransferConfig, out: Optional[Path] = None, progress: bool
                             f"{tuple(tgt.train_images.shape[1:])} ({' '.join(str(e).split())[:120]})") from None
     for n in cfg.target_sizes:
         if n > n_train:
-            raise TransferError(f"--target-sizes {n} exceeds the {n_train:,} training images of {cfg.target}")
+            raise TransferError(f"{flag('target_sizes', n)} exceeds the {n_train:,} training images of {cfg.target}")
     plan = []
     for n in cfg.target_sizes:
         epochs = epochs_for(n, cfg.train.batch_size, cfg.min_steps, cfg.target_epochs)

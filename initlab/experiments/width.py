@@ -27,6 +27,7 @@ import torch
 from initlab import engine, files
 from initlab.experiments import study
 from initlab.experiments.protocol import Experiment
+from initlab.options import flag
 
 WIDTHS = (64, 256, 1024)
 LOG2_LRS = (-13, -12, -11, -10, -9, -8, -7, -6)
@@ -65,17 +66,17 @@ def spec(name: str, cfg: WidthConfig) -> str:
 def validate(cfg: WidthConfig) -> None:
     """Raise ConfigError (one line) for the first bad setting, before any work."""
     checks = [
-        (bool(cfg.widths) and all(1 <= w <= 16384 for w in cfg.widths), "--widths must be in 1..16384"),
-        (bool(cfg.log2_lrs) and all(-30 <= k <= 2 for k in cfg.log2_lrs), "--log2-lrs must be in -30..2"),
+        (bool(cfg.widths) and all(1 <= w <= 16384 for w in cfg.widths), f"{flag('widths')} must be in 1..16384"),
+        (bool(cfg.log2_lrs) and all(-30 <= k <= 2 for k in cfg.log2_lrs), f"{flag('log2_lrs')} must be in -30..2"),
         (bool(cfg.parametrizations) and all(p in PARAMETRIZATIONS for p in cfg.parametrizations),
-         f"--parametrizations: choose from {', '.join(PARAMETRIZATIONS)}"),
-        (1 <= cfg.base_width <= 16384, "--base-width must be in 1..16384"),
-        (1 <= cfg.depth <= 100, "--depth must be in 1..100"),
+         f"{flag('parametrizations')}: choose from {', '.join(PARAMETRIZATIONS)}"),
+        (1 <= cfg.base_width <= 16384, f"{flag('base_width')} must be in 1..16384"),
+        (1 <= cfg.depth <= 100, f"{flag('depth')} must be in 1..100"),
         (cfg.steps >= RECORD_EVERY and cfg.steps % RECORD_EVERY == 0,
-         f"--steps must be a multiple of {RECORD_EVERY} (the training loss is the mean of the last "
+         f"{flag('steps')} must be a multiple of {RECORD_EVERY} (the training loss is the mean of the last "
          f"{RECORD_EVERY} steps)"),
         (0 <= cfg.coord_steps <= 100 and -30 <= cfg.coord_log2_lr <= 2,
-         "--coord-steps must be in 0..100 and --coord-log2-lr in -30..2"),
+         f"{flag('coord_steps')} must be in 0..100 and {flag('coord_log2_lr')} in -30..2"),
     ]
     for ok, message in checks:
         if not ok:

@@ -42,6 +42,7 @@ from torch import Tensor, nn
 
 from initlab.init.schemes import xavier
 from initlab.init.spec import COUNT, MODEL_INITIALIZERS, POSITIVE, init_layers, limits
+from initlab.options import flag
 
 # Hinton (2010), "A practical guide to training RBMs" — the defaults below, with the section they come from.
 INIT_STD = 0.01        # sec. 8: W ~ N(0, 0.01^2)
@@ -149,7 +150,7 @@ def check_model(model: nn.Module) -> None:
     for (name, m), (_, prev) in zip(layers, [(None, None)] + layers[:-1]):
         if not isinstance(m, nn.Linear):
             raise ValueError(f"dbn pre-trains fully connected layers only; layer {name!r} is a "
-                             f"{type(m).__name__} (use --model mlp)")
+                             f"{type(m).__name__} (use {flag('model')} mlp)")
         if prev is not None and m.in_features != prev.out_features:
             raise ValueError(f"dbn needs a chain of layers; {name!r} takes {m.in_features} inputs "
                              f"but the layer before gives {prev.out_features}")
@@ -221,7 +222,7 @@ def dbn(
         raise ValueError(f"dbn: data has {x.shape[1]} features per image, layer {hidden[0][0]!r} "
                          f"takes {hidden[0][1].in_features}")
     if float(x.min()) < 0.0 or float(x.max()) > 1.0:
-        raise ValueError("dbn needs inputs in [0, 1] (Bernoulli visible units); train without --normalize")
+        raise ValueError(f"dbn needs inputs in [0, 1] (Bernoulli visible units); train without {flag('normalize')}")
     t0 = time.perf_counter()
     rbms, infos = pretrain_stack(x, [m.out_features for _, m in hidden], generator=generator,
                                  epochs=epochs, batch_size=batch_size, lr=lr)

@@ -21,7 +21,7 @@ from initlab import files
 from initlab.engine.pool import cores
 from initlab.experiments import study, study_tables
 from initlab.experiments.catalog import EXPERIMENTS
-from initlab.options import UsageError
+from initlab.options import UsageError, flag
 from initlab.runs import backends
 from initlab.runs import store as st
 from initlab.runs.cells import cells_of
@@ -142,12 +142,12 @@ def resume_cells(store: st.Store, cells: List[dict], old_config: Optional[dict],
     changes = changed_settings(old_config or {}, new_config) or [f"{len(new - old)} other runs"]
     what = ", ".join(changes[:6]) + (" ..." if len(changes) > 6 else "")
     if not extend:
-        raise UsageError(f"--resume with settings other than {store.out}'s plan ({what}); drop them to "
-                         f"continue the plan, add --extend to train the new runs beside the stored ones, "
-                         f"or use another --out")
+        raise UsageError(f"{flag('resume')} with settings other than {store.out}'s plan ({what}); drop them to "
+                         f"continue the plan, add {flag('extend', True)} to train the new runs beside the stored ones, "
+                         f"or use another {flag('out')}")
     if not union and not old <= new:
-        raise UsageError(f"--extend adds runs, but these settings ({what}) would leave {len(old - new)} "
-                         f"stored runs out of the {name}'s tables; use another --out")
+        raise UsageError(f"{flag('extend')} adds runs, but these settings ({what}) would leave {len(old - new)} "
+                         f"stored runs out of the {name}'s tables; use another {flag('out')}")
     kept = [{**r, "config": st.canonical_json(r["config"])} for r in stored if r["hash"] not in new]
     return kept + cells
 
@@ -204,7 +204,7 @@ def run_experiment(name: str, cfg, out: Path, execution: Execution, resume: bool
     options = {"data_dir": first.data_dir, "device": first.device, "seeds_per_stack": first.seeds_per_stack}
     with st.Store(out) as store:
         if store.meta("plan", {}).get("kind") not in (None, name):
-            raise UsageError(f"--out {out} holds a {store.meta('plan')['kind']}, not a {name}")
+            raise UsageError(f"{flag('out', out)} holds a {store.meta('plan')['kind']}, not a {name}")
         if resume:
             cells = resume_cells(store, cells, store.meta("plan", {}).get("config"), exp.to_dict(cfg),
                                  execution.extend, name, union=False)
@@ -271,7 +271,7 @@ def stored_config(out: Path, name: str) -> Optional[dict]:
     if not plan:
         return None
     if plan.get("kind") != name:
-        raise UsageError(f"--out {out} holds a {plan.get('kind')}; resume it with initlab "
-                         f"{plan.get('kind')} --resume")
+        raise UsageError(f"{flag('out', out)} holds a {plan.get('kind')}; resume it as a {plan.get('kind')} "
+                         f"({flag('resume', True)})")
     return plan["config"]
 

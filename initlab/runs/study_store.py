@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Dict, Sequence
 
 from initlab import data
-from initlab.options import UsageError
+from initlab.options import UsageError, flag
 from initlab.runs import backends
 from initlab.runs import store as st
 
@@ -33,8 +33,8 @@ def open_out(out: Path, resume: bool, force: bool) -> None:
                                           # re-run after a kill at any moment finishes the work)
     if st.exists(out) or (out / "runs.csv").exists():
         if not force:
-            raise UsageError(f"--out {out} already holds runs; pass --resume to continue them or "
-                             f"--force to start over")
+            raise UsageError(f"{flag('out', out)} already holds runs; pass {flag('resume', True)} to continue them or "
+                             f"{flag('force', True)} to start over")
         for name in (st.STORE_NAME, st.STORE_NAME + "-wal", st.STORE_NAME + "-shm"):
             (out / name).unlink(missing_ok=True)
         for name in (st.RECORDS_DIR, "tb", "groups"):
