@@ -19,8 +19,10 @@ import multiprocessing as mp
 import os
 import statistics
 import zlib
+from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from initlab import forking
 from initlab.files import atomic_write_text
@@ -54,6 +56,132 @@ def std(xs: Sequence) -> float:
 def pct(x: Optional[float], digits: int = 2) -> str:
     """A fraction as a percentage, ``n/a`` for a missing value."""
     return "n/a" if x is None or math.isnan(x) else f"{100 * x:.{digits}f} %"
+
+
+def count(n: int, word: str) -> str:
+    """``count(1, "seed")`` -> '1 seed', ``count(3, "seed")`` -> '3 seeds'."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+# One NaN policy for every report: a run whose value is missing, NaN or infinite, or whose row says
+# ``diverged``, has no value. It is left out of every mean, std, min, max and band -- never counted as
+# 0 -- and the text says how many runs that was: a cell reads '97.50 ± 0.71 (1/3 diverged)', or
+# 'diverged' when no run of it has a value.
+
+@dataclass(frozen=True)
+class Seeds:
+    """One measurement over seeds: ``values`` of the runs that have one, and how many runs diverged."""
+    values: Tuple[float, ...]
+    diverged: int = 0
+
+    @property
+    def runs(self) -> int:
+        return len(self.values) + self.diverged
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.values) if self.values else math.nan
+
+    @property
+    def std(self) -> float:
+        """Sample standard deviation (n - 1); 0 for one value, NaN for none."""
+        return statistics.stdev(self.values) if len(self.values) > 1 else 0.0 if self.values else math.nan
+
+    @property
+    def lo(self) -> float:
+        return min(self.values, default=math.nan)
+
+    @property
+    def hi(self) -> float:
+        return max(self.values, default=math.nan)
+
+
+def _has_value(v, flagged=False) -> bool:
+    return not flagged and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def over_seeds(values: Sequence[Optional[float]], diverged: Optional[Sequence] = None) -> Seeds:
+    """:class:`Seeds` from one value per run (None/NaN/inf: the run diverged) and, optionally, each
+    run's ``diverged`` flag (a flagged run's value, e.g. the accuracy of its NaN weights, is dropped).
+
+        >>> s = over_seeds([0.9, 0.92, float("nan")])
+        >>> (round(s.mean, 3), s.runs, s.diverged)
+        (0.91, 3, 1)
+    """
+    flags = list(diverged) if diverged is not None else [False] * len(values)
+    kept = tuple(float(v) for v, d in zip(values, flags) if _has_value(v, bool(d)))
+    return Seeds(kept, len(values) - len(kept))
+
+
+def mean_std(seeds, *, scale: float = 100.0, digits: int = 2, unit: str = "",
+             nc_below: Optional[float] = None) -> str:
+    """The one cell format for a value over seeds (``seeds``: :class:`Seeds` or a list of values):
+    ``mean{unit} ± std``, scaled by ``scale`` (100: a fraction as a percentage) to ``digits`` places.
+    One value has no spread: '97.00 % (1 seed)'. Runs without a value are counted, not averaged:
+    '(1/3 diverged)', and 'diverged' when none has one. With ``nc_below``, a mean under it reads 'n/c'
+    (not converged) and a mean above it notes the seeds under it: '(1/3 n/c)'. No run: ''.
+
+        >>> mean_std([0.9, 0.92], scale=1, digits=3)
+        '0.910 ± 0.014'
+        >>> mean_std([0.97, None], unit=" %")
+        '97.00 % (1 seed, 1/2 diverged)'
+    """
+    s = seeds if isinstance(seeds, Seeds) else over_seeds(seeds)
+    if not s.runs:
+        return ""
+    if not s.values:
+        return "diverged"
+    notes = []
+    if nc_below is not None and s.mean < nc_below:
+        text = "n/c"
+    else:
+        text = f"{scale * s.mean:.{digits}f}{unit}"
+        if len(s.values) > 1:
+            text += f" ± {scale * s.std:.{digits}f}"
+        else:
+            notes.append("1 seed")
+        below = sum(v < nc_below for v in s.values) if nc_below is not None else 0
+        if below:
+            notes.append(f"{below}/{s.runs} n/c")
+    if s.diverged:
+        notes.append(f"{s.diverged}/{s.runs} diverged")
+    return text + (f" ({', '.join(notes)})" if notes else "")
+
+
+@dataclass(frozen=True)
+class Band:
+    """A curve over seeds: at each ``x`` the ``mean`` of the runs' values, their ``lo``..``hi`` (min-max)
+    and how many runs (``n``) had one there."""
+    x: List
+    mean: List[float]
+    lo: List[float]
+    hi: List[float]
+    n: List[int]
+
+
+def band(rows: Iterable[dict], x: str, y: str, geometric: bool = False) -> Band:
+    """The one per-x mean and min-max band of column ``y`` over runs (rows of a tidy table), x sorted.
+    The NaN policy above: values that are None/NaN/inf, and rows marked ``diverged``, are left out; an
+    x with no value left is left out. ``geometric``: the geometric mean, of the values > 0 only (for
+    log axes; a 0 cannot be drawn there)."""
+    per_x: Dict = defaultdict(list)
+    for r in rows:
+        v = r.get(y)
+        if _has_value(v, bool(r.get("diverged"))) and (v > 0 or not geometric):
+            per_x[r[x]].append(float(v))
+    xs = sorted(per_x)
+    centre = (lambda vs: math.exp(statistics.fmean(math.log(v) for v in vs))) if geometric else statistics.fmean
+    return Band(xs, [centre(per_x[k]) for k in xs], [min(per_x[k]) for k in xs],
+                [max(per_x[k]) for k in xs], [len(per_x[k]) for k in xs])
+
+
+def bands(rows: Iterable[dict], by: str, x: str, y: str, geometric: bool = False) -> Dict[str, Band]:
+    """{value of column ``by``: :func:`band` of its rows}, in first-seen order, empty bands left out."""
+    groups: Dict[str, List[dict]] = defaultdict(list)
+    for r in rows:
+        groups[r[by]].append(r)
+    out = {k: band(rs, x, y, geometric) for k, rs in groups.items()}
+    return {k: b for k, b in out.items() if b.x}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -107,6 +235,45 @@ EXTRA = ["#7b4173", "#5254a3", "#8ca252", "#bd9e39", "#ad494a", "#a55194", "#6b6
 def _import_plotting() -> None:
     import matplotlib.backends.backend_agg  # noqa: F401  (what Figure.savefig draws with)
     import matplotlib.figure  # noqa: F401
+
+
+DPI = 100           # every report figure's resolution, unless a figure says why not
+
+
+def figure(rows: int = 1, cols: int = 1, width: float = 6.4, height: float = 4.2, *,
+           margins: Optional[Dict[str, float]] = None, rect: Optional[Tuple[float, ...]] = None, **kw):
+    """(Figure, axes[rows][cols]): every report's figure, a matplotlib Figure without pyplot (its import
+    and figure manager cost ~0.3 s; nothing to close). ``margins``: fixed, in inches (``left``, ``right``,
+    ``bottom``, ``top``, ``wgap``, ``hgap``), for big grids -- ``tight_layout`` measures every tick label
+    of every panel (1.5 s of a 2 s study report on its 5 x 5 weight grid); without, matplotlib's tight
+    layout places the panels in ``rect`` (figure fraction) when the figure is saved. ``kw``: to
+    ``Figure.subplots`` (``sharey=True``)."""
+    from matplotlib.figure import Figure
+    from matplotlib.layout_engine import TightLayoutEngine
+
+    if margins is None:
+        fig = Figure(figsize=(width, height), layout=TightLayoutEngine(rect=rect or (0, 0, 1, 1)))
+        return fig, fig.subplots(rows, cols, squeeze=False, **kw)
+    m = {"left": 0.75, "right": 0.2, "bottom": 0.6, "top": 0.45, "wgap": 0.7, "hgap": 0.5, **margins}
+    fig = Figure(figsize=(width, height))
+    axes = fig.subplots(rows, cols, squeeze=False, **kw)
+    aw = (width - m["left"] - m["right"] - m["wgap"] * (cols - 1)) / cols
+    ah = (height - m["bottom"] - m["top"] - m["hgap"] * (rows - 1)) / rows
+    fig.subplots_adjust(left=m["left"] / width, right=1 - m["right"] / width, bottom=m["bottom"] / height,
+                        top=1 - m["top"] / height, wspace=m["wgap"] / aw, hspace=m["hgap"] / ah)
+    return fig, axes
+
+
+def save(fig, path: Path, dpi: int = DPI) -> Path:
+    """Draw ``fig`` into the PNG ``path``; returns ``path``."""
+    fig.savefig(path, dpi=dpi)
+    return Path(path)
+
+
+def grids(axes, **kw) -> None:
+    """The lab's light grid on every panel of ``axes`` (a grid of axes, a list or one)."""
+    for ax in getattr(axes, "flat", axes if isinstance(axes, (list, tuple)) else [axes]):
+        ax.grid(alpha=0.3, **kw)
 
 
 DRAW_TIMEOUT = 120.0    # s a forked plot child may take before its job is drawn here instead

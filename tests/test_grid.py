@@ -22,9 +22,10 @@ def test_converged_threshold_is_20_percent():
     ([0.98, 0.982, 0.978], "98.00 ± 0.20"),
     ([0.1135, 0.1135, 0.098], "n/c"),                 # all-zero weights: the majority class
     ([0.15, 0.25, 0.26], "22.00 ± 6.08 (1/3 n/c)"),   # one seed failed, the mean did not
-    ([0.98, math.nan, 0.97], "65.00 ± 56.29 (1/3 n/c)"),   # a diverged seed counts as 0 and as n/c
+    ([0.98, math.nan, 0.97], "97.50 ± 0.71 (1/3 diverged)"),   # a diverged seed is counted, not averaged
+    ([math.nan, math.nan], "diverged"),
     ([0.5, 0.05, 0.02], "n/c"),                       # mean 19 %
-    ([0.97], "97.00"),                                # one seed: no spread to show
+    ([0.97], "97.00 (1 seed)"),                       # one seed: no spread to show
     ([], ""),
 ])
 def test_cell(accs, expected):
