@@ -1,6 +1,11 @@
 """The document layer: a report built once as blocks, written as ``report.md`` and a self-contained
 ``report.html``; tables for markdown, HTML and the terminal; number formats; one colour per name.
 
+Every report shares one number format for a value over seeds (:func:`mean_std`: '97.50 ± 0.71',
+'97.00 % (1 seed)', 'n/c', '(1/3 diverged)'), one band over seeds for its curves (:func:`band`), one
+NaN policy for both (a diverged run is counted and said, never averaged as 0) and one figure
+(:func:`figure`, :func:`save`, :func:`grids`).
+
 An experiment's report is a function that reads its result folder and fills a :class:`Document`::
 
     doc = Document("initlab probe", settings_line("20 layers of 256 units", meta))
@@ -70,34 +75,25 @@ def count(n: int, word: str) -> str:
 
 @dataclass(frozen=True)
 class Seeds:
-    """One measurement over seeds: ``values`` of the runs that have one, and how many runs diverged."""
-    values: Tuple[float, ...]
+    """One measurement over the seeds of one setting: ``n`` runs with a value, their ``mean``, ``std``
+    (n - 1; 0 for one value), ``lo``..``hi``, and the ``diverged`` runs without one. ``values``: the
+    values themselves, where known (a table that stored only the statistics gives none)."""
+    n: int
+    mean: float
+    std: float
+    lo: float
+    hi: float
     diverged: int = 0
+    values: Tuple[float, ...] = ()
 
     @property
     def runs(self) -> int:
-        return len(self.values) + self.diverged
-
-    @property
-    def mean(self) -> float:
-        return statistics.fmean(self.values) if self.values else math.nan
-
-    @property
-    def std(self) -> float:
-        """Sample standard deviation (n - 1); 0 for one value, NaN for none."""
-        return statistics.stdev(self.values) if len(self.values) > 1 else 0.0 if self.values else math.nan
-
-    @property
-    def lo(self) -> float:
-        return min(self.values, default=math.nan)
-
-    @property
-    def hi(self) -> float:
-        return max(self.values, default=math.nan)
+        return self.n + self.diverged
 
 
-def _has_value(v, flagged=False) -> bool:
-    return not flagged and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+def has_value(v, diverged=False) -> bool:
+    """The NaN policy's test: ``v`` is a finite number of a run not flagged ``diverged``."""
+    return not diverged and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def over_seeds(values: Sequence[Optional[float]], diverged: Optional[Sequence] = None) -> Seeds:
@@ -109,8 +105,11 @@ def over_seeds(values: Sequence[Optional[float]], diverged: Optional[Sequence] =
         (0.91, 3, 1)
     """
     flags = list(diverged) if diverged is not None else [False] * len(values)
-    kept = tuple(float(v) for v, d in zip(values, flags) if _has_value(v, bool(d)))
-    return Seeds(kept, len(values) - len(kept))
+    kept = tuple(float(v) for v, d in zip(values, flags) if has_value(v, bool(d)))
+    if not kept:
+        return Seeds(0, math.nan, math.nan, math.nan, math.nan, len(values))
+    return Seeds(len(kept), statistics.fmean(kept), statistics.stdev(kept) if len(kept) > 1 else 0.0,
+                 min(kept), max(kept), len(values) - len(kept), kept)
 
 
 def mean_std(seeds, *, scale: float = 100.0, digits: int = 2, unit: str = "",
@@ -129,14 +128,14 @@ def mean_std(seeds, *, scale: float = 100.0, digits: int = 2, unit: str = "",
     s = seeds if isinstance(seeds, Seeds) else over_seeds(seeds)
     if not s.runs:
         return ""
-    if not s.values:
+    if not s.n:
         return "diverged"
     notes = []
     if nc_below is not None and s.mean < nc_below:
         text = "n/c"
     else:
         text = f"{scale * s.mean:.{digits}f}{unit}"
-        if len(s.values) > 1:
+        if s.n > 1:
             text += f" ± {scale * s.std:.{digits}f}"
         else:
             notes.append("1 seed")
@@ -167,7 +166,7 @@ def band(rows: Iterable[dict], x: str, y: str, geometric: bool = False) -> Band:
     per_x: Dict = defaultdict(list)
     for r in rows:
         v = r.get(y)
-        if _has_value(v, bool(r.get("diverged"))) and (v > 0 or not geometric):
+        if has_value(v, bool(r.get("diverged"))) and (v > 0 or not geometric):
             per_x[r[x]].append(float(v))
     xs = sorted(per_x)
     centre = (lambda vs: math.exp(statistics.fmean(math.log(v) for v in vs))) if geometric else statistics.fmean

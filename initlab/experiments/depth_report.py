@@ -46,7 +46,7 @@ def trains(s: Optional[Seeds], threshold: float = REACH) -> bool:
 
 def _mean(s: Optional[Seeds]) -> float:
     """The mean for ranking: -1 where no seed has a value."""
-    return s.mean if s is not None and s.values else -1.0
+    return s.mean if s is not None and s.n else -1.0
 
 
 def depth_table(runs: Sequence[dict], inits: Sequence[str], depths: Sequence[int],
@@ -170,13 +170,13 @@ def _sentence(text: str) -> str:
 
 def _lead(acc, lr: float, inits: Sequence[str], best: str, depth: int) -> str:
     """How far ``best`` is ahead of the runner-up at ``depth``, and whether beyond the seed spread."""
-    others = [i for i in inits if i != best and (lr, i, depth) in acc and acc[(lr, i, depth)].values]
-    if not others or (lr, best, depth) not in acc or not acc[(lr, best, depth)].values:
+    others = [i for i in inits if i != best and (lr, i, depth) in acc and acc[(lr, i, depth)].n]
+    if not others or (lr, best, depth) not in acc or not acc[(lr, best, depth)].n:
         return ""
     second = max(others, key=lambda i: acc[(lr, i, depth)].mean)
     a, b = acc[(lr, best, depth)], acc[(lr, second, depth)]
     gap = 100 * (a.mean - b.mean)
-    if min(len(a.values), len(b.values)) < 2:
+    if min(a.n, b.n) < 2:
         return f"{gap:.2f} points ahead of {second} at {depth} layers (1 seed: no spread)"
     beyond = gap > 100 * max(a.std, b.std)
     return (f"{gap:.2f} points ahead of {second} at {depth} layers, "
@@ -192,14 +192,16 @@ def plot_depth(runs: Sequence[dict], cfg: dict, path: Path) -> Path:
     for ax, lr in zip(axes[0], lrs):
         here = [r for r in runs if r["lr"] == lr]
         acc = bands(here, "init", "depth", "test_acc")
+        marked = False
         for i in inits:
             if i in acc:
                 ax.plot(acc[i].x, acc[i].mean, "o-", color=colors[i], label=i, lw=1.6)
                 ax.fill_between(acc[i].x, acc[i].lo, acc[i].hi, color=colors[i], alpha=0.15, lw=0)
             gone = sorted({r["depth"] for r in here if r["init"] == i} - set(acc[i].x if i in acc else []))
             if gone:
-                ax.plot(gone, [0.0] * len(gone), "x", color=colors[i], ms=8, mew=2,
-                        label=None if i in acc else f"{i} (diverged)")
+                ax.plot(gone, [0.0] * len(gone), "x", color=colors[i], ms=8, mew=2, clip_on=False,
+                        label=None if marked else "x: every seed diverged")
+                marked = True
         ax.axhline(REACH, color="0.5", ls=":", lw=1)
         ax.set(title=f"lr {lr:g}", xlabel="hidden layers", ylabel="final test accuracy", ylim=(0, 1))
     grids(axes)

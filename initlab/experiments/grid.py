@@ -75,7 +75,7 @@ def observations(rows: List[dict], inits: Sequence[str], activations: Sequence[s
             rs = [r for r in rows if r["init"] == i and r["activation"] == a]
             if rs:
                 seeds[i] = over_seeds([r["test_acc"] for r in rs], [r.get("diverged") for r in rs])
-        means = {i: s.mean for i, s in seeds.items() if s.values}
+        means = {i: s.mean for i, s in seeds.items() if s.n}
         gone = [f"{i} ({s.diverged}/{s.runs} seeds, left out of its mean)" for i, s in seeds.items() if s.diverged]
         if not seeds:
             continue

@@ -120,7 +120,7 @@ def write_report(out: Path, title: Optional[str] = None, f: Optional[StudyFiles]
     obs = {key: [] for key in QUESTIONS} if every_row_partial else observations(f)
     failed = f.meta.get("failed") or []
     note = (" (interrupted: only the runs recorded so far)" if f.meta.get("interrupted") else
-            f" ({len(failed)} run{'s' if len(failed) != 1 else ''} failed: not in the tables)" if failed else "")
+            f" ({count(len(failed), 'run')} failed: not in the tables)" if failed else "")
     doc = Document(title + note, settings_line(f))
     if failed:
         doc.heading("Failed runs").bullets(failed + ["--resume trains them again."])

@@ -77,7 +77,7 @@ def observations(f: StudyFiles) -> Dict[str, List[str]]:
     if len(summary) > 1 and scored:
         best = max(scored, key=lambda r: r["acc_mean"])
         worst = min(scored, key=lambda r: r["acc_mean"])
-        ok = len(best["acc"].values)
+        ok = best["acc"].n
         spread = f", min over {ok} seeds {pct(best['acc_min'])}" if ok > 1 else ", 1 seed"
         speed.append(f"Final test accuracy ranges from {pct(worst['acc_mean'])} ({worst['init']}) to "
                      f"{pct(best['acc_mean'])} ({best['init']}{spread})" + _diverged(summary.values()) + ".")
@@ -140,7 +140,7 @@ def observations(f: StudyFiles) -> Dict[str, List[str]]:
         if balanced:
             thing = f"class (all {len(classes)} equally common)"
         label_name = classes[label] if 0 <= label < len(classes) and dataset != "mnist" else label
-        ok = len(r["acc"].values)
+        ok = r["acc"].n
         spread = ("no test accuracy (every seed diverged)" if not ok else
                   f"{pct(r['acc_min'])} test accuracy (1 seed)" if ok == 1 else
                   f"{pct(r['acc_min'])} test accuracy on all {ok} seeds" if r["acc_min"] == r["acc_max"]
