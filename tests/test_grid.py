@@ -44,6 +44,17 @@ def test_grid_table_rows_are_inits_columns_are_activations():
     assert "relu: best kaiming (98.00 %); not converged (mean < 20 %): zeros" in text
 
 
+def test_a_diverged_seed_is_counted_and_named_not_averaged_as_0():
+    """A diverged run's test accuracy (here 0.098, what its NaN weights predict) is left out of the mean
+    and said, in the cell and in the sentence."""
+    rows = [{"init": "kaiming", "activation": "relu", "seed": s, "test_acc": a, "diverged": s == 2}
+            for s, a in enumerate([0.98, 0.97, 0.098])]
+    head, body = grid.grid_table(rows, ["kaiming"], ["relu"])
+    assert body == [["kaiming", "97.50 ± 0.71 (1/3 diverged)"]]
+    text = " ".join(grid.observations(rows, ["kaiming"], ["relu"]))
+    assert text == "relu: best kaiming (97.50 %); diverged: kaiming (1/3 seeds, left out of its mean)"
+
+
 # --------------------------------------------------------------------------------------------------
 # Real MNIST, tiny
 # --------------------------------------------------------------------------------------------------

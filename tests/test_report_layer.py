@@ -1,5 +1,6 @@
-"""The report layer's one number format, one band over seeds and one figure, on numbers worked by hand;
-and the reports use them (no report formats a spread or builds a band of its own)."""
+"""The report layer's one number format and one band over seeds (initlab.seeds), its skeleton and one
+figure (initlab.document), on numbers worked by hand; and the reports use them (no report formats a
+spread, builds a band or sets up a figure of its own)."""
 import math
 import re
 import statistics
@@ -7,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from initlab import document
-from initlab.document import Seeds, band, bands, count, mean_std, over_seeds
+from initlab import document, seeds
+from initlab.seeds import Seeds, band, bands, count, mean_std, over_seeds
 
 NAN = math.nan
 
@@ -104,6 +105,28 @@ def test_bands_group_in_first_seen_order_and_drop_empty_groups():
 
 
 # --------------------------------------------------------------------------------------------------
+# One skeleton
+# --------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("meta, note, title, first", [
+    ({}, None, "T", "S."),
+    ({"interrupted": True}, None, "T (interrupted)", "Interrupted: every table and sentence here comes from "
+                                                     "the runs recorded before Ctrl-C."),
+    ({"interrupted": True}, "Interrupted: 2 of 4.", "T (interrupted)", "Interrupted: 2 of 4."),
+    ({"failed": ["a", "b"]}, None, "T (2 runs failed: not in the tables)", "S."),
+    ({"failed": ["a"]}, "Incomplete: 1 planned run did not finish.", "T (1 run failed: not in the tables)",
+     "Incomplete: 1 planned run did not finish."),
+    ({}, "Incomplete: 3 planned runs did not finish.", "T (incomplete)", "Incomplete: 3 planned runs did not finish."),
+])
+def test_every_report_starts_with_one_head(meta, note, title, first):
+    doc = document.Document.report("T", "S", meta, note).files("`runs.csv`")
+    lines = doc.markdown().splitlines()
+    assert lines[0] == f"# {title}" and lines[2] == "S."
+    assert (lines[4] if note or meta.get("interrupted") else lines[2]) == first
+    assert lines[-3:] == ["## Files", "", "`runs.csv`"]
+
+
+# --------------------------------------------------------------------------------------------------
 # One figure
 # --------------------------------------------------------------------------------------------------
 
@@ -131,12 +154,12 @@ REPORTS = sorted(EXPERIMENTS.glob("*report*.py")) + sorted(EXPERIMENTS.glob("stu
 @pytest.mark.parametrize("path", REPORTS, ids=lambda p: p.name)
 def test_no_report_formats_a_spread_or_draws_with_pyplot_itself(path):
     text = path.read_text()
-    assert not re.search(r"± \{", text), "a mean ± std formatted outside document.mean_std"
+    assert not re.search(r"± \{", text), "a mean ± std formatted outside seeds.mean_std"
     assert not re.search(r"matplotlib\.pyplot|tight_layout\(|Figure\(|savefig\(", text), \
         "a figure set up or saved outside document.figure / document.save"
-    assert "per_step" not in text, "a band over seeds computed outside document.band"
+    assert "per_step" not in text, "a band over seeds computed outside seeds.band"
 
 
-@pytest.mark.parametrize("path", REPORTS + [Path(document.__file__)], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", REPORTS + [Path(document.__file__), Path(seeds.__file__)], ids=lambda p: p.name)
 def test_no_report_module_is_over_500_lines(path):
     assert len(path.read_text().splitlines()) <= 500

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 from initlab import engine, files
-from initlab.document import Document, Seeds, figure, grids, mean_std, save, settings_line, status_note
+from initlab.document import Document, figure, grids, save, settings_line, status_note
 from initlab.experiments import study
+from initlab.seeds import Seeds, mean_std
 
 TARGET = 0.985
 VALIDATION_IMAGES = study.VALIDATION_IMAGES
@@ -178,12 +179,8 @@ def write_report(out: Path) -> Path:
                    f"{', '.join(cfg.get('inits', []))}, {t.get('optimizer')} {t.get('schedule')} peak lr "
                    f"{t.get('lr')}, batch {t.get('batch_size')}, {t.get('epochs')} epoch, normalized inputs: "
                    f"{t.get('normalize')}, label smoothing {t.get('label_smoothing')}")
-    note = status_note(meta, "bonus", out)
-    doc = Document("initlab bonus: LeNet-5, MNIST, one epoch"
-                   + (" (interrupted)" if meta.get("interrupted") else " (incomplete)" if note else ""),
-                   settings_line(description, meta))
-    if note:
-        doc.paragraph(note)
+    doc = Document.report("initlab bonus: LeNet-5, MNIST, one epoch", settings_line(description, meta), meta,
+                          status_note(meta, "bonus", out))
     doc.paragraph(f"Verdict: {verdict([r['test_acc'] for r in runs])}." if runs else
                   "Verdict: none (no run of the recipe finished).", bold=True)
     doc.table(["seed", "test acc", ">= 98.5 %", "steps", "s / model"],

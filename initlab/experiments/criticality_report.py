@@ -12,19 +12,9 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from initlab import files
-from initlab.document import (
-    Document,
-    Seeds,
-    count,
-    figure,
-    grids,
-    mean_std,
-    over_seeds,
-    save,
-    settings_line,
-    status_note,
-)
+from initlab.document import Document, figure, grids, save, settings_line, status_note
 from initlab.init import mean_field as mf
+from initlab.seeds import Seeds, count, mean_std, over_seeds
 
 TRAINS = 0.50      # "trains": mean final test accuracy above this
 STALLS = 0.20      # "stays near chance": below this (chance is 10 %)
@@ -375,12 +365,8 @@ def write_report(out: Path) -> Path:
     out = Path(out)
     cfg, meta, t = _load(out)
     points = [r for r in t["theory"] if r["kind"] == "point"]
-    note = status_note(meta, "criticality", out)
-    doc = Document("initlab criticality: order, chaos and trainable depth"
-                   + (" (interrupted)" if meta.get("interrupted") else " (incomplete)" if note else ""),
-                   settings_line(describe(cfg), meta))
-    if note:
-        doc.paragraph(note)
+    doc = Document.report("initlab criticality: order, chaos and trainable depth", settings_line(describe(cfg), meta),
+                          meta, status_note(meta, "criticality", out))
     doc.heading("What theory and measurement say").bullets(observations(out))
     doc.heading("Trained: final test accuracy (%) by sigma_w^2 and depth")
     doc.paragraph(f"Mean ± std over seeds of the finished runs; xi_c from the mean-field theory at sigma_b^2 = "
@@ -402,7 +388,7 @@ def write_report(out: Path) -> Path:
     doc.image("Trainable depth", plot_depth(t["runs"], cfg, out / "depth.png"))
     doc.image("Jacobian spectra and training at criticality",
               plot_isometry(t["isometry"], t["isometry_curves"], out / "isometry.png"))
-    doc.heading("Files").paragraph(
+    doc.files(
         "`theory.csv` (the critical line for tanh and ReLU, sigma_b^2 0..0.2, and the theory at the trained "
         "points), `maps.csv` (length and correlation per layer, measured and predicted), `depth_scales.csv`, "
         "`isometry.csv`, `runs.csv` (one row per trained run: sigma_w2, sigma_b2, depth, seed, test_acc, "

@@ -9,22 +9,9 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from initlab import files
-from initlab.document import (
-    Document,
-    Seeds,
-    bands,
-    colours,
-    count,
-    figure,
-    grids,
-    mean_std,
-    over_seeds,
-    pct,
-    save,
-    settings_line,
-    status_note,
-)
+from initlab.document import Document, colours, figure, grids, pct, save, settings_line, status_note
 from initlab.experiments import grid, probe_report
+from initlab.seeds import Seeds, bands, count, mean_std, over_seeds
 
 REACH = 0.90        # "trains": mean final test accuracy at or above this
 STALLED = grid.NC_ACCURACY   # "stalled": mean final test accuracy below this (chance is 10 %)
@@ -263,14 +250,8 @@ def write_report(out: Path) -> Path:
     out = Path(out)
     cfg, meta = files.read_json(out / "config.json"), files.read_json(out / "meta.json")
     runs, curves, probe_rows = (files.read_table(out, n) for n in ("runs", "curves", "probe"))
-    note = status_note(meta, "depth", out)
-    if note is None and meta.get("interrupted"):     # a folder written before the runner
-        note = "Interrupted: only the runs recorded before Ctrl-C."
-    doc = Document("initlab depth: plain deep nets under each init"
-                   + (" (interrupted)" if meta.get("interrupted") else " (incomplete)" if note else ""),
-                   settings_line(describe(cfg), meta))
-    if note:
-        doc.paragraph(note)
+    doc = Document.report("initlab depth: plain deep nets under each init", settings_line(describe(cfg), meta),
+                          meta, status_note(meta, "depth", out))
     doc.heading("Final test accuracy (%) by depth")
     doc.paragraph(f"Cells: mean ± std over seeds; 'n/c' = mean below {100 * STALLED:.0f} % (chance is "
                   "10 %); '(k/n diverged)' = k of n seeds' loss became non-finite, left out of the mean (not "
@@ -284,7 +265,7 @@ def write_report(out: Path) -> Path:
     if probe_rows:
         doc.image("Signal through the deepest net at initialization (measured, and the variance formula)",
                   probe_report.plot(probe_rows, cfg["inits"], [cfg["activation"]], out / "signal.png"))
-    doc.heading("Files").paragraph("`runs.csv` (one row per depth x lr x init x seed), `curves.csv` (the "
+    doc.files("`runs.csv` (one row per depth x lr x init x seed), `curves.csv` (the "
                                    "deepest depth), `probe.csv` (signal at initialization, per layer), "
                                    "`config.json`, `meta.json`.")
     return doc.write(out)

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from initlab import engine, files, init
-from initlab.document import Document, mean_std, over_seeds, settings_line, status_note
+from initlab.document import Document, settings_line, status_note
 from initlab.experiments import study
+from initlab.seeds import mean_std, over_seeds
 
 GRID_INITS = ("zeros", "uniform", "normal", "xavier", "kaiming", "orthogonal", "lsuv")
 GRID_ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "selu")
@@ -84,7 +85,7 @@ def observations(rows: List[dict], inits: Sequence[str], activations: Sequence[s
         out.append(f"{a}: " + "; ".join(part for part in (
             f"best {best} ({100 * means[best]:.2f} %)" if best else "",
             f"not converged (mean < {100 * NC_ACCURACY:.0f} %): {', '.join(nc)}" if nc else
-            "every init converged" if len(means) == len(seeds) else "",
+            "every init converged" if len(means) == len(seeds) and not gone else "",
             f"diverged: {', '.join(gone)}" if gone else "") if part))
     return out
 
@@ -181,12 +182,8 @@ def write_report(out: Path) -> Path:
     cfg, meta = files.read_json(out / "config.json"), files.read_json(out / "meta.json")
     rows = files.read_table(out, "runs") or files.read_table(out, "grid")
     inits, activations = cfg.get("inits", []), cfg.get("activations", [])
-    note = status_note(meta, "grid", out)
-    doc = Document("initlab grid: final test accuracy (%) by init and activation"
-                   + (" (interrupted)" if meta.get("interrupted") else " (incomplete)" if note else ""),
-                   settings_line(describe(cfg), meta))
-    if note:
-        doc.paragraph(note)
+    doc = Document.report("initlab grid: final test accuracy (%) by init and activation",
+                          settings_line(describe(cfg), meta), meta, status_note(meta, "grid", out))
     doc.paragraph(f"Cells: mean ± std over {cfg.get('seeds')} seeds of the final test accuracy, in %; "
                   f"'n/c' = not converged: mean test accuracy < {100 * NC_ACCURACY:.0f} % (chance is "
                   f"10 %); '(k/n n/c)' = k of n seeds below {100 * NC_ACCURACY:.0f} %; '(k/n diverged)' = "
@@ -198,7 +195,7 @@ def write_report(out: Path) -> Path:
     seconds = meta.get("seconds")
     if seconds is not None and math.isfinite(seconds):
         doc.paragraph(f"Time: {seconds:.0f} s.")
-    doc.paragraph("Files: `runs.csv` (one row per run), `config.json`, `meta.json`.")
+    doc.files("`runs.csv` (one row per run; `grid.csv` the same rows), `config.json`, `meta.json`.")
     path = doc.write(out)
     files.atomic_write_text(out / "grid.md", doc.markdown())
     return path

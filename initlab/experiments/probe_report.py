@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
 from initlab import files
-from initlab.document import Document, band, colours, count, grids, log_scale_or_note, save, settings_line
+from initlab.document import Document, colours, grids, log_scale_or_note, save, settings_line
 from initlab.document import figure as make_figure
 from initlab.init import mean_field
+from initlab.seeds import band, count
 
 KEEP_FACTOR = 2.0      # "kept": max/min of the forward std over the hidden layers <= 2
 
@@ -246,11 +247,10 @@ def write_report(out: Path) -> Path:
     rows = files.read_table(out, "probe")
     inits, activations, depth = cfg["inits"], cfg["activations"], cfg["depth"]
     done = meta.get("combinations_done")
-    doc = Document("initlab probe: signal propagation at initialization"
-                   + (" (interrupted)" if meta.get("interrupted") else ""), settings_line(describe(cfg), meta))
-    if meta.get("interrupted"):
-        doc.paragraph(f"Interrupted: {done} of {meta.get('combinations')} init x activation x seed "
-                      "combinations were probed; every table and sentence here comes from them only.")
+    doc = Document.report("initlab probe: signal propagation at initialization", settings_line(describe(cfg), meta),
+                          meta, f"Interrupted: {done} of {meta.get('combinations')} init x activation x seed "
+                          "combinations were probed; every table and sentence here comes from them only."
+                          if meta.get("interrupted") else None)
     doc.heading("Which inits keep the forward signal?")
     doc.paragraph(f"Cells: last/first forward std over the {depth} hidden layers (geometric mean over "
                   f"seeds); ✓ = max/min over those layers <= {KEEP_FACTOR:g} on every seed. With ReLU and "
@@ -264,7 +264,7 @@ def write_report(out: Path) -> Path:
     doc.paragraph("Solid: measured (band: min-max over seeds); dashed: the variance formula's prediction "
                   "(exact for linear and (leaky) ReLU forward); dash-dotted: mean-field approximation "
                   "(tanh, sigmoid, SELU). Zero stds are not drawn on the log axis.")
-    doc.heading("Files").paragraph("`probe.csv` (one row per init x activation x seed x layer), "
+    doc.files("`probe.csv` (one row per init x activation x seed x layer), "
                                    "`runs.csv` (one per init x activation x seed), `config.json`, "
                                    "`meta.json`.")
     return doc.write(out)

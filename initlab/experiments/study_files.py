@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-from initlab.document import mean, over_seeds
+from initlab.document import mean
 from initlab.files import read_json, read_table
+from initlab.seeds import over_seeds
 
 
 @dataclass

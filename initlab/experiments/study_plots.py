@@ -6,8 +6,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from initlab.document import band, bands, colours, figure, grids, log_scale_or_note, note_panel, save
+from initlab.document import colours, figure, grids, log_scale_or_note, note_panel, save
 from initlab.experiments.study_files import StudyFiles, layer_at, layer_names
+from initlab.seeds import band, bands
 
 
 def figure_curves(f: StudyFiles):

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import List, Optional, Tuple
 
 from initlab.data import DATASETS
-from initlab.document import Document, count, draw_all, mean_std, pct
+from initlab.document import Document, draw_all, pct
 from initlab.document import settings_line as settings_line_of
 from initlab.experiments.study_files import (
     StudyFiles,
@@ -38,6 +38,7 @@ from initlab.experiments.study_sentences import (
     moves_sentence,
     observations,
 )
+from initlab.seeds import count, mean_std
 
 # The names tests and commands import from here; the report's parts live in study_files (the folder's
 # tables and numbers), study_sentences (the observations) and study_plots (the figures).
@@ -119,9 +120,7 @@ def write_report(out: Path, title: Optional[str] = None, f: Optional[StudyFiles]
     every_row_partial = bool(partial_runs) and len(partial_runs) == n_rows
     obs = {key: [] for key in QUESTIONS} if every_row_partial else observations(f)
     failed = f.meta.get("failed") or []
-    note = (" (interrupted: only the runs recorded so far)" if f.meta.get("interrupted") else
-            f" ({count(len(failed), 'run')} failed: not in the tables)" if failed else "")
-    doc = Document(title + note, settings_line(f))
+    doc = Document.report(title, settings_line(f), f.meta)
     if failed:
         doc.heading("Failed runs").bullets(failed + ["--resume trains them again."])
     if every_row_partial:
@@ -142,7 +141,7 @@ def write_report(out: Path, title: Optional[str] = None, f: Optional[StudyFiles]
     doc.heading("Plots")
     for caption, path in make_plots(f):
         doc.image(caption, path)
-    doc.heading("Files").paragraph(
+    doc.files(
         "`runs.csv` (one row per run), `curves.csv`, `layers.csv`, `histograms.csv` (tidy tables), "
         "`config.json` (the resolved configuration), `meta.json` (environment).")
     return doc.write(f.out)

@@ -10,8 +10,9 @@ import torch
 
 from initlab.activations import ACTIVATIONS
 from initlab.data import DATASETS
-from initlab.document import count, mean, pct
+from initlab.document import mean, pct
 from initlab.experiments.study_files import StudyFiles, by_init, layer_at, layer_max_over_run, layer_names, summary_rows
+from initlab.seeds import count
 
 LN10 = math.log(10)  # cross-entropy of a uniform guess over 10 classes
 

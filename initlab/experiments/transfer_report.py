@@ -8,22 +8,9 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from initlab import files
-from initlab.document import (
-    PAGE_STYLE,
-    Document,
-    bands,
-    colours,
-    count,
-    figure,
-    grids,
-    mean,
-    mean_std,
-    over_seeds,
-    pct,
-    save,
-    settings_line,
-)
+from initlab.document import PAGE_STYLE, Document, colours, figure, grids, mean, pct, save, settings_line, status_note
 from initlab.experiments.transfer import EARLY_STEPS, MODES
+from initlab.seeds import bands, count, mean_std, over_seeds
 
 
 def load_tables(out: Path) -> Dict:
@@ -237,8 +224,8 @@ def write_report(out: Path, title: Optional[str] = None) -> Path:
     f = load_tables(out)
     c = f["config"]
     title = title or f"initlab transfer: {c.get('source')} -> {c.get('target')} as an initialization"
-    note = " (interrupted: only the runs recorded so far)" if f["meta"].get("interrupted") else ""
-    doc = Document(title + note, settings_line(describe(f), f["meta"]))
+    doc = Document.report(title, settings_line(describe(f), f["meta"]), f["meta"],
+                          status_note(f["meta"], "transfer", f["out"]))
     doc.heading("Results").table(*summary_table(f))
     doc.paragraph("Inits: finetune = pretrained weights, all layers trained; freeze = pretrained weights, "
                   "convolutions frozen; reinit_head = pretrained weights with the output layer redrawn; "
@@ -250,7 +237,7 @@ def write_report(out: Path, title: Optional[str] = None) -> Path:
     doc.heading("Plots")
     doc.image("Held-out accuracy during target training", plot_curves(f, f["out"] / "curves.png"))
     doc.image("Accuracy against the amount of target data", plot_sizes(f, f["out"] / "sizes.png"))
-    doc.heading("Files").paragraph(
+    doc.files(
         "`runs.csv` (one row per run), `curves.csv`, `pretrain.csv`, `config.json` (the resolved "
         "configuration, with the steps per target size), `meta.json` (environment), "
         "`pretrained-seed*.pt` (checkpoints, reusable with `--from-checkpoint`).")

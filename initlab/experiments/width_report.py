@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 from initlab import files
-from initlab.document import Document, band, count, figure, grids, has_value, mean, save, settings_line, status_note
+from initlab.document import Document, figure, grids, mean, save, settings_line, status_note
 from initlab.experiments.width import best_lrs, shifts
+from initlab.seeds import band, count, has_value
 
 Table = Tuple[List[str], List[List[str]]]
 MOVES = 4.0      # "the best lr moved": by at least this factor over the widths
@@ -166,12 +167,8 @@ def write_report(out: Path) -> Path:
     """lr.png, coord.png, report.md and a self-contained report.html, from the folder's files alone."""
     out = Path(out)
     cfg, meta, rows, coord = _load(out)
-    note = status_note(meta, "width", out)
-    doc = Document("initlab width: does a tuned learning rate survive a wider net?"
-                   + (" (interrupted)" if meta.get("interrupted") else " (incomplete)" if note else ""),
-                   settings_line(describe(cfg), meta))
-    if note:
-        doc.paragraph(note)
+    doc = Document.report("initlab width: does a tuned learning rate survive a wider net?",
+                          settings_line(describe(cfg), meta), meta, status_note(meta, "width", out))
     doc.heading("What was measured").bullets(sentences(rows, coord, cfg))
     doc.heading("Best learning rate per width")
     doc.paragraph("Best: the lr of the least training loss (mean over seeds of the mean of each run's last 100 "
@@ -183,6 +180,6 @@ def write_report(out: Path) -> Path:
     if rows:
         doc.paragraph("Lines: mean over seeds; star: the best lr; an lr where a seed diverged has no point.")
     doc.image("Coordinate check", plot_coord(coord, out / "coord.png"))
-    doc.heading("Files").paragraph("`runs.csv` (one row per run: width, lr, log2_lr, parametrization, seed, "
+    doc.files("`runs.csv` (one row per run: width, lr, log2_lr, parametrization, seed, "
                                    "train_loss, test_acc, diverged), `coord.csv`, `config.json`, `meta.json`.")
     return doc.write(out)
