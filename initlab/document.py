@@ -46,14 +46,10 @@ def finite(xs: Sequence) -> List[float]:
 
 
 def mean(xs: Sequence) -> float:
+    """The mean of the numbers in ``xs`` that are not None/NaN (NaN for none); a mean over seeds goes
+    through :func:`initlab.seeds.over_seeds`, which counts what it leaves out."""
     xs = finite(xs)
     return statistics.fmean(xs) if xs else math.nan
-
-
-def std(xs: Sequence) -> float:
-    """Sample standard deviation (n - 1); 0 below two values."""
-    xs = finite(xs)
-    return statistics.stdev(xs) if len(xs) > 1 else 0.0
 
 
 def pct(x: Optional[float], digits: int = 2) -> str:
