@@ -22,9 +22,10 @@ def test_converged_threshold_is_20_percent():
     ([0.98, 0.982, 0.978], "98.00 ± 0.20"),
     ([0.1135, 0.1135, 0.098], "n/c"),                 # all-zero weights: the majority class
     ([0.15, 0.25, 0.26], "22.00 ± 6.08 (1/3 n/c)"),   # one seed failed, the mean did not
-    ([0.98, math.nan, 0.97], "65.00 ± 56.29 (1/3 n/c)"),   # a diverged seed counts as 0 and as n/c
+    ([0.98, math.nan, 0.97], "97.50 ± 0.71 (1/3 diverged)"),   # a diverged seed is counted, not averaged
+    ([math.nan, math.nan], "diverged"),
     ([0.5, 0.05, 0.02], "n/c"),                       # mean 19 %
-    ([0.97], "97.00"),                                # one seed: no spread to show
+    ([0.97], "97.00 (1 seed)"),                       # one seed: no spread to show
     ([], ""),
 ])
 def test_cell(accs, expected):
@@ -41,6 +42,17 @@ def test_grid_table_rows_are_inits_columns_are_activations():
     assert body == [["zeros", "n/c", "n/c"], ["kaiming", "98.00 ± 0.00", "97.00 ± 0.00"]]
     text = " ".join(grid.observations(rows, ["zeros", "kaiming"], ["relu", "tanh"]))
     assert "relu: best kaiming (98.00 %); not converged (mean < 20 %): zeros" in text
+
+
+def test_a_diverged_seed_is_counted_and_named_not_averaged_as_0():
+    """A diverged run's test accuracy (here 0.098, what its NaN weights predict) is left out of the mean
+    and said, in the cell and in the sentence."""
+    rows = [{"init": "kaiming", "activation": "relu", "seed": s, "test_acc": a, "diverged": s == 2}
+            for s, a in enumerate([0.98, 0.97, 0.098])]
+    head, body = grid.grid_table(rows, ["kaiming"], ["relu"])
+    assert body == [["kaiming", "97.50 ± 0.71 (1/3 diverged)"]]
+    text = " ".join(grid.observations(rows, ["kaiming"], ["relu"]))
+    assert text == "relu: best kaiming (97.50 %); diverged: kaiming (1/3 seeds, left out of its mean)"
 
 
 # --------------------------------------------------------------------------------------------------

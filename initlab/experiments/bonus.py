@@ -12,15 +12,17 @@ Ctrl-C).
 from __future__ import annotations
 
 import copy
+import math
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Tuple
 
 from initlab import engine, files
-from initlab.document import Document, settings_line, status_note
+from initlab.document import Document, figure, grids, save, settings_line, status_note
 from initlab.experiments import study, study_tables
 from initlab.options import flag
+from initlab.seeds import Seeds, mean_std
 
 TARGET = 0.985
 VALIDATION_IMAGES = study.VALIDATION_IMAGES
@@ -143,11 +145,11 @@ def collect(config: dict, runs: List[dict]) -> Dict[str, List[dict]]:
 
 
 def plot_seed_curves(curves: List[dict], path: Path) -> Path:
+    """Held-out accuracy of every seed against step, whole range and top end."""
     import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.4))
+    fig, grid = figure(1, 2, 13, 4.4)
+    axes = grid[0]
     seeds = sorted({r["seed"] for r in curves})
     cmap = matplotlib.colormaps["viridis"]
     for k, seed in enumerate(seeds):
@@ -163,13 +165,9 @@ def plot_seed_curves(curves: List[dict], path: Path) -> Path:
     axes[1].axhline(TARGET, color="crimson", ls="--", lw=1, label="98.5 % (the verdict: whole test set)")
     axes[1].text(0.01, 0.02, f"curves: the first {n_heldout} test images; the verdict uses all of them at the "
                  "end of training", transform=axes[1].transAxes, fontsize=7, color="gray")
-    for ax in axes:
-        ax.grid(alpha=0.3)
+    grids(axes)
     axes[1].legend(fontsize=7, ncol=2, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path, dpi=110)
 
 
 def write_report(out: Path) -> Path:
@@ -182,12 +180,8 @@ def write_report(out: Path) -> Path:
                    f"{', '.join(cfg.get('inits', []))}, {t.get('optimizer')} {t.get('schedule')} peak lr "
                    f"{t.get('lr')}, batch {t.get('batch_size')}, {t.get('epochs')} epoch, normalized inputs: "
                    f"{t.get('normalize')}, label smoothing {t.get('label_smoothing')}")
-    note = status_note(meta, "bonus", out)
-    doc = Document("initlab bonus: LeNet-5, MNIST, one epoch"
-                   + (" (interrupted)" if meta.get("interrupted") else " (incomplete)" if note else ""),
-                   settings_line(description, meta))
-    if note:
-        doc.paragraph(note)
+    doc = Document.report("initlab bonus: LeNet-5, MNIST, one epoch", settings_line(description, meta), meta,
+                          status_note(meta, "bonus", out))
     doc.paragraph(f"Verdict: {verdict([r['test_acc'] for r in runs])}." if runs else
                   "Verdict: none (no run of the recipe finished).", bold=True)
     doc.table(["seed", "test acc", ">= 98.5 %", "steps", "s / model"],
@@ -197,7 +191,7 @@ def write_report(out: Path) -> Path:
     if ablation:
         doc.heading("Ablation (validation split)").table(
             ["recipe", "validation acc (mean ± std)", "min", "seeds"],
-            [[a["name"], f"{100 * a['mean']:.2f} ± {100 * a['std']:.2f} %" if a["n"] > 1 else
-              f"{100 * a['mean']:.2f} % (1 seed)", f"{100 * a['min']:.2f} %", a["n"]] for a in ablation])
+            [[a["name"], mean_std(Seeds(a["n"], a["mean"], a["std"], a["min"], math.nan), unit=" %"),
+              f"{100 * a['min']:.2f} %", a["n"]] for a in ablation])
     doc.image("Accuracy of every seed", png)
     return doc.write(out)

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from initlab import files
-from initlab.document import Document, settings_line, status_note
+from initlab.document import Document, figure, grids, save, settings_line, status_note
 from initlab.init import mean_field as mf
 from initlab.init.mean_field_inits import init_sigma_w2
+from initlab.seeds import Seeds, count, mean_std, over_seeds
 
 TRAINS = 0.50      # "trains": mean final test accuracy above this
 STALLS = 0.20      # "stays near chance": below this (chance is 10 %)
@@ -25,13 +26,29 @@ FINITE_XI = 30     # a sigma_w^2 counts as off criticality where xi_c <= this
 Table = Tuple[List[str], List[List[str]]]
 
 
-def accuracy(runs: Sequence[dict]) -> Dict[Tuple[float, int], List[float]]:
-    """{(sigma_w2, depth): final test accuracies over seeds} (a diverged run counts as 0)."""
-    out: Dict[Tuple[float, int], List[float]] = {}
+def accuracy(runs: Sequence[dict]) -> Dict[Tuple[float, int], Seeds]:
+    """{(sigma_w2, depth): final test accuracy over seeds}; a diverged run is counted, not averaged."""
+    groups: Dict[Tuple[float, int], List[dict]] = {}
     for r in runs:
-        acc = r["test_acc"] if r["test_acc"] is not None and math.isfinite(r["test_acc"]) else 0.0
-        out.setdefault((r["sigma_w2"], r["depth"]), []).append(0.0 if r["diverged"] else acc)
-    return out
+        groups.setdefault((r["sigma_w2"], r["depth"]), []).append(r)
+    return {k: over_seeds([r["test_acc"] for r in rs], [r["diverged"] for r in rs]) for k, rs in groups.items()}
+
+
+def trained(s: Seeds) -> bool:
+    """Every seed finite and their mean above ``TRAINS``."""
+    return not s.diverged and s.mean > TRAINS
+
+
+def stalled(s: Seeds) -> bool:
+    """Every seed diverged, or the finite seeds' mean below ``STALLS``: not trained either way."""
+    return not s.n or s.mean < STALLS
+
+
+def _acc(s: Seeds) -> str:
+    """'54.2 %', with the diverged seeds counted: '54.2 %, 1/3 diverged', or 'diverged'."""
+    if not s.n:
+        return "diverged"
+    return f"{100 * s.mean:.1f} %" + (f", {s.diverged}/{s.runs} diverged" if s.diverged else "")
 
 
 def classic_inits(activation: str) -> List[Tuple[str, float]]:
@@ -61,9 +78,7 @@ def grid_table(runs: Sequence[dict], points: Sequence[dict], depths: Sequence[in
         phase = next(p["phase"] for p in points if p["sigma_w2"] == s)
         cells = []
         for d in depths:
-            a = acc.get((s, d))
-            cells.append("" if not a else f"{100 * statistics.fmean(a):.1f}" + ("" if len(a) == 1 else
-                                                                                 f" ± {100 * statistics.stdev(a):.1f}"))
+            cells.append(mean_std(acc[(s, d)], digits=1) if (s, d) in acc else "")
         body.append([f"{s:g}", _fmt_xi(xi[s]), phase] + cells)
     return head, body
 
@@ -77,25 +92,26 @@ def trained_sentences(runs: Sequence[dict], points: Sequence[dict], cfg: dict) -
     out = []
     near = [(s, d) for (s, d) in acc if xi[s] <= FINITE_XI and d <= NEAR * xi[s]]
     far = [(s, d) for (s, d) in acc if d >= FAR * xi[s]]
-    near_ok = [k for k in near if statistics.fmean(acc[k]) > TRAINS]
-    far_ok = [k for k in far if statistics.fmean(acc[k]) < STALLS]
+    near_ok = [k for k in near if trained(acc[k])]
+    far_ok = [k for k in far if stalled(acc[k])]
     if near:
-        misses = [f"sigma_w^2 {s:g} at depth {d} ({100 * statistics.fmean(acc[(s, d)]):.1f} %)"
+        misses = [f"sigma_w^2 {s:g} at depth {d} ({_acc(acc[(s, d)])})"
                   for (s, d) in near if (s, d) not in near_ok]
         out.append(f"Off criticality (xi_c <= {FINITE_XI}), {len(near_ok)} of {len(near)} nets no deeper than "
                    f"{NEAR} xi_c trained past {100 * TRAINS:.0f} %" + (f"; not: {', '.join(misses)}" if misses else "")
                    + ".")
     if far:
-        misses = [f"sigma_w^2 {s:g} at depth {d} ({100 * statistics.fmean(acc[(s, d)]):.1f} %)"
+        misses = [f"sigma_w^2 {s:g} at depth {d} ({_acc(acc[(s, d)])})"
                   for (s, d) in far if (s, d) not in far_ok]
+        gone = sum(not acc[k].n for k in far_ok)
         out.append(f"{len(far_ok)} of {len(far)} nets at least {FAR} xi_c deep stayed below "
-                   f"{100 * STALLS:.0f} % (chance is 10 %)" + (f"; not: {', '.join(misses)}" if misses else "")
-                   + ".")
+                   f"{100 * STALLS:.0f} % (chance is 10 %)" + (f", {gone} of them by diverging" if gone else "")
+                   + (f"; not: {', '.join(misses)}" if misses else "") + ".")
     crit = cfg.get("sigma_w2_critical")
     deepest = {}
     for s in xi:
-        trained = [d for (s2, d), a in acc.items() if s2 == s and statistics.fmean(a) > TRAINS]
-        deepest[s] = max(trained) if trained else 0
+        ok = [d for (s2, d), a in acc.items() if s2 == s and trained(a)]
+        deepest[s] = max(ok) if ok else 0
     if crit is not None and crit in deepest:
         others = {s: d for s, d in deepest.items() if s != crit}
         best_other = max(others.values()) if others else 0
@@ -104,10 +120,10 @@ def trained_sentences(runs: Sequence[dict], points: Sequence[dict], cfg: dict) -
         out.append(f"At the critical sigma_w^2 = {crit:g} the deepest net that trained past "
                    f"{100 * TRAINS:.0f} % had {deepest[crit]} layers, {verb} any other sigma_w^2 "
                    f"(best {best_other}).")
-        failed = sorted(d for (s, d), a in acc.items() if s == crit and statistics.fmean(a) <= TRAINS)
+        failed = sorted(d for (s, d), a in acc.items() if s == crit and not trained(a))
         if failed:
             out.append(f"At criticality xi_c is infinite in theory, yet {failed[0]} layers did not train in "
-                       f"{cfg.get('steps')} steps ({100 * statistics.fmean(acc[(crit, failed[0])]):.1f} %): "
+                       f"{cfg.get('steps')} steps ({_acc(acc[(crit, failed[0])])}): "
                        f"a finite width ({cfg.get('width')} units) and a finite budget of steps set the "
                        f"limit there, not the depth scale.")
     return out
@@ -158,10 +174,10 @@ def isometry_sentences(iso: Sequence[dict], iso_runs: Sequence[dict], cfg: dict)
     for r in iso_runs:
         by.setdefault(r["weights"], []).append(r)
     if len(by) == 2:
-        acc = {w: statistics.fmean(r["test_acc"] for r in rs) for w, rs in by.items()}
+        acc = {w: over_seeds([r["test_acc"] for r in rs], [r.get("diverged") for r in rs]) for w, rs in by.items()}
         to90 = {w: [r["steps_to_90"] for r in rs] for w, rs in by.items()}
         reach = {w: (statistics.fmean(v) if all(x is not None for x in v) else None) for w, v in to90.items()}
-        parts = [f"{w} {100 * acc[w]:.1f} % final" + (f", 90 % held-out after {reach[w]:.0f} steps"
+        parts = [f"{w} {_acc(acc[w])} final" + (f", 90 % held-out after {reach[w]:.0f} steps"
                                                       if reach[w] is not None else ", never 90 % held-out")
                  for w in ("gaussian", "orthogonal")]
         faster = [w for w in ("gaussian", "orthogonal") if reach[w] is not None]
@@ -172,7 +188,7 @@ def isometry_sentences(iso: Sequence[dict], iso_runs: Sequence[dict], cfg: dict)
         elif faster == ["orthogonal"]:
             verdict = " -- only the isometric one reached 90 %"
         out.append(f"Trained at criticality ({cfg['isometry_depth']} layers of {cfg['width']}, "
-                   f"{len(by['gaussian'])} seed(s)): " + "; ".join(parts) + verdict + ".")
+                   f"{count(len(by['gaussian']), 'seed')}): " + "; ".join(parts) + verdict + ".")
     return out
 
 
@@ -183,16 +199,14 @@ def isometry_sentences(iso: Sequence[dict], iso_runs: Sequence[dict], cfg: dict)
 def plot_phase(theory: Sequence[dict], cfg: dict, path: Path) -> Path:
     """The (sigma_w^2, sigma_b^2) plane for the activation: xi_c as colour, the critical line, and the
     classic inits and the trained points placed on it."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
     act = cfg["activation"]
     ws = np.linspace(0.5, 4.5, 13)      # (xi_c in the chaotic phase costs a 2-D fixed point: ~0.1 s a point)
     bs = np.linspace(0.0, 0.2, 5)
     xi = np.array([[min(_xi_c(w, b, act), 200.0) for w in ws] for b in bs])
-    fig, ax = plt.subplots(figsize=(7.2, 4.4))
+    fig, axes = figure(1, 1, 7.2, 4.4)
+    ax = axes[0][0]
     im = ax.pcolormesh(ws, bs, np.log10(np.maximum(xi, 1e-3)), shading="gouraud", cmap="viridis")
     fig.colorbar(im, ax=ax, label="log10 xi_c (depth scale of correlations, capped at 200)")
     cs = ax.contour(ws, bs, xi, levels=[3, 10, 30], colors="white", linewidths=0.8)
@@ -206,10 +220,7 @@ def plot_phase(theory: Sequence[dict], cfg: dict, path: Path) -> Path:
     ax.plot(trained, [cfg["sigma_b2"]] * len(trained), "x", color="orange", ms=8, mew=2, label="trained here")
     ax.set(xlabel="sigma_w^2", ylabel="sigma_b^2", title=f"{act}: ordered (left) and chaotic (right) phases")
     ax.legend(fontsize=7, loc="upper right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def plot_maps(maps: Sequence[dict], path: Path) -> Optional[Path]:
@@ -217,10 +228,9 @@ def plot_maps(maps: Sequence[dict], path: Path) -> Optional[Path]:
     if not maps:
         return None
     import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.2))
+    fig, axes = figure(1, 2, 12, 4.2)
+    a, b = axes[0]
     sigmas = sorted({r["sigma_w2"] for r in maps})
     cmap = matplotlib.colormaps["plasma"]
     for k, s in enumerate(sigmas):
@@ -233,13 +243,9 @@ def plot_maps(maps: Sequence[dict], path: Path) -> Optional[Path]:
         b.plot(layers, [r["c"] for r in rows], "o", color=colour, ms=3)
     a.set(title="Length q^l (line: length map, dots: measured)", xlabel="layer", ylabel="q")
     b.set(title="Correlation c^l of two inputs (line: map, dots: measured)", xlabel="layer", ylabel="c")
-    for ax in (a, b):
-        ax.grid(alpha=0.3)
+    grids(axes)
     a.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def plot_depth(runs: Sequence[dict], cfg: dict, path: Path) -> Optional[Path]:
@@ -248,17 +254,15 @@ def plot_depth(runs: Sequence[dict], cfg: dict, path: Path) -> Optional[Path]:
     acc = accuracy(runs)
     if not acc:
         return None
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
     sigmas = sorted({s for s, _ in acc})
     depths = sorted({d for _, d in acc})
     grid = np.full((len(depths), len(sigmas)), np.nan)
     for (s, d), a in acc.items():
-        grid[depths.index(d), sigmas.index(s)] = statistics.fmean(a)
-    fig, ax = plt.subplots(figsize=(7.2, 4.4))
+        grid[depths.index(d), sigmas.index(s)] = a.mean
+    fig, axes = figure(1, 1, 7.2, 4.4, rect=(0, 0.07, 1, 1))
+    ax = axes[0][0]
     im = ax.imshow(grid, origin="lower", aspect="auto", cmap="magma", vmin=0, vmax=1,
                    extent=(-0.5, len(sigmas) - 0.5, -0.5, len(depths) - 0.5))
     fig.colorbar(im, ax=ax, label="final test accuracy")
@@ -267,6 +271,8 @@ def plot_depth(runs: Sequence[dict], cfg: dict, path: Path) -> Optional[Path]:
             if np.isfinite(grid[i, j]):
                 ax.text(j, i, f"{100 * grid[i, j]:.0f}", ha="center", va="center", fontsize=8,
                         color="white" if grid[i, j] < 0.6 else "black")
+            elif (s, d) in acc:
+                ax.text(j, i, "div", ha="center", va="center", fontsize=7, color="gray")
     fine = np.linspace(min(sigmas), max(sigmas), 30)
     xs = np.interp(fine, sigmas, range(len(sigmas)))
     xi = np.array([_xi_c(s, cfg["sigma_b2"], cfg["activation"]) for s in fine])
@@ -279,10 +285,7 @@ def plot_depth(runs: Sequence[dict], cfg: dict, path: Path) -> Optional[Path]:
     ax.set(xlabel="sigma_w^2", ylabel="hidden layers", title=f"Trainable depth ({cfg['activation']}, sigma_b^2 "
            f"{cfg['sigma_b2']:g}, {cfg['steps']} steps)")
     fig.legend(*ax.get_legend_handles_labels(), fontsize=8, loc="lower center", ncol=3, frameon=False)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def plot_isometry(iso: Sequence[dict], curves: Sequence[dict], path: Path) -> Optional[Path]:
@@ -290,11 +293,8 @@ def plot_isometry(iso: Sequence[dict], curves: Sequence[dict], path: Path) -> Op
     accuracy of the two trained at criticality."""
     if not iso:
         return None
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.0))
+    fig, grid = figure(1, 3, 15, 4.0)
+    axes = grid[0]
     for ax, act in zip(axes, ("tanh", "relu")):
         for r in iso:
             if r["activation"] == act:
@@ -313,13 +313,10 @@ def plot_isometry(iso: Sequence[dict], curves: Sequence[dict], path: Path) -> Op
     if curves:
         ax.set(title="Trained at criticality: held-out accuracy", xlabel="step", ylim=(0, 1))
         ax.legend(fontsize=7)
-        ax.grid(alpha=0.3)
+        grids(ax)
     else:
         ax.set_axis_off()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -338,7 +335,7 @@ def describe(cfg: dict) -> str:
     return (f"{cfg['activation']} MLPs of {cfg['width']} units, weights N(0, sigma_w^2/fan_in), biases "
             f"N(0, {cfg['sigma_b2']:g}), {cfg['optimizer']} lr {cfg['lr']:g}, batch {cfg['batch_size']}, "
             f"{cfg['steps']} steps on {cfg['dataset']}, test accuracy on the full test split; "
-            f"{cfg['seeds']} seed(s)")
+            f"{count(cfg['seeds'], 'seed')}")
 
 
 def summary_tables(out: Path) -> List[Table]:
@@ -369,16 +366,13 @@ def write_report(out: Path) -> Path:
     out = Path(out)
     cfg, meta, t = _load(out)
     points = [r for r in t["theory"] if r["kind"] == "point"]
-    note = status_note(meta, "criticality", out)
-    doc = Document("initlab criticality: order, chaos and trainable depth"
-                   + (" (interrupted)" if meta.get("interrupted") else " (incomplete)" if note else ""),
-                   settings_line(describe(cfg), meta))
-    if note:
-        doc.paragraph(note)
+    doc = Document.report("initlab criticality: order, chaos and trainable depth", settings_line(describe(cfg), meta),
+                          meta, status_note(meta, "criticality", out))
     doc.heading("What theory and measurement say").bullets(observations(out))
     doc.heading("Trained: final test accuracy (%) by sigma_w^2 and depth")
-    doc.paragraph(f"Mean over seeds of the finished runs; xi_c from the mean-field theory at sigma_b^2 = "
-                  f"{cfg['sigma_b2']:g}; a diverged run counts as 0.")
+    doc.paragraph(f"Mean ± std over seeds of the finished runs; xi_c from the mean-field theory at sigma_b^2 = "
+                  f"{cfg['sigma_b2']:g}; '(k/n diverged)' = k of n seeds' loss became non-finite, left out of "
+                  f"the mean (not counted as 0); 'diverged' = every seed's did.")
     doc.table(*grid_table(t["runs"], points, sorted(cfg["depths"])))
     doc.heading("Theory at the trained points").table(
         ["sigma_w^2", "q*", "c*", "chi_1", "xi_q", "xi_c", "phase"],
@@ -395,7 +389,7 @@ def write_report(out: Path) -> Path:
     doc.image("Trainable depth", plot_depth(t["runs"], cfg, out / "depth.png"))
     doc.image("Jacobian spectra and training at criticality",
               plot_isometry(t["isometry"], t["isometry_curves"], out / "isometry.png"))
-    doc.heading("Files").paragraph(
+    doc.files(
         "`theory.csv` (the critical line for tanh and ReLU, sigma_b^2 0..0.2, and the theory at the trained "
         "points), `maps.csv` (length and correlation per layer, measured and predicted), `depth_scales.csv`, "
         "`isometry.csv`, `runs.csv` (one row per trained run: sigma_w2, sigma_b2, depth, seed, test_acc, "

@@ -9,30 +9,40 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from initlab import files
-from initlab.document import Document, colours, mean, settings_line, status_note, std
+from initlab.document import Document, colours, figure, grids, pct, save, settings_line, status_note
 from initlab.experiments import grid, probe_report
+from initlab.seeds import Seeds, bands, count, mean_std, over_seeds
 
 REACH = 0.90        # "trains": mean final test accuracy at or above this
 STALLED = grid.NC_ACCURACY   # "stalled": mean final test accuracy below this (chance is 10 %)
 
 
-def accuracy(runs: Sequence[dict]) -> Dict[Tuple[float, str, int], List[float]]:
-    """{(lr, init, depth): final test accuracies over seeds}; a diverged run counts as 0."""
-    out: Dict[Tuple[float, str, int], List[float]] = defaultdict(list)
+def accuracy(runs: Sequence[dict]) -> Dict[Tuple[float, str, int], Seeds]:
+    """{(lr, init, depth): final test accuracy over seeds}; a diverged run is counted, not averaged."""
+    groups: Dict[Tuple[float, str, int], List[dict]] = defaultdict(list)
     for r in runs:
-        acc = r["test_acc"]
-        ok = acc is not None and math.isfinite(acc) and not r.get("diverged")
-        out[(r["lr"], r["init"], r["depth"])].append(acc if ok else 0.0)
-    return out
+        groups[(r["lr"], r["init"], r["depth"])].append(r)
+    return {k: over_seeds([r["test_acc"] for r in rs], [r.get("diverged") for r in rs])
+            for k, rs in groups.items()}
+
+
+def trains(s: Optional[Seeds], threshold: float = REACH) -> bool:
+    """Every seed finite and their mean at or above ``threshold``."""
+    return s is not None and not s.diverged and s.mean >= threshold
+
+
+def _mean(s: Optional[Seeds]) -> float:
+    """The mean for ranking: -1 where no seed has a value."""
+    return s.mean if s is not None and s.n else -1.0
 
 
 def depth_table(runs: Sequence[dict], inits: Sequence[str], depths: Sequence[int],
                 lr: float) -> Tuple[List[str], List[List[str]]]:
-    """Rows: inits; columns: depths; cells: mean ± std of the final test accuracy (%), n/c below 20 %."""
+    """Rows: inits; columns: depths; cells: mean ± std of the final test accuracy (%), n/c below 20 %
+    (:func:`initlab.document.mean_std`)."""
     acc = accuracy(runs)
-    gone = {d: diverged(runs, lr, d) for d in depths}
-    body = [[i] + ["diverged" if i in gone[d] and gone[d][i][0] == gone[d][i][1] else
-                   grid.cell(acc.get((lr, i, d), [])) for d in depths] for i in inits]
+    body = [[i] + [mean_std(acc[(lr, i, d)], nc_below=STALLED) if (lr, i, d) in acc else "" for d in depths]
+            for i in inits]
     return ["init \\ depth"] + [str(d) for d in depths], body
 
 
@@ -53,13 +63,13 @@ def diverged(runs: Sequence[dict], lr: float, depth: int) -> Dict[str, Tuple[int
 
 
 def deepest_reaching(runs: Sequence[dict], init: str, lr: float, threshold: float = REACH) -> Optional[int]:
-    """The deepest depth at which ``init``'s mean test accuracy reached ``threshold``, provided every
-    shallower depth trained did too (None: not even the shallowest)."""
+    """The deepest depth at which ``init``'s mean test accuracy reached ``threshold`` with no seed
+    diverged, provided every shallower depth trained did too (None: not even the shallowest)."""
     acc = accuracy(runs)
     depths = sorted(d for (l, i, d) in acc if l == lr and i == init)
     best = None
     for d in depths:
-        if mean(acc[(lr, init, d)]) < threshold:
+        if not trains(acc[(lr, init, d)], threshold):
             break
         best = d
     return best
@@ -75,18 +85,18 @@ def observations_from(runs: Sequence[dict], probe_rows: Sequence[dict], cfg: dic
     if not depths:
         return []
     deepest = depths[-1]
-    seeds = len({r["seed"] for r in runs})
+    seeds = count(len({r["seed"] for r in runs}), "seed")
     out = []
     reach = {lr: {i: deepest_reaching(runs, i, lr) for i in inits} for lr in lrs}
     for lr in lrs:
         parts = [f"{i}: {('depth ' + str(d)) if d else 'not even depth ' + str(depths[0])}"
                  for i, d in reach[lr].items()]
         out.append(f"lr {lr:g}: deepest depth at which each init still reaches {100 * REACH:.0f} % "
-                   f"(mean over {seeds} seed{'s' if seeds != 1 else ''}) -- " + "; ".join(parts) + ".")
-        at_deep = {i: mean(acc[(lr, i, deepest)]) for i in inits if (lr, i, deepest) in acc}
+                   f"(mean over {seeds}, no seed diverged) -- " + "; ".join(parts) + ".")
+        at_deep = {i: acc[(lr, i, deepest)] for i in inits if (lr, i, deepest) in acc}
         blew_up = {i: d for i, d in diverged(runs, lr, deepest).items() if i in at_deep}
-        stalled = [f"{i} ({100 * a:.2f} %)" for i, a in at_deep.items() if a < STALLED and i not in blew_up]
-        trained = [f"{i} ({100 * a:.2f} %)" for i, a in at_deep.items() if a >= REACH]
+        stalled = [f"{i} ({pct(s.mean)})" for i, s in at_deep.items() if i not in blew_up and s.mean < STALLED]
+        trained = [f"{i} ({pct(s.mean)})" for i, s in at_deep.items() if trains(s)]
         gone = [f"{i} ({n} of {total} seeds, first at step {step})" for i, (n, total, step) in blew_up.items()]
         if stalled or trained or gone:
             out.append(f"lr {lr:g}, {deepest} layers: " + "; ".join(
@@ -96,7 +106,7 @@ def observations_from(runs: Sequence[dict], probe_rows: Sequence[dict], cfg: dic
                 + ".")
     if len(lrs) > 1:
         # deepest depth reaching 90 % first, then the accuracy at the deepest depth
-        best = {lr: max(inits, key=lambda i: (reach[lr][i] or 0, mean(acc.get((lr, i, deepest), []))))
+        best = {lr: max(inits, key=lambda i: (reach[lr][i] or 0, _mean(acc.get((lr, i, deepest)))))
                 for lr in lrs}
         lead = {lr: _lead(acc, lr, inits, best[lr], deepest) for lr in lrs}
         leads = "; ".join(f"lr {lr:g}: {text}" for lr, text in lead.items() if text)
@@ -122,10 +132,10 @@ def observations_from(runs: Sequence[dict], probe_rows: Sequence[dict], cfg: dic
         shrinks = [i for i, r in ratio.items() if i not in silent and r < 1 / factor]
         grows = [i for i, r in ratio.items() if i not in silent and r > factor]
         why = []
-        at_deep = {i: mean(acc[(lr, i, deepest)]) for lr in lrs[:1] for i in inits if (lr, i, deepest) in acc}
-        contrast = any(at_deep.get(i, 0) >= REACH for i in kept)
-        shrinks = [i for i in shrinks if at_deep.get(i, 1) < REACH] if contrast else []
-        grows = [i for i in grows if at_deep.get(i, 1) < REACH] if contrast else []
+        at_deep = {i: trains(acc[(lr, i, deepest)]) for lr in lrs[:1] for i in inits if (lr, i, deepest) in acc}
+        contrast = any(at_deep.get(i, False) for i in kept)
+        shrinks = [i for i in shrinks if not at_deep.get(i, True)] if contrast else []
+        grows = [i for i in grows if not at_deep.get(i, True)] if contrast else []
         if shrinks:
             why.append(f"a signal that shrinks geometrically with depth ({', '.join(shrinks)}) gives the first "
                        f"layers a vanishing gradient, so they barely move in one epoch")
@@ -147,78 +157,63 @@ def _sentence(text: str) -> str:
 
 def _lead(acc, lr: float, inits: Sequence[str], best: str, depth: int) -> str:
     """How far ``best`` is ahead of the runner-up at ``depth``, and whether beyond the seed spread."""
-    others = [i for i in inits if i != best and (lr, i, depth) in acc]
-    if not others or (lr, best, depth) not in acc:
+    others = [i for i in inits if i != best and (lr, i, depth) in acc and acc[(lr, i, depth)].n]
+    if not others or (lr, best, depth) not in acc or not acc[(lr, best, depth)].n:
         return ""
-    second = max(others, key=lambda i: mean(acc[(lr, i, depth)]))
+    second = max(others, key=lambda i: acc[(lr, i, depth)].mean)
     a, b = acc[(lr, best, depth)], acc[(lr, second, depth)]
-    gap = 100 * (mean(a) - mean(b))
-    if min(len(a), len(b)) < 2:
+    gap = 100 * (a.mean - b.mean)
+    if min(a.n, b.n) < 2:
         return f"{gap:.2f} points ahead of {second} at {depth} layers (1 seed: no spread)"
-    beyond = gap > 100 * max(std(a), std(b))
+    beyond = gap > 100 * max(a.std, b.std)
     return (f"{gap:.2f} points ahead of {second} at {depth} layers, "
             f"{'beyond' if beyond else 'within'} the seed spread")
 
 
 def plot_depth(runs: Sequence[dict], cfg: dict, path: Path) -> Path:
     """Per learning rate: final test accuracy against depth, one line per init (band: min-max over
-    seeds); then the training loss of the deepest nets."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    seeds; a diverged seed is left out, a depth where every seed diverged is an x at 0)."""
     inits, lrs = cfg["inits"], cfg["lrs"]
     colors = colours(inits)
-    acc = accuracy(runs)
-    depths = sorted({r["depth"] for r in runs})
-    fig, axes = plt.subplots(1, len(lrs), figsize=(5.4 * len(lrs), 4.2), squeeze=False)
+    fig, axes = figure(1, len(lrs), 5.4 * len(lrs), 4.2)
     for ax, lr in zip(axes[0], lrs):
+        here = [r for r in runs if r["lr"] == lr]
+        acc = bands(here, "init", "depth", "test_acc")
+        marked = False
         for i in inits:
-            ds = [d for d in depths if (lr, i, d) in acc]
-            if not ds:
-                continue
-            ax.plot(ds, [mean(acc[(lr, i, d)]) for d in ds], "o-", color=colors[i], label=i, lw=1.6)
-            ax.fill_between(ds, [min(acc[(lr, i, d)]) for d in ds], [max(acc[(lr, i, d)]) for d in ds],
-                            color=colors[i], alpha=0.15, lw=0)
+            if i in acc:
+                ax.plot(acc[i].x, acc[i].mean, "o-", color=colors[i], label=i, lw=1.6)
+                ax.fill_between(acc[i].x, acc[i].lo, acc[i].hi, color=colors[i], alpha=0.15, lw=0)
+            gone = sorted({r["depth"] for r in here if r["init"] == i} - set(acc[i].x if i in acc else []))
+            if gone:
+                ax.plot(gone, [0.0] * len(gone), "x", color=colors[i], ms=8, mew=2, clip_on=False,
+                        label=None if marked else "x: every seed diverged")
+                marked = True
         ax.axhline(REACH, color="0.5", ls=":", lw=1)
         ax.set(title=f"lr {lr:g}", xlabel="hidden layers", ylabel="final test accuracy", ylim=(0, 1))
-        ax.grid(alpha=0.3)
+    grids(axes)
     axes[0][0].legend(fontsize=8)
-    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.14, top=0.9, wspace=0.25)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def plot_loss(curves: Sequence[dict], cfg: dict, path: Path) -> Optional[Path]:
-    """Running training loss of the deepest nets, per learning rate (band: min-max over seeds)."""
+    """Running training loss of the deepest nets, per learning rate (mean, band: min-max over seeds)."""
     if not curves:
         return None
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     inits, lrs = cfg["inits"], cfg["lrs"]
     colors = colours(inits)
-    fig, axes = plt.subplots(1, len(lrs), figsize=(5.4 * len(lrs), 4.0), squeeze=False)
+    fig, axes = figure(1, len(lrs), 5.4 * len(lrs), 4.0)
     for ax, lr in zip(axes[0], lrs):
+        loss = bands([c for c in curves if c["lr"] == lr], "init", "step", "train_loss")
         for i in inits:
-            per_step: Dict[int, List[float]] = defaultdict(list)
-            for c in curves:
-                if c["lr"] == lr and c["init"] == i and c.get("train_loss") is not None \
-                        and math.isfinite(c["train_loss"]):
-                    per_step[c["step"]].append(c["train_loss"])
-            steps = sorted(per_step)
-            if steps:
-                ax.plot(steps, [mean(per_step[s]) for s in steps], color=colors[i], label=i, lw=1.6)
+            if i in loss:
+                ax.plot(loss[i].x, loss[i].mean, color=colors[i], label=i, lw=1.6)
+                ax.fill_between(loss[i].x, loss[i].lo, loss[i].hi, color=colors[i], alpha=0.15, lw=0)
         ax.set(title=f"{max(cfg['depths'])} layers, lr {lr:g}", xlabel="step",
                ylabel="training loss (running mean)", yscale="log")
-        ax.grid(alpha=0.3)
+    grids(axes)
     axes[0][0].legend(fontsize=8)
-    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.14, top=0.9, wspace=0.25)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def describe(cfg: dict) -> str:
@@ -261,17 +256,12 @@ def write_report(out: Path) -> Path:
     out = Path(out)
     cfg, meta = files.read_json(out / "config.json"), files.read_json(out / "meta.json")
     runs, curves, probe_rows = (files.read_table(out, n) for n in ("runs", "curves", "probe"))
-    note = status_note(meta, "depth", out)
-    if note is None and meta.get("interrupted"):     # a folder written before the runner
-        note = "Interrupted: only the runs recorded before Ctrl-C."
-    doc = Document("initlab depth: plain deep nets under each init"
-                   + (" (interrupted)" if meta.get("interrupted") else " (incomplete)" if note else ""),
-                   settings_line(describe(cfg), meta))
-    if note:
-        doc.paragraph(note)
+    doc = Document.report("initlab depth: plain deep nets under each init", settings_line(describe(cfg), meta),
+                          meta, status_note(meta, "depth", out))
     doc.heading("Final test accuracy (%) by depth")
     doc.paragraph(f"Cells: mean ± std over seeds; 'n/c' = mean below {100 * STALLED:.0f} % (chance is "
-                  "10 %); a diverged run counts as 0; 'diverged' = every seed's loss became non-finite.")
+                  "10 %); '(k/n diverged)' = k of n seeds' loss became non-finite, left out of the mean (not "
+                  "counted as 0); 'diverged' = every seed's did.")
     for lr in cfg["lrs"]:
         doc.heading(f"lr {lr:g}", level=3).table(*depth_table(runs, cfg["inits"], sorted(cfg["depths"]), lr))
     doc.heading("What depth does to each init").bullets(observations_from(runs, probe_rows, cfg))
@@ -281,7 +271,7 @@ def write_report(out: Path) -> Path:
     if probe_rows:
         doc.image("Signal through the deepest net at initialization (measured, and the variance formula)",
                   probe_report.plot(probe_rows, cfg["inits"], [cfg["activation"]], out / "signal.png"))
-    doc.heading("Files").paragraph("`runs.csv` (one row per depth x lr x init x seed), `curves.csv` (the "
+    doc.files("`runs.csv` (one row per depth x lr x init x seed), `curves.csv` (the "
                                    "deepest depth), `probe.csv` (signal at initialization, per layer), "
                                    "`config.json`, `meta.json`.")
     return doc.write(out)

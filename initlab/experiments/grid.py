@@ -3,8 +3,9 @@
 Rows: init methods; columns: activations; a cell is the mean test accuracy over seeds after the
 configured training, or ``n/c`` ("not converged") when that mean is below ``NC_ACCURACY`` = 20 % —
 twice chance on 10 classes, far below anything a working LeNet-5 reaches after one epoch. A cell where
-only some seeds failed shows the mean over all seeds and how many failed, e.g. ``64.1 ± 44.6 (1/3 n/c)``.
-A run that diverged (non-finite loss) counts as not converged.
+only some seeds failed shows the mean over all seeds and how many failed, e.g. ``22.00 ± 6.08 (1/3 n/c)``.
+A run that diverged (non-finite loss) has no accuracy: it is left out of the mean and counted,
+``97.50 ± 0.71 (1/3 diverged)`` (the report layer's one NaN policy, :func:`initlab.document.mean_std`).
 
 Every activation is one study (all inits x seeds of it train as one batched stack), planned as cells on
 the runner (``initlab.runs.runner``: resume, workers, Ray, Ctrl-C). The grid keeps only the final
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -24,6 +24,7 @@ from initlab import engine, files, init
 from initlab.document import Document, settings_line, status_note
 from initlab.experiments import study, study_tables
 from initlab.options import flag
+from initlab.seeds import mean_std, over_seeds
 
 GRID_INITS = ("zeros", "uniform", "normal", "xavier", "kaiming", "orthogonal", "lsuv")
 GRID_ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "selu")
@@ -39,8 +40,9 @@ def converged(test_acc: Optional[float]) -> bool:
     return test_acc is not None and math.isfinite(test_acc) and test_acc >= NC_ACCURACY
 
 
-def cell(accs: Sequence[Optional[float]]) -> str:
-    """One table cell from the test accuracies of one (init, activation) over seeds.
+def cell(accs: Sequence[Optional[float]], diverged: Optional[Sequence[bool]] = None) -> str:
+    """One table cell from the test accuracies of one (init, activation) over seeds (None/NaN or a
+    ``diverged`` flag: the run diverged), in the report layer's one format.
 
     Example:
         >>> cell([0.98, 0.982, 0.978])
@@ -49,45 +51,43 @@ def cell(accs: Sequence[Optional[float]]) -> str:
         'n/c'
         >>> cell([0.98, 0.1, 0.97])
         '68.33 ± 50.52 (1/3 n/c)'
+        >>> cell([0.98, float("nan"), 0.97])
+        '97.50 ± 0.71 (1/3 diverged)'
     """
-    if not accs:
-        return ""
-    vals = [a if a is not None and math.isfinite(a) else 0.0 for a in accs]
-    mean = statistics.fmean(vals)
-    if mean < NC_ACCURACY:
-        return "n/c"
-    std = statistics.stdev(vals) if len(vals) > 1 else 0.0
-    failed = sum(not converged(a) for a in accs)
-    text = f"{100 * mean:.2f} ± {100 * std:.2f}" if len(vals) > 1 else f"{100 * mean:.2f}"
-    return text + (f" ({failed}/{len(accs)} n/c)" if failed else "")
+    return mean_std(over_seeds(accs, diverged), nc_below=NC_ACCURACY)
 
 
 def grid_table(rows: List[dict], inits: Sequence[str], activations: Sequence[str]
                ) -> Tuple[List[str], List[List[str]]]:
     """(head, body): rows = inits, columns = activations, cells from :func:`cell` (test accuracy, %)."""
-    accs: Dict[Tuple[str, str], List[Optional[float]]] = {}
+    accs: Dict[Tuple[str, str], List[dict]] = {}
     for r in rows:
-        accs.setdefault((r["init"], r["activation"]), []).append(r["test_acc"])
-    body = [[i] + [cell(accs.get((i, a), [])) for a in activations] for i in inits]
+        accs.setdefault((r["init"], r["activation"]), []).append(r)
+    body = [[i] + [cell([r["test_acc"] for r in rs], [r.get("diverged") for r in rs])
+                   for rs in (accs.get((i, a), []) for a in activations)] for i in inits]
     return ["init \\ activation"] + list(activations), body
 
 
 def observations(rows: List[dict], inits: Sequence[str], activations: Sequence[str]) -> List[str]:
-    """Sentences from the rows: per activation the best init and the n/c ones."""
+    """Sentences from the rows: per activation the best init, the n/c ones and the diverged ones."""
     out = []
     for a in activations:
-        means = {}
+        seeds = {}
         for i in inits:
-            vals = [r["test_acc"] for r in rows if r["init"] == i and r["activation"] == a]
-            if vals:
-                means[i] = statistics.fmean(v if v is not None and math.isfinite(v) else 0.0 for v in vals)
-        if not means:
+            rs = [r for r in rows if r["init"] == i and r["activation"] == a]
+            if rs:
+                seeds[i] = over_seeds([r["test_acc"] for r in rs], [r.get("diverged") for r in rs])
+        means = {i: s.mean for i, s in seeds.items() if s.n}
+        gone = [f"{i} ({s.diverged}/{s.runs} seeds, left out of its mean)" for i, s in seeds.items() if s.diverged]
+        if not seeds:
             continue
-        best = max(means, key=means.get)
+        best = max(means, key=means.get) if means else None
         nc = [i for i, m in means.items() if m < NC_ACCURACY]
-        out.append(f"{a}: best {best} ({100 * means[best]:.2f} %); "
-                   + (f"not converged (mean < {100 * NC_ACCURACY:.0f} %): {', '.join(nc)}" if nc
-                      else "every init converged"))
+        out.append(f"{a}: " + "; ".join(part for part in (
+            f"best {best} ({100 * means[best]:.2f} %)" if best else "",
+            f"not converged (mean < {100 * NC_ACCURACY:.0f} %): {', '.join(nc)}" if nc else
+            "every init converged" if len(means) == len(seeds) and not gone else "",
+            f"diverged: {', '.join(gone)}" if gone else "") if part))
     return out
 
 
@@ -183,15 +183,12 @@ def write_report(out: Path) -> Path:
     cfg, meta = files.read_json(out / "config.json"), files.read_json(out / "meta.json")
     rows = files.read_table(out, "runs") or files.read_table(out, "grid")
     inits, activations = cfg.get("inits", []), cfg.get("activations", [])
-    note = status_note(meta, "grid", out)
-    doc = Document("initlab grid: final test accuracy (%) by init and activation"
-                   + (" (interrupted)" if meta.get("interrupted") else " (incomplete)" if note else ""),
-                   settings_line(describe(cfg), meta))
-    if note:
-        doc.paragraph(note)
+    doc = Document.report("initlab grid: final test accuracy (%) by init and activation",
+                          settings_line(describe(cfg), meta), meta, status_note(meta, "grid", out))
     doc.paragraph(f"Cells: mean ± std over {cfg.get('seeds')} seeds of the final test accuracy, in %; "
                   f"'n/c' = not converged: mean test accuracy < {100 * NC_ACCURACY:.0f} % (chance is "
-                  f"10 %); '(k/n n/c)' = k of n seeds below {100 * NC_ACCURACY:.0f} % or diverged.")
+                  f"10 %); '(k/n n/c)' = k of n seeds below {100 * NC_ACCURACY:.0f} %; '(k/n diverged)' = "
+                  f"k of n seeds' loss became non-finite: left out of the mean, not counted as 0.")
     doc.table(*grid_table(rows, inits, activations))
     doc.bullets(observations(rows, inits, activations))
     if meta.get("command"):
@@ -199,7 +196,7 @@ def write_report(out: Path) -> Path:
     seconds = meta.get("seconds")
     if seconds is not None and math.isfinite(seconds):
         doc.paragraph(f"Time: {seconds:.0f} s.")
-    doc.paragraph("Files: `runs.csv` (one row per run), `config.json`, `meta.json`.")
+    doc.files("`runs.csv` (one row per run; `grid.csv` the same rows), `config.json`, `meta.json`.")
     path = doc.write(out)
     files.atomic_write_text(out / "grid.md", doc.markdown())
     return path

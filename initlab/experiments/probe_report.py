@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
 from initlab import files
-from initlab.document import Document, colours, log_scale_or_note, settings_line
+from initlab.document import Document, colours, grids, log_scale_or_note, save, settings_line
+from initlab.document import figure as make_figure
 from initlab.init import mean_field
+from initlab.seeds import band, count
 
 KEEP_FACTOR = 2.0      # "kept": max/min of the forward std over the hidden layers <= 2
 
@@ -132,7 +134,7 @@ def observations(rows: List[dict], inits: List[str], activations: List[str]) -> 
             parts.append(f"{what} is within x{num(max(finite))} of the measurement at every layer for "
                          f"{len(finite)} of {len(e)} inits" if finite else
                          f"{what} could not be compared (zero or non-finite stds)")
-        out.append("; ".join(parts) + f" ({len(seeds)} seed{'s' if len(seeds) != 1 else ''}).")
+        out.append("; ".join(parts) + f" ({count(len(seeds), 'seed')}).")
     return out
 
 
@@ -170,17 +172,16 @@ def figure(rows: List[dict], inits: List[str], activations: List[str]):
     side by side; one colour per init; solid = measured (geometric mean over seeds, band = min-max),
     dashed = predicted (dash-dotted where the prediction is the mean-field approximation).
     A matplotlib Figure (not attached to pyplot)."""
-    from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
     colors = colours(inits)
     cols = min(4, len(activations))
     blocks = math.ceil(len(activations) / cols)
-    fig = Figure(figsize=(4.2 * cols, 3.3 * 2 * blocks + 0.6))
-    axes = fig.subplots(2 * blocks, cols, squeeze=False)
-    index: Dict[Tuple[str, str], Dict[int, List[dict]]] = defaultdict(lambda: defaultdict(list))
+    height = 3.3 * 2 * blocks + 0.6
+    fig, axes = make_figure(2 * blocks, cols, 4.2 * cols, height, rect=(0, 0, 1, 1 - 0.5 / height))
+    index: Dict[Tuple[str, str], List[dict]] = defaultdict(list)
     for r in rows:
-        index[(r["init"], r["activation"])][r["layer"]].append(r)
+        index[(r["init"], r["activation"])].append(r)
     for k, a in enumerate(activations):
         block, col = divmod(k, cols)
         for row, (key, pkey, title) in enumerate((("forward_std", "predicted_std", "forward: std of y_l"),
@@ -189,23 +190,19 @@ def figure(rows: List[dict], inits: List[str], activations: List[str]):
             ax = axes[2 * block + row][col]
             ax.set_ylabel("std (log scale)", fontsize=8)
             for i in inits:
-                per_layer = index.get((i, a))
-                if not per_layer:
+                mine = index.get((i, a))
+                if not mine:
                     continue
-                layers = sorted(per_layer)
-                def series(k, f):
-                    return [f([r[k] for r in per_layer[l]]) for l in layers]
-                mean = series(key, geomean)
-                lo = series(key, lambda v: min([x for x in v if _finite_pos(x)], default=math.nan))
-                hi = series(key, lambda v: max([x for x in v if _finite_pos(x)], default=math.nan))
-                ax.plot(layers, mean, "-", color=colors[i], lw=1.6, label=i)
-                ax.fill_between(layers, lo, hi, color=colors[i], alpha=0.15, lw=0)
-                style = "--" if per_layer[layers[0]][0]["prediction"] == "exact" else "-."
-                ax.plot(layers, series(pkey, geomean), style, color=colors[i], lw=1.0, alpha=0.9)
+                measured = band(mine, "layer", key, geometric=True)
+                ax.plot(measured.x, measured.mean, "-", color=colors[i], lw=1.6, label=i)
+                ax.fill_between(measured.x, measured.lo, measured.hi, color=colors[i], alpha=0.15, lw=0)
+                predicted = band(mine, "layer", pkey, geometric=True)
+                style = "--" if mine[0]["prediction"] == "exact" else "-."
+                ax.plot(predicted.x, predicted.mean, style, color=colors[i], lw=1.0, alpha=0.9)
             if not log_scale_or_note(ax, f"{a} — {title}: every std is 0 (no signal), nothing to draw "
                                          "on a log axis"):
                 continue
-            ax.grid(alpha=0.3)
+            grids(ax)
             ax.set_title(f"{a} — {title}", fontsize=9)
             ax.set_xlabel("layer (last = logits)", fontsize=8)
             ax.tick_params(labelsize=7)
@@ -218,13 +215,11 @@ def figure(rows: List[dict], inits: List[str], activations: List[str]):
                 Line2D([], [], color="k", ls="-.")]
     labels += ["measured (band: seeds)", "predicted (exact formula)", "predicted (mean-field approx.)"]
     fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 7), fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / (6.6 * blocks + 0.6)))
     return fig
 
 
 def plot(rows: List[dict], inits: List[str], activations: List[str], path: Path) -> Path:
-    figure(rows, inits, activations).savefig(path, dpi=90)
-    return path
+    return save(figure(rows, inits, activations), path, dpi=90)
 
 
 
@@ -252,11 +247,10 @@ def write_report(out: Path) -> Path:
     rows = files.read_table(out, "probe")
     inits, activations, depth = cfg["inits"], cfg["activations"], cfg["depth"]
     done = meta.get("combinations_done")
-    doc = Document("initlab probe: signal propagation at initialization"
-                   + (" (interrupted)" if meta.get("interrupted") else ""), settings_line(describe(cfg), meta))
-    if meta.get("interrupted"):
-        doc.paragraph(f"Interrupted: {done} of {meta.get('combinations')} init x activation x seed "
-                      "combinations were probed; every table and sentence here comes from them only.")
+    doc = Document.report("initlab probe: signal propagation at initialization", settings_line(describe(cfg), meta),
+                          meta, f"Interrupted: {done} of {meta.get('combinations')} init x activation x seed "
+                          "combinations were probed; every table and sentence here comes from them only."
+                          if meta.get("interrupted") else None)
     doc.heading("Which inits keep the forward signal?")
     doc.paragraph(f"Cells: last/first forward std over the {depth} hidden layers (geometric mean over "
                   f"seeds); ✓ = max/min over those layers <= {KEEP_FACTOR:g} on every seed. With ReLU and "
@@ -270,7 +264,7 @@ def write_report(out: Path) -> Path:
     doc.paragraph("Solid: measured (band: min-max over seeds); dashed: the variance formula's prediction "
                   "(exact for linear and (leaky) ReLU forward); dash-dotted: mean-field approximation "
                   "(tanh, sigmoid, SELU). Zero stds are not drawn on the log axis.")
-    doc.heading("Files").paragraph("`probe.csv` (one row per init x activation x seed x layer), "
+    doc.files("`probe.csv` (one row per init x activation x seed x layer), "
                                    "`runs.csv` (one per init x activation x seed), `config.json`, "
                                    "`meta.json`.")
     return doc.write(out)

@@ -8,16 +8,9 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from initlab import files
-from initlab.document import (
-    PAGE_STYLE,
-    Document,
-    colours,
-    mean,
-    pct,
-    settings_line,
-    std,
-)
+from initlab.document import PAGE_STYLE, Document, colours, figure, grids, mean, pct, save, settings_line, status_note
 from initlab.experiments.transfer import EARLY_STEPS, MODES
+from initlab.seeds import bands, count, mean_std, over_seeds
 
 
 def load_tables(out: Path) -> Dict:
@@ -35,7 +28,8 @@ def _inits(f: Dict) -> List[str]:
 
 
 def summary_rows(f: Dict) -> List[dict]:
-    """One row per (target size, init): test accuracy mean/std/min over seeds, early held-out
+    """One row per (target size, init): test accuracy over seeds (``acc``, a diverged run counted, not
+    averaged; ``acc_mean``, ``acc_std``, ``acc_min`` from it), early held-out
     accuracy, steps to 90/97 % (mean; None unless every seed got there)."""
 
     groups: Dict[Tuple[int, str], List[dict]] = defaultdict(list)
@@ -44,9 +38,9 @@ def summary_rows(f: Dict) -> List[dict]:
     rows = []
     order = {name: k for k, name in enumerate(_inits(f))}
     for (n, name), runs in sorted(groups.items(), key=lambda kv: (kv[0][0], order.get(kv[0][1], 99))):
-        accs = [r["test_acc"] for r in runs]
-        row = {"target_images": n, "init": name, "kind": runs[0]["kind"], "n": len(runs),
-               "acc_mean": mean(accs), "acc_std": std(accs), "acc_min": min(accs)}
+        acc = over_seeds([r["test_acc"] for r in runs], [r.get("diverged") for r in runs])
+        row = {"target_images": n, "init": name, "kind": runs[0]["kind"], "n": len(runs), "acc": acc,
+               "acc_mean": acc.mean, "acc_std": acc.std, "acc_min": acc.lo}
         for s in [0, *EARLY_STEPS]:
             vals = [r.get(f"acc_at_{s}") for r in runs]
             row[f"acc_at_{s}"] = None if any(v is None for v in vals) else mean(vals)
@@ -68,7 +62,7 @@ def summary_table(f: Dict) -> Tuple[List[str], List[List[str]]]:
             return f"never ({reached}/{row['n']})" if reached else "never"
         return f"{v:,.0f}"
 
-    body = [[f"{r['target_images']:,}", r["init"], f"{pct(r['acc_mean'])} ± {100 * r['acc_std']:.2f}",
+    body = [[f"{r['target_images']:,}", r["init"], mean_std(r["acc"], unit=" %"),
              pct(r["acc_min"])] + [pct(r[f"acc_at_{s}"], 1) if r[f"acc_at_{s}"] is not None else "n/a"
                                     for s in EARLY_STEPS]
             + [steps(r, "steps_to_90"), steps(r, "steps_to_97")] for r in summary_rows(f)]
@@ -84,15 +78,15 @@ def observations(f: Dict) -> List[str]:
     pts = lambda x: f"{100 * x:+.2f} pts"
     for n in sizes:
         here = [r for r in rows if r["target_images"] == n]
-        tr = [r for r in here if r["kind"] == "transfer"]
-        sc = [r for r in here if r["kind"] == "scratch"]
+        tr = [r for r in here if r["kind"] == "transfer" and r["acc"].n]   # (every seed diverged: no
+        sc = [r for r in here if r["kind"] == "scratch" and r["acc"].n]    # accuracy to compare)
         if not tr or not sc:
             continue
         bt, bs = max(tr, key=lambda r: r["acc_mean"]), max(sc, key=lambda r: r["acc_mean"])
         gap = bt["acc_mean"] - bs["acc_mean"]
         noise = max(bt["acc_std"], bs["acc_std"])
         gaps.append((n, gap, noise, bt, bs))
-        n_seeds = min(bt.get("n", 2), bs.get("n", 2))
+        n_seeds = min(bt["acc"].n, bs["acc"].n)
         s = (f"{n:,} target images: best pretrained init {bt['init']} ends at {100 * bt['acc_mean']:.2f} % "
              f"test accuracy, best scratch init {bs['init']} at {100 * bs['acc_mean']:.2f} % "
              f"({pts(gap)}; " + (f"seed std up to {100 * noise:.2f} pts)" if n_seeds > 1 else
@@ -111,7 +105,7 @@ def observations(f: Dict) -> List[str]:
                 fb = "never" if b is None else f"{b:,.0f}"
                 s += f"; steps to {key[-2:]} %: {fa} vs {fb}"
         out.append(s + ".")
-    one_seed = any(min(bt.get("n", 2), bs.get("n", 2)) < 2 for _, _, _, bt, bs in gaps)
+    one_seed = any(min(bt["acc"].n, bs["acc"].n) < 2 for _, _, _, bt, bs in gaps)
     if gaps and one_seed:
         parts = ", ".join(f"{pts(g)} at {n:,}" for n, g, _, _, _ in gaps)
         out.append(f"The final-accuracy difference, best pretrained minus best scratch, is {parts} images "
@@ -153,62 +147,42 @@ def observations(f: Dict) -> List[str]:
     pre = [r["test_acc"] for r in f["pretrain"] if r.get("test_acc") is not None]
     if pre:
         out.append(f"The pretrained models reached {100 * min(pre):.2f}–{100 * max(pre):.2f} % on the "
-                   f"{f['pretrain'][0]['source']} test set ({len(pre)} seed(s)).")
-    return out
-
-
-def _bands(f: Dict, n: int):
-    out = {}
-    for name in _inits(f):
-        per_step: Dict[int, List[float]] = defaultdict(list)
-        for r in f["curves"]:
-            if r["target_images"] == n and r["init"] == name and r["heldout_acc"] is not None:
-                per_step[r["step"]].append(r["heldout_acc"])
-        steps = sorted(per_step)
-        if steps:
-            out[name] = (steps, [mean(per_step[s]) for s in steps],
-                         [min(per_step[s]) for s in steps], [max(per_step[s]) for s in steps])
+                   f"{f['pretrain'][0]['source']} test set ({count(len(pre), 'seed')}).")
     return out
 
 
 def figure_curves(f: Dict):
     """One panel per target size: held-out accuracy against step (mean, min–max band over seeds).
     A matplotlib Figure (not attached to pyplot)."""
-    from matplotlib.figure import Figure
-
     sizes = sorted({r["target_images"] for r in f["runs"]})
     colors = colours(_inits(f))
-    fig = Figure(figsize=(5.2 * len(sizes), 4.2))
-    axes = fig.subplots(1, len(sizes), squeeze=False)
+    fig, axes = figure(1, len(sizes), 5.2 * len(sizes), 4.2)
     n_seeds = len({r["seed"] for r in f["runs"]})
     for ax, n in zip(axes[0], sizes):
-        for name, (steps, avg, lo, hi) in _bands(f, n).items():
-            style = "-" if name in MODES else "--"
-            ax.plot(steps, avg, style, color=colors[name], label=name, lw=1.8)
-            ax.fill_between(steps, lo, hi, color=colors[name], alpha=0.15, lw=0)
+        acc = bands((r for r in f["curves"] if r["target_images"] == n), "init", "step", "heldout_acc")
+        for name in (i for i in _inits(f) if i in acc):
+            b, style = acc[name], "-" if name in MODES else "--"
+            ax.plot(b.x, b.mean, style, color=colors[name], label=name, lw=1.8)
+            ax.fill_between(b.x, b.lo, b.hi, color=colors[name], alpha=0.15, lw=0)
         ax.set(title=f"{n:,} target images", xlabel="step", ylabel="held-out accuracy", ylim=(0, 1))
-        ax.grid(alpha=0.3)
+    grids(axes)
     axes[0][0].legend(title=f"solid: pretrained, dashed: scratch\n(mean, band min–max of {n_seeds} seeds)",
                       fontsize=8, title_fontsize=8, loc="lower right")
-    fig.tight_layout()
     return fig
 
 
 def plot_curves(f: Dict, path: Path) -> Path:
-    figure_curves(f).savefig(path, dpi=100)
-    return path
+    return save(figure_curves(f), path)
 
 
 def figure_sizes(f: Dict):
     """Accuracy against target-set size: early (after the last early step) and final. A matplotlib
     Figure (not attached to pyplot)."""
-    from matplotlib.figure import Figure
-
     rows = summary_rows(f)
     colors = colours(_inits(f))
     early = EARLY_STEPS[-1]
-    fig = Figure(figsize=(11, 4.2))
-    axes = fig.subplots(1, 2)
+    fig, grid = figure(1, 2, 11, 4.2)
+    axes = grid[0]
     for name in _inits(f):
         mine = [r for r in rows if r["init"] == name]
         xs = [r["target_images"] for r in mine]
@@ -222,16 +196,13 @@ def figure_sizes(f: Dict):
                 ylabel="accuracy")
     axes[1].set(title="Final test accuracy (mean ± std over seeds)", xscale="log",
                 xlabel="target images", ylabel="accuracy")
-    for ax in axes:
-        ax.grid(alpha=0.3, which="both")
+    grids(axes, which="both")
     axes[1].legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
     return fig
 
 
 def plot_sizes(f: Dict, path: Path) -> Path:
-    figure_sizes(f).savefig(path, dpi=100)
-    return path
+    return save(figure_sizes(f), path)
 
 
 def describe(f: Dict) -> str:
@@ -253,8 +224,8 @@ def write_report(out: Path, title: Optional[str] = None) -> Path:
     f = load_tables(out)
     c = f["config"]
     title = title or f"initlab transfer: {c.get('source')} -> {c.get('target')} as an initialization"
-    note = " (interrupted: only the runs recorded so far)" if f["meta"].get("interrupted") else ""
-    doc = Document(title + note, settings_line(describe(f), f["meta"]))
+    doc = Document.report(title, settings_line(describe(f), f["meta"]), f["meta"],
+                          status_note(f["meta"], "transfer", f["out"]))
     doc.heading("Results").table(*summary_table(f))
     doc.paragraph("Inits: finetune = pretrained weights, all layers trained; freeze = pretrained weights, "
                   "convolutions frozen; reinit_head = pretrained weights with the output layer redrawn; "
@@ -266,7 +237,7 @@ def write_report(out: Path, title: Optional[str] = None) -> Path:
     doc.heading("Plots")
     doc.image("Held-out accuracy during target training", plot_curves(f, f["out"] / "curves.png"))
     doc.image("Accuracy against the amount of target data", plot_sizes(f, f["out"] / "sizes.png"))
-    doc.heading("Files").paragraph(
+    doc.files(
         "`runs.csv` (one row per run), `curves.csv`, `pretrain.csv`, `config.json` (the resolved "
         "configuration, with the steps per target size), `meta.json` (environment), "
         "`pretrained-seed*.pt` (checkpoints, reusable with `--from-checkpoint`).")

@@ -7,13 +7,13 @@ Everything here reads the result folder alone (config.json, meta.json, runs.csv,
 from __future__ import annotations
 
 import math
-import statistics
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 from initlab import files
-from initlab.document import Document, settings_line, status_note
-from initlab.experiments.width import best_lrs, loss_table, shifts
+from initlab.document import Document, figure, grids, mean, save, settings_line, status_note
+from initlab.experiments.width import best_lrs, shifts
+from initlab.seeds import band, count, has_value
 
 Table = Tuple[List[str], List[List[str]]]
 MOVES = 4.0      # "the best lr moved": by at least this factor over the widths
@@ -72,7 +72,7 @@ def sentences(rows: Sequence[dict], coord: Sequence[dict], cfg: dict) -> List[st
             if len(sizes) < 2:
                 continue
             ws = sorted(sizes)
-            means = [statistics.fmean(sizes[w]) for w in ws]
+            means = [mean(sizes[w]) for w in ws]
             ratio = means[-1] / means[0] if means[0] > 0 else math.inf
             trend = "grew" if ratio >= 1.5 else "shrank" if ratio <= 1 / 1.5 else "stayed within 1.5x"
             out.append(f"Coordinate check, {p}: the mean |logit| after {last} Adam steps at lr "
@@ -82,82 +82,70 @@ def sentences(rows: Sequence[dict], coord: Sequence[dict], cfg: dict) -> List[st
 
 
 def plot_lr_curves(rows: Sequence[dict], path: Path) -> Optional[Path]:
-    """Training loss against log2 lr, one curve per width, a panel per parametrization."""
-    table = loss_table(rows)
-    if not table:
+    """Training loss against log2 lr, one curve per width (mean over seeds), a panel per
+    parametrization; an lr where a seed diverged has no point (it cannot be the best lr either)."""
+    if not rows:
         return None
     import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    ps = sorted({p for p, _, _ in table})
-    widths = sorted({w for _, w, _ in table})
+    ps = sorted({r["parametrization"] for r in rows})
+    widths = sorted({r["width"] for r in rows})
     cmap = matplotlib.colormaps["viridis"]
-    fig, axes = plt.subplots(1, len(ps), figsize=(5.2 * len(ps), 4.2), squeeze=False, sharey=True)
+    fig, axes = figure(1, len(ps), 5.2 * len(ps), 4.2, sharey=True)
     best = best_lrs(rows)
     for ax, p in zip(axes[0], ps):
         for k, w in enumerate(widths):
-            ks = sorted(j for p2, w2, j in table if (p2, w2) == (p, w))
-            if not ks:
+            mine = [r for r in rows if (r["parametrization"], r["width"]) == (p, w)]
+            if not mine:
                 continue
-            means = [statistics.fmean(table[(p, w, j)]) for j in ks]
+            b = band(mine, "log2_lr", "train_loss")
+            gone = {r["log2_lr"] for r in mine if not has_value(r["train_loss"], r["diverged"])}
             colour = cmap(k / max(1, len(widths) - 1))
-            ax.plot(ks, [m if math.isfinite(m) else float("nan") for m in means], "o-", color=colour,
+            ax.plot(b.x, [m if x not in gone else math.nan for x, m in zip(b.x, b.mean)], "o-", color=colour,
                     label=f"width {w}")
             if (p, w) in best:
                 ax.plot([best[(p, w)]["log2_lr"]], [best[(p, w)]["loss"]], "*", color=colour, ms=14, mec="black")
         ax.set(title=p, xlabel="log2 learning rate")
-        ax.grid(alpha=0.3)
+    grids(axes)
     axes[0][0].set_ylabel("training loss (mean of the last 100 steps)")
     axes[0][0].legend(fontsize=8)
-    finite = [v for vs in table.values() for v in vs if math.isfinite(v)]
+    finite = [v for v in (r["train_loss"] for r in rows) if v is not None and math.isfinite(v)]
     if finite:
         axes[0][0].set_ylim(min(finite) * 0.9, min(max(finite), 2.5))
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def plot_coord(coord: Sequence[dict], path: Path) -> Optional[Path]:
-    """Mean |pre-activation| of every layer against width, a panel per parametrization, a line per step."""
+    """Mean |pre-activation| of every layer against width (mean over seeds), a panel per
+    parametrization, a line per step."""
     if not coord:
         return None
     import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     ps = sorted({r["parametrization"] for r in coord})
     layers = list(dict.fromkeys(r["layer"] for r in coord))
     steps = sorted({r["step"] for r in coord})
-    fig, axes = plt.subplots(1, len(ps), figsize=(5.2 * len(ps), 4.0), squeeze=False, sharey=True)
+    fig, axes = figure(1, len(ps), 5.2 * len(ps), 4.0, sharey=True)
     styles = ["-", "--", ":"]
     cmap = matplotlib.colormaps["tab10"]
     for ax, p in zip(axes[0], ps):
         for li, layer in enumerate(layers):
             for si, t in enumerate(steps):
-                pts = {}
-                for r in coord:
-                    if (r["parametrization"], r["layer"], r["step"]) == (p, layer, t):
-                        pts.setdefault(r["width"], []).append(r["mean_abs"])
-                ws = sorted(pts)
-                ax.plot(ws, [statistics.fmean(pts[w]) for w in ws], styles[si % 3], marker="o", ms=3,
-                        color=cmap(li), label=f"{layer}, step {t}")
+                b = band((r for r in coord if (r["parametrization"], r["layer"], r["step"]) == (p, layer, t)),
+                         "width", "mean_abs")
+                ax.plot(b.x, b.mean, styles[si % 3], marker="o", ms=3, color=cmap(li), label=f"{layer}, step {t}")
         ax.set(title=f"{p}: coordinate check", xlabel="width", xscale="log", yscale="log")
-        ax.grid(alpha=0.3)
+    grids(axes)
     axes[0][0].set_ylabel("mean |pre-activation|")
     axes[0][0].legend(fontsize=6, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def describe(cfg: dict) -> str:
     return (f"mlp 784-{'-'.join(['w'] * cfg['depth'])}-10 ({cfg['activation']}), init {cfg['init']}, "
             f"{cfg['optimizer']}, batch {cfg['batch_size']}, {cfg['steps']} steps on {cfg['dataset']}, widths "
             f"{', '.join(map(str, cfg['widths']))}, lr 2^{min(cfg['log2_lrs'])}..2^{max(cfg['log2_lrs'])}, base "
-            f"width {cfg['base_width']}, {cfg['seeds']} seed(s)")
+            f"width {cfg['base_width']}, {count(cfg['seeds'], 'seed')}")
 
 
 def _load(out: Path):
@@ -179,12 +167,8 @@ def write_report(out: Path) -> Path:
     """lr.png, coord.png, report.md and a self-contained report.html, from the folder's files alone."""
     out = Path(out)
     cfg, meta, rows, coord = _load(out)
-    note = status_note(meta, "width", out)
-    doc = Document("initlab width: does a tuned learning rate survive a wider net?"
-                   + (" (interrupted)" if meta.get("interrupted") else " (incomplete)" if note else ""),
-                   settings_line(describe(cfg), meta))
-    if note:
-        doc.paragraph(note)
+    doc = Document.report("initlab width: does a tuned learning rate survive a wider net?",
+                          settings_line(describe(cfg), meta), meta, status_note(meta, "width", out))
     doc.heading("What was measured").bullets(sentences(rows, coord, cfg))
     doc.heading("Best learning rate per width")
     doc.paragraph("Best: the lr of the least training loss (mean over seeds of the mean of each run's last 100 "
@@ -193,7 +177,9 @@ def write_report(out: Path) -> Path:
     doc.table(*best_table(rows))
     doc.heading("Plots")
     doc.image("Training loss against learning rate (Tensor Programs V, Fig. 1)", plot_lr_curves(rows, out / "lr.png"))
+    if rows:
+        doc.paragraph("Lines: mean over seeds; star: the best lr; an lr where a seed diverged has no point.")
     doc.image("Coordinate check", plot_coord(coord, out / "coord.png"))
-    doc.heading("Files").paragraph("`runs.csv` (one row per run: width, lr, log2_lr, parametrization, seed, "
+    doc.files("`runs.csv` (one row per run: width, lr, log2_lr, parametrization, seed, "
                                    "train_loss, test_acc, diverged), `coord.csv`, `config.json`, `meta.json`.")
     return doc.write(out)
