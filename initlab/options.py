@@ -131,6 +131,19 @@ def python_words():
         _PYTHON_WORDS.reset(token)
 
 
+def command_line(settings: Dict[str, Any]) -> List[str]:
+    """Settings {name: value} as the flags that give them: {"widths": [16, 32], "conv": True} ->
+    ``--widths 16 32 --conv true``."""
+    argv: List[str] = []
+    for name, value in settings.items():
+        if isinstance(value, bool):
+            value = str(value).lower()
+        elif value is None:
+            value = "none"
+        argv += [flag_name(name), *(map(str, value) if isinstance(value, (list, tuple)) else [str(value)])]
+    return argv
+
+
 def setting_help(name: str, more: str = "") -> str:
     """The one help of setting ``name`` (``initlab.settings``), for a flag a command adds by hand, with
     what this command does with it after."""

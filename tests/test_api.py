@@ -18,6 +18,7 @@ from torch import nn
 import initlab
 from initlab import api, api_inits, cli, files, init, user_inits
 from initlab.engine import pool
+from initlab.experiments.catalog import EXPERIMENTS, FLAT
 from initlab.options import UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,8 +44,6 @@ def _python(code: str, **kw) -> subprocess.CompletedProcess:
 # --------------------------------------------------------------------------------------------------
 
 def test_the_package_root_exports_the_api():
-    from initlab.experiments.catalog import FLAT
-
     # the root's own list, plus a function per flat experiment on the runner, made from the catalog
     assert set(api.__all__) == set(initlab.__all__) | set(FLAT)
     for name in api.__all__:
@@ -392,22 +391,13 @@ def test_probe_and_transfer_return_their_results(tmp_path):
 
 
 # one small setting per experiment on the runner with a flat config: initlab.NAME(**settings)
-FLAT_SMALL = {
-    "depth": {"depths": [2, 3], "inits": ["xavier", "kaiming"], "lrs": [0.01], "seeds": 1, "width": 16,
-              "train_size": 320},
-    "criticality": {"depths": [2], "sigma_w2s": [1.0], "width": 16, "steps": 10, "map_width": 32, "map_depth": 3,
-                    "map_seeds": 1, "isometry_depth": 3, "isometry_width": 16},
-    "width": {"widths": [16, 32], "log2_lrs": [-8], "parametrizations": ["sp", "mup"], "steps": 100, "seeds": 1,
-              "coord_steps": 1},
-}
+FLAT_SMALL = {name: EXPERIMENTS[name].small for name in FLAT}
 
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("name", sorted(FLAT_SMALL))
 def test_every_flat_experiment_has_a_python_function_that_checks_and_runs_it(name, tmp_path):
-    from initlab.experiments.catalog import FLAT
-
-    assert set(FLAT) == set(FLAT_SMALL)
+    assert EXPERIMENTS[name].small, f"{name} declares no small run"
     run = getattr(initlab, name)
     with pytest.raises(TypeError, match="unknown setting"):
         run(no_such_setting=1)

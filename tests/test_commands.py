@@ -9,7 +9,8 @@ import pytest
 
 from initlab import cli, files
 from initlab.commands import COMMANDS, EXPERIMENT_COMMANDS
-from initlab.experiments.catalog import EXPERIMENTS
+from initlab.experiments.catalog import EXPERIMENTS, FLAT
+from initlab.options import command_line
 
 # The smallest run of each experiment command that still trains on real data (seconds each).
 SMALL_RUNS = {
@@ -23,15 +24,10 @@ SMALL_RUNS = {
     "transfer": ["--from", "fashion_mnist", "--to", "mnist", "--pretrain-size", "256", "--target-sizes", "64",
                  "--min-steps", "4", "--seeds", "1", "--modes", "finetune", "--inits", "kaiming",
                  "--record-every", "4"],
-    "depth": ["--depths", "2", "4", "--inits", "kaiming", "xavier", "--lrs", "0.01", "--width", "32",
-              "--seeds", "1", "--train-size", "96", "--workers", "1"],
-    "criticality": ["--depths", "2", "--sigma-w2s", "1.0", "--width", "16", "--steps", "10", "--map-width", "32",
-                    "--map-depth", "3", "--map-seeds", "1", "--isometry-depth", "3", "--isometry-width", "16",
-                    "--workers", "1"],
-    "width": ["--widths", "16", "32", "--log2-lrs", "-8", "--parametrizations", "sp", "mup", "--steps", "100",
-              "--seeds", "1", "--coord-steps", "1", "--workers", "1"],
     "sweep": ["GRID", "--workers", "1"],
 }
+# an experiment declared on the runner brings its own small run
+SMALL_RUNS.update({name: [*command_line(EXPERIMENTS[name].small), "--workers", "1"] for name in FLAT})
 
 
 def test_every_experiment_command_has_a_small_run_and_a_report():

@@ -2,7 +2,8 @@
 ``check_estimator`` checks every estimator): its flags, bad input, Ctrl-C, kill -9 and resume, the
 report rebuilt from the folder, a local Ray instance. Parametrized over the experiment registry
 (``catalog.STORED``) and the study, so a new experiment on the runner is checked without anyone
-remembering to -- it only needs its small command line in ``SMALL``."""
+remembering to: one declared in its module brings its small run (``Experiment.small``), an older one has
+its small command line in ``SMALL``."""
 import os
 import signal
 import subprocess
@@ -13,7 +14,8 @@ import pytest
 from store_state import statuses, wait_for
 
 from initlab import cli, files
-from initlab.experiments.catalog import EXPERIMENTS, STORED
+from initlab.experiments.catalog import EXPERIMENTS, FLAT, STORED
+from initlab.options import command_line
 from initlab.runs import store as st
 
 # a few seconds each on one core; several stacks (so that a kill lands between them), inline training
@@ -24,14 +26,9 @@ SMALL = {
              "--seeds-per-stack", "1", "--train-size", "640"],
     "bonus": ["bonus", "--seeds", "2", "--ablation", "1", "--seeds-per-stack", "1", "--train-size", "640",
               "--record-every", "5"],
-    "criticality": ["criticality", "--depths", "2", "3", "--sigma-w2s", "1.0", "4.0", "--width", "16", "--steps",
-                    "20", "--map-width", "32", "--map-depth", "4", "--map-seeds", "1", "--isometry-depth", "4",
-                    "--isometry-width", "16", "--seeds", "2"],
-    "width": ["width", "--widths", "16", "32", "--log2-lrs", "-9", "-7", "--parametrizations", "sp", "mup",
-              "--steps", "100", "--seeds", "2", "--coord-steps", "1"],
-    "depth": ["depth", "--depths", "2", "3", "4", "--inits", "xavier", "kaiming", "--lrs", "0.01",
-              "--seeds", "2", "--width", "16", "--train-size", "640"],
 }
+# an experiment declared on the runner says its own small run (``Experiment.small``)
+SMALL.update({name: [name, *command_line(EXPERIMENTS[name].small)] for name in FLAT})
 COMMANDS = sorted(set(STORED) | {"study"})
 RUNNER_FLAGS = ("--resume", "--workers", "--threads", "--backend", "--address", "--tensorboard")
 

@@ -320,6 +320,8 @@ def prepare(cfg: CriticalityConfig, out: Path, dataset=None, resume: bool = Fals
 EXPERIMENT = Experiment(
     "criticality", config=CriticalityConfig, plan=plan, collect=collect, prepare=prepare, validate=validate,
     to_dict=to_dict,
+    small={"depths": [2, 3], "sigma_w2s": [1.0, 4.0], "width": 16, "steps": 20, "map_width": 32, "map_depth": 4,
+           "map_seeds": 1, "isometry_depth": 4, "isometry_width": 16, "seeds": 2},
     help="order, chaos and dynamical isometry: the mean-field theory of initialization next to "
          "measurement, and how deep each sigma_w^2 trains; resumable",
     description="Compute the critical line, lengths, correlations and depth scales of the mean-field theory "

@@ -150,6 +150,8 @@ def prepare(cfg: DepthConfig, out: Path, dataset, resume: bool = False, progress
 EXPERIMENT = Experiment(
     "depth", config=DepthConfig, plan=plan, collect=collect, prepare=prepare, validate=validate,
     resolve=resolve,
+    small={"depths": [2, 3, 4], "inits": ["xavier", "kaiming"], "lrs": [0.01], "seeds": 2, "width": 16,
+           "train_size": 640},
     help="deep plain nets: accuracy against depth per init and learning rate, and the signal at "
          "initialization (He et al. 2015, Fig. 3); resumable",
     description="Train a plain net (no normalization, no skip connections) at every depth x lr x init x "

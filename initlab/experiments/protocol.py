@@ -8,12 +8,14 @@ optionally, ``summary_tables(folder)`` (every table for the terminal) and ``obse
 (the report's sentences, printed after a run). ``initlab.experiments.catalog`` finds both; nothing else
 names the experiment. Its config dataclass's fields are its settings: the command's flags
 (``initlab.options.flags_of``, help from ``initlab.settings``), the ``--config`` file's keys and the
-Python function's keywords, all checked by ``validate`` before any work.
+Python function's keywords, all checked by ``validate`` before any work. Its ``small`` settings are
+the run every test of the protocol makes (``tests/test_runner_protocol.py``), so a new experiment is
+tested without anyone remembering to.
 """
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -42,6 +44,8 @@ class Experiment:
     description: str = ""                # the command's ``--help`` paragraph
     resolve: Callable[[Any], Any] = _same   # a checked config -> the config planned (settings moved into place)
     observations: Optional[Callable[[Path], List[str]]] = None   # result folder -> the report's sentences
+    small: Dict[str, Any] = field(default_factory=dict)   # settings of a run of seconds on one core that still
+    # plans several stacks: what the protocol, command and Python API tests run (``options.command_line``)
 
     def summary_tables(self, out: Path) -> List[Table]:
         return self.tables(out) if self.tables else [self.summary(out)]

@@ -224,6 +224,8 @@ def prepare(cfg: WidthConfig, out: Path, dataset, resume: bool = False, progress
 
 EXPERIMENT = Experiment(
     "width", config=WidthConfig, plan=plan, collect=collect, prepare=prepare, validate=validate,
+    small={"widths": [16, 32], "log2_lrs": [-9, -7], "parametrizations": ["sp", "mup"], "steps": 100,
+           "seeds": 2, "coord_steps": 1},
     help="μP width transfer: training loss against lr at several widths under SP, μP and NTK, and a "
          "coordinate check (Tensor Programs V); resumable",
     description="Train an MLP at every width x lr x parametrization x seed and report where each width's "
