@@ -46,6 +46,7 @@ from initlab.experiments import probe_report, study_report, transfer_report
 from initlab.experiments import study as study_exp
 from initlab.experiments import transfer as transfer_exp
 from initlab.options import STUDY_FLAGS, Flag, UsageError, apply, prepare_out
+from initlab.runs import runner
 
 __all__ = ["initialize", "register_init", "build_model", "init_names", "model_names", "study", "probe",
            "depth", "criticality", "width",
@@ -472,7 +473,7 @@ def transfer(*, out: Optional[PathLike] = None, progress: bool = True, force: bo
     and ``--to``: ``source``, ``target``, ``model``, ``activation``, ``pretrain_epochs``,
     ``pretrain_size``, ``from_checkpoint``, ``modes``, ``inits``, ``target_sizes``, ``min_steps``,
     ``target_epochs``, ``seeds``, ``first_seed``, ``lr``, ``batch_size``, ``record_every``, ``device``.
-    With ``out``, the pretrained checkpoints are saved there too.
+    With ``out``, the pretrained checkpoints are kept there too (``pretrain.csv`` names them).
 
     Example (a few steps of pretraining and of training):
         >>> import initlab
@@ -493,16 +494,14 @@ def transfer(*, out: Optional[PathLike] = None, progress: bool = True, force: bo
             raise UsageError(str(e)) from None
         cfg.source = str(info["dataset"])   # the resolved config names the real source
     folder = _out(out, "transfer", force)
-    result = transfer_exp.run_transfer(cfg, out=folder, progress=progress)
-
-    def write(where: Path) -> None:
-        transfer_exp.write_tables(where, cfg, result)
-
+    execution = runner.Execution(progress=progress)
     if folder is None:
-        t = _in_memory(write, Transfer)
+        with tempfile.TemporaryDirectory(prefix="initlab-") as tmp:
+            runner.run_experiment("transfer", cfg, Path(tmp), execution)
+            t = Transfer(Path(tmp))
         t._f["out"] = None
     else:
-        write(folder)
+        runner.run_experiment("transfer", cfg, folder, execution, force=force)
         t = Transfer(folder)
         transfer_report.write_report(folder)
     _warn_if_interrupted(t.meta, "transfer")

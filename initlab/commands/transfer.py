@@ -1,15 +1,12 @@
-"""``initlab transfer``: a network pretrained on one dataset as the initialization for another."""
+"""``initlab transfer``: a network pretrained on one dataset as the initialization for another, on the
+runner (the pretraining is a group of cells the target runs start from)."""
 from __future__ import annotations
 
-import sys
-
+from initlab.commands.common import add_runner_flags, execution_of, finish_stored
 from initlab.data import DataError
-from initlab.document import text_table
-from initlab.experiments import transfer, transfer_report
+from initlab.experiments import transfer
 from initlab.options import (
     EXIT_CODES_HELP,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
     Flag,
     UsageError,
     add_config_flag,
@@ -18,6 +15,7 @@ from initlab.options import (
     configure,
     prepare_out,
 )
+from initlab.runs.runner import run_experiment, stored_config
 
 NAME = "transfer"
 
@@ -49,35 +47,32 @@ TRANSFER_FLAGS = [
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        NAME, help="pretrain on one dataset, use the weights as an initialization on another",
+        NAME, help="pretrain on one dataset, use the weights as an initialization on another; resumable",
         description="Pretrain on --from (kaiming init), initialize models for --to from the weights "
                     "(finetune / freeze / reinit_head) and compare them with scratch inits at several "
-                    "amounts of target data, with a report.", epilog=EXIT_CODES_HELP)
+                    "amounts of target data, with a report. The pretraining runs are cells of the runner "
+                    "that the target runs start from: --resume, workers and Ray as in every experiment.",
+        epilog=EXIT_CODES_HELP)
     add_flags(p, TRANSFER_FLAGS, transfer.TransferConfig())
     add_config_flag(p)
     add_output_flags(p, NAME)
+    add_runner_flags(p)
 
 
 def run(args) -> int:
-    cfg = configure(args, transfer.TransferConfig(), TRANSFER_FLAGS, transfer.validate)
+    stored = stored_config(args.out, NAME) if args.resume and args.out else None
+    base = transfer.from_dict(stored) if stored else transfer.TransferConfig()
+    cfg = configure(args, base, TRANSFER_FLAGS, transfer.validate)
     if cfg.from_checkpoint:  # a bad checkpoint is found before anything is written or trained
         try:
             _, info = transfer.load_checkpoint(cfg.from_checkpoint, cfg.model, cfg.model_options())
         except ValueError as e:
             raise UsageError(str(e)) from None
         cfg.source = str(info["dataset"])   # the resolved config names the real source
-    out = prepare_out(args.out, NAME, args.force)
+    execution = execution_of(args)
+    out = prepare_out(args.out, NAME, args.force or args.resume)
     try:
-        result = transfer.run_transfer(cfg, out=out, progress=not args.quiet)
-    except (ValueError, DataError) as e:
+        outcome = run_experiment(NAME, cfg, out, execution, resume=args.resume, force=args.force)
+    except DataError as e:
         raise UsageError(str(e)) from None
-    transfer.write_tables(out, cfg, result)
-    if not result.runs:
-        print(f"interrupted before any target run finished; tables in {out}", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    path = transfer_report.write_report(out)
-    print(text_table(*transfer_report.summary_table(transfer_report.load_tables(out))))
-    if result.interrupted:
-        print("interrupted: the report covers the runs finished before Ctrl-C", file=sys.stderr)
-    print(f"\nreport: {path}\n        {out / 'report.md'}")
-    return EXIT_INTERRUPTED if result.interrupted else EXIT_OK
+    return finish_stored(NAME, out, outcome)

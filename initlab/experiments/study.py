@@ -57,6 +57,12 @@ class StudyConfig:
     parametrization: str = "sp"     # width parametrization: sp | mup:base_width=64 | ntk:base_width=64
                                     # (init, forward and lr multipliers; initlab.init.parametrization)
     workers: int = 0                # training processes; 0 = one per core on the CPU, 1 on a GPU
+    draw_offset: int = 10_000       # a run's init is drawn from manual_seed(draw_offset + seed)
+    start: Optional[str] = None     # the weights a ``pretrained`` init starts from: "cell:<group hash>"
+                                    # (the run of the same seed in that group of the plan, trained
+                                    # first by the runner) or a checkpoint file (initlab transfer)
+    frozen: List[str] = field(default_factory=list)   # layers held fixed (engine.train_stack(frozen=))
+    keep_weights: bool = False      # each run's trained weights are kept with its records (a checkpoint)
     train: engine.TrainConfig = field(default_factory=engine.TrainConfig)
 
     @property
@@ -136,6 +142,11 @@ def validate(cfg: StudyConfig) -> None:
         raise ConfigError("--inits needs at least one init")
     for spec in cfg.inits:
         try:
+            if cfg.start is not None and is_pretrained(spec):
+                head = pretrained_head(spec)
+                if head is not None:
+                    init.parse_spec(head)
+                continue
             name, _ = init.parse_spec(spec)
             init.init_params(name)  # raises for an unknown name
         except ValueError as e:
@@ -179,6 +190,8 @@ def validate(cfg: StudyConfig) -> None:
         if not ok:
             raise ConfigError(message)
     check_seeds(cfg.seeds, cfg.first_seed, len(cfg.inits), f"{len(cfg.inits)} inits")
+    if cfg.frozen and t.weight_decay:
+        raise ConfigError("frozen layers need weight decay 0 (decay would move them)")
     try:
         name, _ = model_spec(cfg)
     except ValueError as e:
@@ -241,14 +254,62 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def init_generator(seed: int) -> torch.Generator:
-    """The generator a run's weights are drawn from: same seed, same draw, whatever the init order."""
-    return torch.Generator().manual_seed(10_000 + seed)
+def init_generator(seed: int, offset: int = 10_000) -> torch.Generator:
+    """The generator a run's weights are drawn from: same seed, same draw, whatever the init order
+    (``offset``: a study config's ``draw_offset``; transfer's pretraining draws from its own)."""
+    return torch.Generator().manual_seed(offset + seed)
 
 
 def build_initialized(cfg: StudyConfig, spec: str, seed: int,
-                      x_train: Optional[torch.Tensor] = None) -> torch.nn.Module:
-    return build_and_initialize(cfg, spec, seed, x_train)[0]
+                      x_train: Optional[torch.Tensor] = None, start: Optional[dict] = None) -> torch.nn.Module:
+    return build_and_initialize(cfg, spec, seed, x_train, start)[0]
+
+
+# --- a run that starts from trained weights (initlab transfer) --------------------------------------
+PRETRAINED = "pretrained"   # the init of a run that starts from the weights its config's ``start`` names:
+                            # ``pretrained`` copies every weight, ``pretrained:head=kaiming`` then
+                            # redraws the output layer with that init (the run seed's draw, bias 0)
+
+
+def is_pretrained(spec: str) -> bool:
+    return spec.split(":", 1)[0] == PRETRAINED
+
+
+def pretrained_head(spec: str) -> Optional[str]:
+    """The init that redraws the output layer of a ``pretrained:head=INIT`` spec (None: none)."""
+    _, _, params = spec.partition(":")
+    if not params:
+        return None
+    key, _, value = params.partition("=")
+    if key != "head" or not value:
+        raise ValueError(f"{spec!r}: {PRETRAINED} takes one parameter, head=INIT (the output layer's redraw)")
+    return value
+
+
+def output_layer(model: torch.nn.Module) -> str:
+    """Name of the output layer (the last Conv/Linear): what ``pretrained:head=INIT`` redraws."""
+    return models.weight_layers(model)[-1][0]
+
+
+def _start_from(cfg: StudyConfig, model: torch.nn.Module, spec: str, seed: int, start: Optional[dict]) -> dict:
+    """Load ``start`` (a state dict) into ``model``; with ``head=INIT``, redraw the output layer as the
+    ``INIT`` scratch model of ``seed`` draws it. Returns the init's info."""
+    if start is None:
+        raise ValueError(f"init {spec!r} needs the weights its config's start names ({cfg.start}), "
+                         f"and none were given")
+    model.load_state_dict(start)
+    head = pretrained_head(spec)
+    if head is not None:
+        fresh = models.build(model_spec(cfg)[0], **model_options(cfg))
+        init.initialize(fresh, head, generator=init_generator(seed, cfg.draw_offset), activation=cfg.activation,
+                        bias=cfg.bias_init)
+        prefix = output_layer(model) + "."
+        with torch.no_grad():
+            drawn = dict(fresh.named_parameters())
+            for name, p in model.named_parameters():
+                if name.startswith(prefix):
+                    p.copy_(drawn[name])
+    return {"init": spec}
 
 
 # --- data-dependent (model-level) inits get real training images -----------------------------------
@@ -268,21 +329,36 @@ def init_images(cfg: StudyConfig, spec: str, seed: int, x_train: torch.Tensor) -
 
 
 def build_and_initialize(cfg: StudyConfig, spec: str, seed: int,
-                         x_train: Optional[torch.Tensor] = None):
+                         x_train: Optional[torch.Tensor] = None, start: Optional[dict] = None):
     """(model, info): ``init.initialize``'s info plus ``init_seconds`` (wall time of the init, which for
-    ``dbn`` includes RBM pre-training). Model-level inits need ``x_train`` (float training images)."""
+    ``dbn`` includes RBM pre-training). Model-level inits need ``x_train`` (float training images); a
+    ``pretrained`` init (with a config's ``start``) the state dict ``start``."""
     import time
 
     model = models.build(model_spec(cfg)[0], **model_options(cfg))
-    batch = None if x_train is None else init_images(cfg, spec, seed, x_train)
     t0 = time.perf_counter()
-    info = init.initialize(model, spec, generator=init_generator(seed), activation=cfg.activation,
+    if cfg.start is not None and is_pretrained(spec):
+        info = _start_from(cfg, model, spec, seed, start)
+        info["init_seconds"] = time.perf_counter() - t0
+        return model, info
+    batch = None if x_train is None else init_images(cfg, spec, seed, x_train)
+    info = init.initialize(model, spec, generator=init_generator(seed, cfg.draw_offset), activation=cfg.activation,
                            bias=cfg.bias_init, data=batch)
     table = parametrization_table(cfg)
     if table is not None:        # composes with the init: rescales what it drew (see init.parametrization)
         param.apply(model, table)
     info["init_seconds"] = time.perf_counter() - t0
     return model, info
+
+
+def checkpoint(cfg: StudyConfig, spec: str, seed: int, state: dict, test_acc: float) -> dict:
+    """A trained run as a checkpoint (what ``torch.save`` writes; ``initlab transfer --from-checkpoint``
+    reads it): its state dict, the model and the options that build it, the dataset it trained on, its
+    init, seed and training settings, and its test accuracy."""
+    return {"state_dict": state, "model": model_spec(cfg)[0], "model_options": model_options(cfg),
+            "dataset": cfg.dataset, "config": {"init": spec, "seed": seed, "epochs": cfg.train.epochs,
+                                               "train": asdict(cfg.train)},
+            "test_acc": test_acc}
 
 
 _INFO_KEYS = ("init", "name", "params", "layers", "bias", "init_seconds")
@@ -299,6 +375,8 @@ def init_columns(info: dict) -> dict:
 def _check_model_inits(cfg: StudyConfig) -> None:
     """A model-level init that cannot fill this model (dbn on a conv net) fails here, before training."""
     for spec in cfg.inits:
+        if cfg.start is not None and is_pretrained(spec):
+            continue
         name = init.parse_spec(spec)[0]
         check = getattr(init.MODEL_INITIALIZERS.get(name), "check_model", None) \
             if name in init.MODEL_INITIALIZERS else None
@@ -357,6 +435,8 @@ class StudyResult:
     interrupted: bool = False
     majority_share: float = math.nan   # share of the most common test label
     majority_label: int = -1
+    weights: Dict[Tuple[str, int], dict] = field(default_factory=dict)   # (init, seed) -> trained state
+                                       # dict, with ``keep_weights`` (not for an interrupted stack)
 
 
 def steps_to(curve: List[dict], threshold: float, n_images: int) -> Optional[int]:
@@ -437,27 +517,34 @@ def processes(workers: int, n_models: int, device: torch.device) -> int:
     return 1 if n_models < workers else workers
 
 
-def _train_block(cfg: StudyConfig, seeds: List[int], inits: List[str], ds, device, report):
-    """Build, initialize and train one stack; returns (StackResult, [init info per run])."""
+def _train_block(cfg: StudyConfig, seeds: List[int], inits: List[str], ds, device, report,
+                 starts: Optional[Dict[int, dict]] = None):
+    """Build, initialize and train one stack; returns (StackResult, [init info per run], {(init, seed):
+    trained state dict} with ``cfg.keep_weights``)."""
     data = engine.prepare(ds.train_images, ds.train_labels, ds.test_images, ds.test_labels,
                           cfg.train, device, mean=ds.mean, std=ds.std)
-    built = [[build_and_initialize(cfg, spec, s, data.x_train) for spec in inits] for s in seeds]
+    built = [[build_and_initialize(cfg, spec, s, data.x_train, (starts or {}).get(s)) for spec in inits]
+             for s in seeds]
     res = engine.train_stack([[m for m, _ in row] for row in built], seeds, data, cfg.train,
-                             progress=report)
-    return res, [info for row in built for _, info in row]
+                             progress=report, frozen=cfg.frozen)
+    weights = {} if not cfg.keep_weights or res.interrupted else {
+        (spec, s): {k: v.detach().cpu().clone() for k, v in built[a][b][0].state_dict().items()}
+        for a, s in enumerate(seeds) for b, spec in enumerate(inits)}
+    return res, [info for row in built for _, info in row], weights
 
 
-def _train_item(block, steps, cfg: StudyConfig, ds, device):
+def _train_item(block, steps, cfg: StudyConfig, ds, device, starts=None):
     """A pool worker's item (``initlab.engine.pool``): one stack, block = (seeds, inits)."""
     seeds, inits = block
-    return _train_block(cfg, seeds, inits, ds, device, steps)
+    return _train_block(cfg, seeds, inits, ds, device, steps, starts)
 
 
-def run_study(cfg: StudyConfig, dataset=None, progress=True) -> StudyResult:
+def run_study(cfg: StudyConfig, dataset=None, progress=True, starts: Optional[Dict[int, dict]] = None) -> StudyResult:
     """Train every (seed, init) of ``cfg``, as stacks spread over ``cfg.workers`` processes (0 = one
     per core on the CPU, one on a GPU). Ctrl-C keeps every finished stack and what the interrupted ones
     recorded so far. ``progress``: show a bar (True), nothing (False), or a callable given the number
-    of model-steps just done (of steps x seeds x inits in all; a sweep worker reports to its driver)."""
+    of model-steps just done (of steps x seeds x inits in all; a sweep worker reports to its driver).
+    ``starts``: {seed: state dict} for the ``pretrained`` inits of a config with a ``start``."""
     from tqdm import tqdm
 
     validate(cfg)
@@ -500,7 +587,7 @@ def run_study(cfg: StudyConfig, dataset=None, progress=True) -> StudyResult:
     done = {}
     if workers == 1:
         for k, (bs, bi) in enumerate(blocks):
-            done[k] = _train_block(cfg, bs, bi, ds, device, bumper(k))
+            done[k] = _train_block(cfg, bs, bi, ds, device, bumper(k), starts)
             if done[k][0].interrupted:
                 break
     else:
@@ -512,11 +599,12 @@ def run_study(cfg: StudyConfig, dataset=None, progress=True) -> StudyResult:
             done[k] = payload
 
         # Ctrl-C reaches the workers too: each keeps what its stack recorded so far
-        pool.run(_train_item, blocks, workers, shared=(cfg, ds, device),
+        pool.run(_train_item, blocks, workers, shared=(cfg, ds, device, starts),
                  on_steps=lambda k, n: bumps[k](n), on_result=on_result, keep_interrupted=True)
-    result.interrupted = len(done) < len(blocks) or any(res.interrupted for res, _ in done.values())
+    result.interrupted = len(done) < len(blocks) or any(res.interrupted for res, _, _ in done.values())
     for k in sorted(done):
-        res, infos = done[k]
+        res, infos, weights = done[k]
+        result.weights.update(weights)
         seeds_k, inits_k = blocks[k]
         n_before = len(result.runs)
         _collect(result, cfg, seeds_k, res, inits_k)

@@ -8,7 +8,7 @@ cells of one group can train together as one engine stack.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Dict, List, Sequence
 
 from initlab.runs import store as st
@@ -21,7 +21,8 @@ SWEEP_WIDE = ("seeds", "first_seed", "seeds_per_stack", "data_dir", "device")
 
 # fields added to StudyConfig after run stores were first written, with their defaults: left out of a
 # cell's hash while at the default, so the hashes of earlier stores (and their resumes) stay valid
-ADDED_LATER = {"width": None, "depth": None, "conv": False, "validation": False, "parametrization": "sp"}
+ADDED_LATER = {"width": None, "depth": None, "conv": False, "validation": False, "parametrization": "sp",
+               "draw_offset": 10_000, "start": None, "frozen": [], "keep_weights": False}
 ADDED_LATER_TRAIN = {"hist_moments": 8}     # (the same for TrainConfig's fields)
 
 
@@ -52,6 +53,22 @@ def cells_of(cfg) -> List[dict]:
     """The cells of a study config: seed-major, init-minor (the order ``run_study`` numbers runs)."""
     settings = cell_settings(cfg)
     return [make_cell(settings, spec, seed) for seed in cfg.seed_list for spec in cfg.inits]
+
+
+def linked(groups: Sequence) -> list:
+    """An experiment's plan (study configs) with every ``start = "group:K"`` -- the K-th config of the
+    same plan, whose runs train first -- written as ``"cell:<that config's group hash>"``: a run that
+    starts from another run's weights then has a hash that follows what that run computes (other
+    pretraining settings, other runs), and the runner finds the run of the same seed by its group."""
+    out = []
+    for cfg in groups:
+        if isinstance(cfg.start, str) and cfg.start.startswith("group:"):
+            k = int(cfg.start[len("group:"):])
+            if not 0 <= k < len(out):
+                raise ValueError(f"start {cfg.start}: a run starts from a group planned before it")
+            cfg = replace(cfg, start="cell:" + st.config_hash(cell_settings(out[k])))
+        out.append(cfg)
+    return out
 
 
 def settings_of(config: dict) -> dict:
