@@ -270,10 +270,14 @@ def write_report(out: Path, title: Optional[str] = None) -> Path:
                   "same order. Test accuracy on the full test split; curves and steps to 90/97 % on its "
                   "first held-out images (first record point at or above; 'never (k/n)' when only k of n "
                   "seeds got there).")
-    doc.heading("Where pretraining helps, and where it stops mattering").bullets(observations(f))
-    doc.heading("Plots")
-    doc.image("Held-out accuracy during target training", plot_curves(f, f["out"] / "curves.png"))
-    doc.image("Accuracy against the amount of target data", plot_sizes(f, f["out"] / "sizes.png"))
+    if f["runs"]:       # (a run stopped after its pretraining has no target run to compare yet)
+        doc.heading("Where pretraining helps, and where it stops mattering").bullets(observations(f))
+        doc.heading("Plots")
+        doc.image("Held-out accuracy during target training", plot_curves(f, f["out"] / "curves.png"))
+        doc.image("Accuracy against the amount of target data", plot_sizes(f, f["out"] / "sizes.png"))
+    else:
+        doc.paragraph("No target run finished yet: only the pretraining (pretrain.csv); `--resume` trains "
+                      "the rest.")
     doc.heading("Files").paragraph(
         "`runs.csv` (one row per run), `curves.csv`, `pretrain.csv`, `config.json` (the resolved "
         "configuration, with the steps per target size), `meta.json` (environment), "

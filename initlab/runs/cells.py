@@ -87,12 +87,20 @@ def flatten(settings: dict) -> Dict[str, object]:
     return out
 
 
+def _leaves(config: dict) -> Dict[str, object]:
+    """A cell config's settings by leaf name, with the ADDED_LATER fields its hash leaves out at their
+    defaults (so that ``frozen`` set on some cells only is a setting that differs)."""
+    settings = settings_of(config)
+    train = {**ADDED_LATER_TRAIN, **settings.get("train", {})} if "train" in settings else {}
+    return flatten({**ADDED_LATER, **settings, **({"train": train} if train else {})})
+
+
 def varied_settings(configs: Sequence[dict]) -> Dict[str, list]:
     """{leaf name: [values in first-seen order]} for the settings (besides init and seed) that differ
     between the given cell configs."""
     seen: Dict[str, list] = {}
     for config in configs:
-        for key, value in flatten(settings_of(config)).items():
+        for key, value in _leaves(config).items():
             values = seen.setdefault(key, [])
             if value not in values:
                 values.append(value)
@@ -101,8 +109,9 @@ def varied_settings(configs: Sequence[dict]) -> Dict[str, list]:
 
 def variant(config: dict, varied: Dict[str, list]) -> str:
     """'lr=0.01 train_size=2000': the varied settings of one cell ('' when nothing varies)."""
-    flat = flatten(settings_of(config))
-    return " ".join(f"{k}={flat.get(k)}" for k in varied)
+    flat = _leaves(config)
+    short = lambda v: v[:len("cell:") + 8] if isinstance(v, str) and v.startswith("cell:") else v   # a group hash
+    return " ".join(f"{k}={short(flat.get(k))}" for k in varied)
 
 
 def slug(text: str) -> str:

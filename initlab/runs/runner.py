@@ -24,7 +24,7 @@ from initlab.experiments.catalog import EXPERIMENTS
 from initlab.options import UsageError
 from initlab.runs import backends
 from initlab.runs import store as st
-from initlab.runs.cells import cells_of, linked
+from initlab.runs.cells import cells_of, linked, varied_settings
 from initlab.runs.plan import Task, plan_tasks, split_tasks
 from initlab.runs.rebuild import rebuild
 from initlab.runs.study_store import new_session, open_out, train_sizes
@@ -131,7 +131,9 @@ def train_in_stages(out: Path, store: st.Store, options: dict, execution: Execut
     from another run's weights trains once that run is finished (done or diverged); one whose start
     failed, or was not trained, stays queued (a resume trains it after its start). Ctrl-C stops at the
     stage it lands in. A plan without starts is one stage: :func:`train` on every unfinished run."""
-    stage = stages(store.runs())
+    plan = store.runs()
+    stage = stages(plan)
+    varied = varied_settings([r["config"] for r in plan])   # TensorBoard folders: variant/init/seedK
     outcome = Outcome()
     for k in sorted(set(stage.values())):
         runs = store.runs()
@@ -141,7 +143,11 @@ def train_in_stages(out: Path, store: st.Store, options: dict, execution: Execut
                         or (r["config"]["start"][len("cell:"):], r["seed"]) in final)]
         if not pending:
             continue
-        done = train(out, store, pending, options, execution, desc, per_stack=per_stack)
+        try:
+            done = train(out, store, pending, options, execution, desc, per_stack=per_stack, varied=varied)
+        except KeyboardInterrupt:        # between stacks (loading data or weights): nothing was claimed
+            outcome.interrupted = True
+            break
         outcome.failed += done.failed
         if done.interrupted:
             outcome.interrupted = True
