@@ -5,7 +5,8 @@ in the terminal (``meta.json`` names the experiment that wrote a folder). An exp
 through the runner (``initlab.runs.runner``) also gives ``plan(cfg) -> [StudyConfig]`` (its cells: every
 init x seed of each study config), ``collect(config dict, finished runs) -> {table: rows}``,
 and ``to_dict`` / ``from_dict`` for its config (stored with the plan, so ``--resume`` and
-``initlab report`` need nothing else)."""
+``initlab report`` need nothing else). A plan's study config may start from the runs of an earlier one
+(``start = "group:K"``: transfer's target runs from its pretraining); the runner trains it after them."""
 from __future__ import annotations
 
 import dataclasses

@@ -7,6 +7,12 @@ bar, Ctrl-C (the stack that was training is kept as ``interrupted``, the rest ba
 failures (a stack that raises is marked ``failed``; the others go on). An experiment describes *what*
 to run: its ``plan(cfg)`` gives study configs, one per group of cells that share all but init and
 seed (``initlab.experiments.catalog``), and its ``collect`` turns the finished runs into its tables.
+
+Stages: a study config whose ``start`` is ``group:K`` (the K-th config of the same plan; ``cells.linked``
+writes it as that group's hash) has runs that start from the weights the run of the same seed in group
+K left (its ``keep_weights``). The runner trains such runs after those (:func:`train_in_stages`), loads
+the weights into the task it hands to a backend (so a Ray node needs no shared folder), and a resume
+skips every finished run, of any stage: transfer's pretraining is such a group.
 """
 from __future__ import annotations
 
