@@ -315,3 +315,31 @@ def test_bad_transfer_input_is_one_line_and_exit_2(args, message, tmp_path, caps
     assert cli.main(["transfer", "--out", str(tmp_path / "o"), "--quiet", *args]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and err.startswith("initlab: error:") and message in err
+
+
+@pytest.mark.slow
+def test_a_failed_pretraining_leaves_its_target_runs_queued_and_a_resume_trains_them(tmp_path, capsys, monkeypatch):
+    """The target runs start from the pretraining: when it fails they wait (exit 1, never trained from
+    nothing), and --resume trains the pretraining, then them."""
+    real = study.build_and_initialize
+
+    def fail_on_the_source(cfg, spec, seed, *rest):
+        if cfg.dataset == "fashion_mnist":
+            raise RuntimeError("simulated failure")
+        return real(cfg, spec, seed, *rest)
+
+    out = tmp_path / "t"
+    argv = ["transfer", "--pretrain-size", "256", "--target-sizes", "64", "--min-steps", "4", "--seeds", "1",
+            "--modes", "finetune", "--inits", "kaiming", "--record-every", "4", "--workers", "1", "--quiet",
+            "--out", str(out)]
+    monkeypatch.setattr(study, "build_and_initialize", fail_on_the_source)
+    assert cli.main(argv) == 1
+    assert "RuntimeError: simulated failure" in capsys.readouterr().err
+    with store.Store(out) as s:
+        assert s.counts() == {"failed": 1, "queued": 2}
+    monkeypatch.setattr(study, "build_and_initialize", real)
+    assert cli.main(argv + ["--resume"]) == 0
+    with store.Store(out) as s:
+        assert s.counts() == {"done": 3}
+    with open(out / "runs.csv") as f:
+        assert [r["init"] for r in csv.DictReader(f)] == ["finetune", "kaiming"]
