@@ -25,6 +25,7 @@ script is sent to the worker processes a study trains on (:mod:`initlab.user_ini
 from __future__ import annotations
 
 import html
+import tempfile
 import time
 from functools import cached_property
 from pathlib import Path
@@ -45,7 +46,6 @@ from initlab.api_results import (
     write_tables,
 )
 from initlab.api_stored import EXPERIMENT_FUNCTIONS, Result
-from initlab.commands.transfer import TRANSFER_FLAGS
 from initlab.experiments import probe as probe_exp
 from initlab.experiments import probe_report, study_report, transfer_report
 from initlab.experiments import study as study_exp
@@ -403,7 +403,7 @@ def transfer(*, out: Optional[PathLike] = None, progress: bool = True, force: bo
     and ``--to``: ``source``, ``target``, ``model``, ``activation``, ``pretrain_epochs``,
     ``pretrain_size``, ``from_checkpoint``, ``modes``, ``inits``, ``target_sizes``, ``min_steps``,
     ``target_epochs``, ``seeds``, ``first_seed``, ``lr``, ``batch_size``, ``record_every``, ``device``.
-    With ``out``, the pretrained checkpoints are saved there too.
+    With ``out``, the pretrained checkpoints are kept there too (``pretrain.csv`` names them).
 
     Example (a few steps of pretraining and of training):
         >>> import initlab
@@ -415,7 +415,7 @@ def transfer(*, out: Optional[PathLike] = None, progress: bool = True, force: bo
         0  finetune  transfer             64      4
         1   kaiming   scratch             64      4
     """
-    cfg = configure("transfer", transfer_exp.TransferConfig(), TRANSFER_FLAGS, settings,
+    cfg = configure("transfer", transfer_exp.TransferConfig(), flags_of(transfer_exp.TransferConfig), settings,
                      transfer_exp.validate)
     if cfg.from_checkpoint:
         try:
@@ -424,16 +424,14 @@ def transfer(*, out: Optional[PathLike] = None, progress: bool = True, force: bo
             raise UsageError(str(e)) from None
         cfg.source = str(info["dataset"])   # the resolved config names the real source
     folder = output_folder(out, "transfer", force)
-    result = transfer_exp.run_transfer(cfg, out=folder, progress=progress)
-
-    def write(where: Path) -> None:
-        transfer_exp.write_tables(where, cfg, result)
-
+    execution = runner.Execution(progress=progress)
     if folder is None:
-        t = in_memory(write, Transfer)
+        with tempfile.TemporaryDirectory(prefix="initlab-") as tmp:
+            runner.run_experiment("transfer", cfg, Path(tmp), execution)
+            t = Transfer(Path(tmp))
         t._f["out"] = None
     else:
-        write(folder)
+        runner.run_experiment("transfer", cfg, folder, execution, force=force)
         t = Transfer(folder)
         transfer_report.write_report(folder)
     warn_if_interrupted(t.meta, "transfer")

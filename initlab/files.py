@@ -32,11 +32,34 @@ def atomic_write_text(path: Path, text: str) -> None:
     """Write via a temp file in the same folder, flushed to disk, and rename: a reader (or a crash)
     never sees half a file. The file gets the permissions any tool would give it (0666 less the
     umask), not the temp file's private 0600."""
+    _atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """:func:`atomic_write_text` for bytes (a checkpoint, an image): the same temp file, fsync, rename
+    and umask's mode."""
+    _atomic_write(path, lambda f: f.write(data))
+
+
+def torch_bytes(obj) -> bytes:
+    """``torch.save(obj)`` as bytes (what a checkpoint file holds), for :func:`atomic_write_bytes` or
+    a checksum before the file is written."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def atomic_torch_save(path: Path, obj) -> None:
+    """``torch.save(obj, path)``, atomically and with the umask's mode (:func:`atomic_write_bytes`)."""
+    atomic_write_bytes(path, torch_bytes(obj))
+
+
+def _atomic_write(path: Path, write) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~umask())

@@ -382,7 +382,7 @@ def test_probe_and_transfer_return_their_results(tmp_path):
                          min_steps=4, seeds=1, modes=["finetune"], inits=["kaiming"], record_every=4,
                          progress=False, out=tmp_path / "transfer")
     assert isinstance(t, initlab.Transfer) and list(t.runs.init) == ["finetune", "kaiming"]
-    assert (tmp_path / "transfer" / "pretrained-seed0.pt").exists()
+    assert (tmp_path / "transfer" / t.pretrain.checkpoint[0]).exists()     # kept with its run's records
     assert isinstance(t.plot_curves(), Figure) and isinstance(t.plot_sizes(), Figure)
     assert t.observations and "<table>" in t._repr_html_() and len(t.pretrain) == 1
     back = initlab.load(tmp_path / "transfer")

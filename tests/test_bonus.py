@@ -11,13 +11,13 @@ def mnist():
 
 
 def test_validation_split_is_carved_from_training_images_only(mnist):
-    val = bonus.validation_split(mnist)
-    assert len(val.train_labels) == 55_000 and len(val.test_labels) == bonus.VALIDATION_IMAGES
+    val = data.validation_split(mnist)
+    assert len(val.train_labels) == 55_000 and len(val.test_labels) == data.VALIDATION_IMAGES
     # validation images are training images, none of them left in the split's training part
     train_rows = {bytes(x.numpy()) for x in val.train_images[:5000]}
     assert not any(bytes(x.numpy()) in train_rows for x in val.test_images[:200])
     assert torch.equal(val.test_images[0], mnist.train_images[
-        torch.randperm(60_000, generator=torch.Generator().manual_seed(bonus.VALIDATION_SEED))[0]])
+        torch.randperm(60_000, generator=torch.Generator().manual_seed(data.VALIDATION_SEED))[0]])
 
 
 def test_verdict_needs_every_seed():

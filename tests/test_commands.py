@@ -123,10 +123,10 @@ def test_a_run_that_fails_makes_the_study_exit_1(tmp_path, capsys, monkeypatch):
 
     real = study.build_and_initialize
 
-    def fail_for_seed_1(cfg, spec, seed, x_train=None):
+    def fail_for_seed_1(cfg, spec, seed, *rest):
         if seed == 1:
             raise RuntimeError("simulated failure")
-        return real(cfg, spec, seed, x_train)
+        return real(cfg, spec, seed, *rest)
 
     monkeypatch.setattr(study, "build_and_initialize", fail_for_seed_1)
     out = tmp_path / "s"

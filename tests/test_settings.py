@@ -35,7 +35,7 @@ def _option_helps(name):
     return {a.option_strings[0]: a.help for a in parser._actions if a.option_strings}
 
 
-@pytest.mark.parametrize("name", sorted(set(COMMANDS) - {"transfer"}))
+@pytest.mark.parametrize("name", sorted(COMMANDS))
 def test_every_commands_setting_flags_carry_the_one_help(name):
     flags = {flag_name(k): k for k in SETTINGS}
     for option, help_ in _option_helps(name).items():

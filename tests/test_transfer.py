@@ -10,10 +10,13 @@ import torch
 import torch.nn.functional as F
 
 from initlab import cli, engine, init, models
-from initlab.experiments import transfer, transfer_report
+from initlab.experiments import study, transfer, transfer_report
 from initlab.experiments.study import init_generator
 from initlab.experiments.transfer import TransferConfig, TransferError
 from initlab.files import atomic_write_text, rows_to_csv
+from initlab.runs import store
+from initlab.runs.cells import cell_settings, cells_of, linked
+from initlab.runs.store import config_hash
 
 
 def _tiny_data(n=128, seed=0):
@@ -71,14 +74,22 @@ def test_freezing_refuses_weight_decay_and_unknown_layers():
 # ---------------------------------------------------------------- the three modes
 
 
+def _target_models(cfg, seed, pre):
+    """{mode or init: model} as the runner builds them: each group of ``transfer.plan`` (the target
+    ones) through ``study.build_and_initialize``, starting from ``pre``."""
+    out = {}
+    for group in transfer.plan(cfg)[1:]:
+        for spec in group.inits:
+            model, _ = study.build_and_initialize(group, spec, seed, torch.rand(256, 1, 28, 28), pre)
+            out[transfer.mode_of(spec, group)] = model
+    return out
+
+
 def test_modes_start_from_the_pretrained_weights():
-    cfg = TransferConfig()
+    cfg = TransferConfig(target_sizes=[100])
     pre = _lenet(seed=7).state_dict()
-    x = torch.rand(256, 1, 28, 28)
-    ft = transfer._member(cfg, "finetune", 3, pre, x)
-    fz = transfer._member(cfg, "freeze", 3, pre, x)
-    rh = transfer._member(cfg, "reinit_head", 3, pre, x)
-    scratch = transfer._member(cfg, "kaiming", 3, pre, x)
+    built = _target_models(cfg, 3, pre)
+    ft, fz, rh, scratch = built["finetune"], built["freeze"], built["reinit_head"], built["kaiming"]
     for k, v in pre.items():
         assert torch.equal(ft.state_dict()[k], v) and torch.equal(fz.state_dict()[k], v)
         if k.startswith("output."):
@@ -93,6 +104,41 @@ def test_modes_start_from_the_pretrained_weights():
     for k, v in expected.state_dict().items():
         assert torch.equal(scratch.state_dict()[k], v)          # scratch ignores the pretrained state
     assert transfer.conv_layers(ft) == ["c1", "c3", "c5"] and transfer.head_layer(ft) == "output"
+
+
+def test_the_plan_pretrains_first_and_freezes_the_convolutions_in_a_stack_of_their_own():
+    cfg = TransferConfig(target_sizes=[100, 1000], seeds=2)
+    pre, *targets = linked(transfer.plan(cfg))
+    assert pre.dataset == "fashion_mnist" and pre.keep_weights and pre.draw_offset == transfer.PRETRAIN_SEED_OFFSET
+    assert pre.inits == ["kaiming"] and pre.start is None and not pre.train.record
+    assert [(g.inits, g.frozen, g.train.train_size) for g in targets] == [
+        (["pretrained", "pretrained:head=kaiming", "kaiming", "xavier"], [], 100),
+        (["pretrained"], ["c1", "c3", "c5"], 100),
+        (["pretrained", "pretrained:head=kaiming", "kaiming", "xavier"], [], 1000),
+        (["pretrained"], ["c1", "c3", "c5"], 1000)]
+    assert {g.start for g in targets} == {"cell:" + config_hash(cell_settings(pre))}
+    # another pretraining gives other target runs: a resume never mixes them
+    other = linked(transfer.plan(dataclasses.replace(cfg, pretrain_epochs=2)))
+    assert other[1].start != targets[0].start
+    assert [c["hash"] for c in cells_of(other[1])] != [c["hash"] for c in cells_of(targets[0])]
+    ck = linked(transfer.plan(dataclasses.replace(cfg, from_checkpoint="x.pt")))
+    assert len(ck) == 4 and ck[0].start.endswith("x.pt") and ck[0].dataset == "mnist"
+
+
+def test_checkpoints_get_the_umask_s_mode(tmp_path):
+    import os
+
+    before = os.umask(0o027)
+    try:
+        path = _save(tmp_path / "a.pt", _lenet())
+        rel = store.write_records(tmp_path, "h", {}, {store.WEIGHTS: b"weights"})
+    finally:
+        os.umask(before)
+    assert path.stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / rel / store.WEIGHTS).stat().st_mode & 0o777 == 0o640
+    assert store.verify_records(tmp_path, rel) is None
+    (tmp_path / rel / store.WEIGHTS).write_bytes(b"damaged")
+    assert store.verify_records(tmp_path, rel) == "weights.pt differs from its checksum"
 
 
 @pytest.mark.parametrize("n, epochs", [(100, 75), (1000, 10), (10000, 1), (60000, 1)])
@@ -233,7 +279,8 @@ def test_transfer_end_to_end_on_real_data(tmp_path, capsys):
     assert {r["epochs"] for r in runs} == {"8"}
     md = (out / "report.md").read_text()
     assert "Where pretraining helps" in md and "best pretrained init" in md
-    ckpt = out / "pretrained-seed0.pt"
+    with open(out / "pretrain.csv") as f:
+        ckpt = out / next(csv.DictReader(f))["checkpoint"]
     assert torch.load(ckpt, weights_only=True)["dataset"] == "fashion_mnist"
     # freeze kept the convolutions of the checkpoint: same initial held-out accuracy as finetune
     first = {r["init"]: r["acc_at_0"] for r in runs}
@@ -246,7 +293,7 @@ def test_transfer_end_to_end_on_real_data(tmp_path, capsys):
     with open(again / "runs.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["init"] for r in rows] == ["finetune", "kaiming"]
-    assert not list(again.glob("*.pt"))                      # nothing pretrained, nothing saved
+    assert not list(again.rglob("*.pt"))                     # nothing pretrained, nothing saved
     capsys.readouterr()
     assert cli.main(["transfer", "--from-checkpoint", str(ckpt), "--model", "three_layer_convnet",
                      "--out", str(tmp_path / "bad")]) == 2
@@ -268,3 +315,31 @@ def test_bad_transfer_input_is_one_line_and_exit_2(args, message, tmp_path, caps
     assert cli.main(["transfer", "--out", str(tmp_path / "o"), "--quiet", *args]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and err.startswith("initlab: error:") and message in err
+
+
+@pytest.mark.slow
+def test_a_failed_pretraining_leaves_its_target_runs_queued_and_a_resume_trains_them(tmp_path, capsys, monkeypatch):
+    """The target runs start from the pretraining: when it fails they wait (exit 1, never trained from
+    nothing), and --resume trains the pretraining, then them."""
+    real = study.build_and_initialize
+
+    def fail_on_the_source(cfg, spec, seed, *rest):
+        if cfg.dataset == "fashion_mnist":
+            raise RuntimeError("simulated failure")
+        return real(cfg, spec, seed, *rest)
+
+    out = tmp_path / "t"
+    argv = ["transfer", "--pretrain-size", "256", "--target-sizes", "64", "--min-steps", "4", "--seeds", "1",
+            "--modes", "finetune", "--inits", "kaiming", "--record-every", "4", "--workers", "1", "--quiet",
+            "--out", str(out)]
+    monkeypatch.setattr(study, "build_and_initialize", fail_on_the_source)
+    assert cli.main(argv) == 1
+    assert "RuntimeError: simulated failure" in capsys.readouterr().err
+    with store.Store(out) as s:
+        assert s.counts() == {"failed": 1, "queued": 2}
+    monkeypatch.setattr(study, "build_and_initialize", real)
+    assert cli.main(argv + ["--resume"]) == 0
+    with store.Store(out) as s:
+        assert s.counts() == {"done": 3}
+    with open(out / "runs.csv") as f:
+        assert [r["init"] for r in csv.DictReader(f)] == ["finetune", "kaiming"]

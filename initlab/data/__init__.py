@@ -49,14 +49,26 @@ from initlab.data.cifar import (
     _fetch_archive,
     _fetch_archive_to_cache,
 )
-from initlab.data.common import ENV_DATA_DIR, DataError, Dataset, _chosen_dir, _one_line, _say, normalization
+from initlab.data.common import (
+    ENV_DATA_DIR,
+    VALIDATION_IMAGES,
+    VALIDATION_SEED,
+    DataError,
+    Dataset,
+    _chosen_dir,
+    _one_line,
+    _say,
+    normalization,
+    validation_split,
+)
 from initlab.data.idx import ROLES, IdxFile, IdxSpec, _idx_files, read_idx
 from initlab.data.sources import FETCHERS, _from_sources, _load_dir
 from initlab.registry import Registry
 
 __all__ = [
     "DATASETS", "IdxSpec", "IdxFile", "ArchiveSpec", "Dataset", "DataError", "ROLES", "ENV_DATA_DIR",
-    "FETCHERS", "load_dataset", "fetch", "info", "dataset_names", "read_idx", "cache_dir",
+    "FETCHERS", "load_dataset", "fetch", "info", "dataset_names", "read_idx", "cache_dir", "validation_split",
+    "VALIDATION_IMAGES", "VALIDATION_SEED",
 ]
 
 Spec = Union[IdxSpec, ArchiveSpec]

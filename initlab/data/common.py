@@ -1,6 +1,7 @@
 """What every dataset format shares: ``Dataset``, ``DataError``, the folder a user names, messages."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -69,3 +70,16 @@ def _one_line(e: BaseException) -> str:
 def _say(quiet: bool, message: str) -> None:
     if not quiet:
         print(f"initlab: {message}", file=sys.stderr, flush=True)
+
+
+VALIDATION_IMAGES = 5_000     # carved from the 60,000 training images for recipe choices
+VALIDATION_SEED = 1234        # which 5,000: a fixed shuffle, the same for every recipe
+
+
+def validation_split(ds: Dataset) -> Dataset:
+    """55,000 training images as 'train' and 5,000 others as 'test': for choosing a recipe."""
+    perm = torch.randperm(len(ds.train_labels), generator=torch.Generator().manual_seed(VALIDATION_SEED))
+    val, train = perm[:VALIDATION_IMAGES], perm[VALIDATION_IMAGES:]
+    return dataclasses.replace(ds, train_images=ds.train_images[train], train_labels=ds.train_labels[train],
+                               test_images=ds.train_images[val], test_labels=ds.train_labels[val],
+                               source=ds.source + f" (validation split: {VALIDATION_IMAGES} held out)")

@@ -1,7 +1,7 @@
 """The lab's bonus: LeNet-5 on MNIST at >= 98.5 % test accuracy after one epoch, on *every* seed.
 
 ``RECIPE`` is the recipe found by measurement on a validation split carved from the training images
-(``validation_split``); the test set is touched only by ``run_bonus`` for the final numbers. The network
+(``data.validation_split``); the test set is touched only by ``run_bonus`` for the final numbers. The network
 stays LeNet-5 (same layers; the activation may change), one epoch over the training images.
 
 What each ingredient buys is measured by ``initlab bonus --ablation`` (recipe minus one ingredient at a
@@ -21,13 +21,11 @@ from typing import Dict, List, Tuple
 from initlab import engine, files
 from initlab.document import Document, figure, grids, save, settings_line, status_note
 from initlab.experiments import study, study_tables
+from initlab.experiments.limits import check_seeds
 from initlab.options import flag
 from initlab.seeds import Seeds, mean_std
 
 TARGET = 0.985
-VALIDATION_IMAGES = study.VALIDATION_IMAGES
-VALIDATION_SEED = study.VALIDATION_SEED
-validation_split = study.validation_split
 
 
 def recipe() -> study.StudyConfig:
@@ -97,7 +95,7 @@ def validate(cfg: BonusConfig) -> None:
     groups = plan(cfg)
     study.validate(groups[0])
     rows = len(groups) - 1                # the ablation's: the recipe and the recipe minus each ingredient
-    study.check_seeds(cfg.ablation, cfg.study.first_seed, rows, f"{rows} ablation rows", "ablation",
+    check_seeds(cfg.ablation, cfg.study.first_seed, rows, f"{rows} ablation rows", "ablation",
                       other_runs=cfg.study.seeds * len(cfg.study.inits), other_what="runs of the recipe")
     for group in groups[1:]:
         study.validate(group)

@@ -7,7 +7,8 @@ rebuild the experiment's report from a result folder and which table sums it up 
 (``initlab.runs.runner``) also gives ``plan(cfg) -> [StudyConfig]`` (its cells: every init x seed of
 each study config), ``collect(config dict, finished runs) -> {table: rows}``, and ``to_dict`` /
 ``from_dict`` for its config (stored with the plan, so ``--resume`` and ``initlab report`` need nothing
-else)."""
+else). A plan's study config may start from the runs of an earlier one (``start = "group:K"``: transfer's
+target runs from its pretraining); the runner trains it after them."""
 from __future__ import annotations
 
 import dataclasses
@@ -19,7 +20,7 @@ from typing import Dict, List
 
 import initlab.experiments
 from initlab import files
-from initlab.experiments import bonus, grid, probe_report, study_report, transfer_report
+from initlab.experiments import bonus, grid, probe_report, study_report, transfer, transfer_report
 from initlab.experiments.protocol import Experiment, Table, from_fields
 
 
@@ -62,7 +63,8 @@ EXPERIMENTS: Dict[str, Experiment] = {e.name: e for e in (
                bonus.from_dict, _bonus_tables),
     Experiment("grid", grid.write_report, _grid_summary, grid.plan, grid.collect, grid.to_dict, grid.from_dict),
     Experiment("probe", probe_report.write_report, _probe_summary),
-    Experiment("transfer", transfer_report.write_report, _transfer_summary),
+    Experiment("transfer", transfer_report.write_report, _transfer_summary, transfer.plan, transfer.collect,
+               transfer.to_dict, transfer.from_dict),
 )}
 
 

@@ -21,6 +21,7 @@ from typing import Dict, List, Optional, Sequence, Union
 
 from initlab import engine, files, models
 from initlab.experiments import probe, study
+from initlab.experiments.limits import check_seeds
 from initlab.experiments.protocol import Experiment
 from initlab.options import UsageError, flag
 
@@ -107,7 +108,7 @@ def validate(cfg: DepthConfig) -> None:
         raise UsageError(f"unknown activation {cfg.activation!r}; choose from: "
                          f"{', '.join(probe.activation_names())}")
     studies = len(cfg.depths) * len(cfg.lrs)          # each trains every init x seed; the probe adds one
-    study.check_seeds(cfg.seeds, cfg.first_seed, len(cfg.inits) * (studies + 1),
+    check_seeds(cfg.seeds, cfg.first_seed, len(cfg.inits) * (studies + 1),
                       f"{len(cfg.inits)} inits x ({len(cfg.depths)} depths x {len(cfg.lrs)} lrs + the probe)")
     study.validate(study_config(cfg, cfg.deepest, cfg.lrs[0]))
     probe.validate(probe_config(cfg))

@@ -23,6 +23,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from initlab import engine, files, init
 from initlab.document import Document, settings_line, status_note
 from initlab.experiments import study, study_tables
+from initlab.experiments.limits import check_seeds
 from initlab.options import flag
 from initlab.seeds import mean_std, over_seeds
 
@@ -129,7 +130,7 @@ def validate(cfg: GridConfig) -> None:
     if not cfg.activations:
         raise study.ConfigError(f"{flag('activations')} needs at least one activation")
     c = cfg.study
-    study.check_seeds(c.seeds, c.first_seed, len(c.inits) * len(cfg.activations),
+    check_seeds(c.seeds, c.first_seed, len(c.inits) * len(cfg.activations),
                       f"{len(c.inits)} inits x {len(cfg.activations)} activations")
     for a in cfg.activations:
         study.validate(dataclasses.replace(cfg.study, activation=a))

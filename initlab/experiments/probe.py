@@ -72,6 +72,7 @@ from initlab import data as data_mod
 from initlab import engine, files, init, models
 from initlab.activations import Activation
 from initlab.experiments import probe_report, study
+from initlab.experiments.limits import check_seeds
 from initlab.options import flag
 
 # The identity, for the probe only: the one activation where the formula has no approximation at all.
@@ -333,7 +334,7 @@ def validate(cfg: ProbeConfig) -> None:
                         ("seeds", cfg.seeds)):
         if value < 1:
             raise study.ConfigError(f"{flag(name)} must be >= 1, got {value}")
-    study.check_seeds(cfg.seeds, cfg.first_seed, len(cfg.inits) * len(cfg.activations),
+    check_seeds(cfg.seeds, cfg.first_seed, len(cfg.inits) * len(cfg.activations),
                       f"{len(cfg.inits)} inits x {len(cfg.activations)} activations")
     if cfg.dataset not in data_mod.dataset_names():
         raise study.ConfigError(f"unknown dataset {cfg.dataset!r}; choose from: {', '.join(data_mod.dataset_names())}")

@@ -7,11 +7,10 @@ made from those files alone (``initlab.report``), so it can be rebuilt at any ti
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import torch
@@ -23,6 +22,7 @@ from initlab import (
     models,
 )
 from initlab.activations import ACTIVATIONS
+from initlab.experiments.limits import check_seeds
 from initlab.init import parametrization as param
 from initlab.options import UsageError, flag
 
@@ -49,10 +49,16 @@ class StudyConfig:
     device: str = "auto"            # auto | cpu | cuda
     seeds_per_stack: int = 0        # seeds trained together in one batched stack; 0 = all at once
     validation: bool = False        # train on 55,000 training images and test on the 5,000 others
-                                    # (``validation_split``): for choosing a recipe without the test set
+                                    # (``data.validation_split``): for choosing a recipe without the test set
     parametrization: str = "sp"     # width parametrization: sp | mup:base_width=64 | ntk:base_width=64
                                     # (init, forward and lr multipliers; initlab.init.parametrization)
     workers: int = 0                # training processes; 0 = one per core on the CPU, 1 on a GPU
+    draw_offset: int = 10_000       # a run's init is drawn from manual_seed(draw_offset + seed)
+    start: Optional[str] = None     # the weights a ``pretrained`` init starts from: "cell:<group hash>"
+                                    # (the run of the same seed in that group of the plan, trained
+                                    # first by the runner) or a checkpoint file (initlab transfer)
+    frozen: List[str] = field(default_factory=list)   # layers held fixed (engine.train_stack(frozen=))
+    keep_weights: bool = False      # each run's trained weights are kept with its records (a checkpoint)
     train: engine.TrainConfig = field(default_factory=engine.TrainConfig)
 
     @property
@@ -60,59 +66,7 @@ class StudyConfig:
         return list(range(self.first_seed, self.first_seed + self.seeds))
 
 
-VALIDATION_IMAGES = 5_000     # carved from the 60,000 training images for recipe choices
-VALIDATION_SEED = 1234        # which 5,000: a fixed shuffle, the same for every recipe
-
-
-def validation_split(ds: data_mod.Dataset) -> data_mod.Dataset:
-    """55,000 training images as 'train' and 5,000 others as 'test': for choosing a recipe."""
-    perm = torch.randperm(len(ds.train_labels), generator=torch.Generator().manual_seed(VALIDATION_SEED))
-    val, train = perm[:VALIDATION_IMAGES], perm[VALIDATION_IMAGES:]
-    return dataclasses.replace(ds, train_images=ds.train_images[train], train_labels=ds.train_labels[train],
-                               test_images=ds.train_images[val], test_labels=ds.train_labels[val],
-                               source=ds.source + f" (validation split: {VALIDATION_IMAGES} held out)")
-
-
 ConfigError = UsageError   # a bad setting, found before any training starts: one line, exit code 2
-
-# --- what is possible: seeds and the number of runs -------------------------------------------------
-SEED_MAX = 2**63 - 1    # a seed is an INTEGER of the run store (SQLite: signed 64-bit) and seeds
-                        # torch.Generator.manual_seed (which takes up to 2**64 - 1: the offsets the
-                        # generators add, 10,000 for an init draw and 20,000 for transfer's pretraining,
-                        # still fit); seeds start at 0
-MAX_RUNS = 1_000_000    # runs one command may plan (seeds x inits x ...): each run is a model in memory
-                        # while its stack trains, a row of the run store and of runs.csv, and its records
-                        # on disk; at ~3.4 s per LeNet-5 epoch on one core (1.8 ms a step, 1,875 steps)
-                        # a million runs is ~40 core-days -- a larger number is a typo, not a plan
-
-
-def check_seeds(seeds: int, first_seed: int, per_seed: int = 1, what: str = "",
-                setting: str = "seeds", other_runs: int = 0, other_what: str = "other runs") -> None:
-    """Raise ConfigError (one line) unless the seeds ``first_seed .. first_seed + seeds - 1`` lie in
-    [0, SEED_MAX] and the runs they make -- ``seeds`` x ``per_seed`` (``what``: "5 inits") plus
-    ``other_runs`` (``other_what``) -- are at most MAX_RUNS. ``setting`` names the count (``ablation`` for bonus's).
-
-    Example:
-        >>> check_seeds(10**12, 0, 5, "5 inits")  # doctest: +ELLIPSIS
-        Traceback (most recent call last):
-        ...
-        initlab.options.UsageError: --seeds 1000000000000: more runs than one command may plan (1,000,...)
-    """
-    runs = max(seeds, 0) * per_seed + other_runs
-    if runs > MAX_RUNS:
-        count = f"{seeds:,} seeds" + (f" x {what}" if what else "") + \
-            (f" + {other_runs:,} {other_what}" if other_runs else "")
-        raise ConfigError(f"{flag(setting, seeds)}: more runs than one command may plan ({count} = {runs:,} runs; "
-                          f"at most {MAX_RUNS:,})")
-    if first_seed < 0:
-        raise ConfigError(f"{flag('first_seed')} must be >= 0, got {first_seed}")
-    if first_seed > SEED_MAX:
-        raise ConfigError(f"{flag('first_seed', first_seed)}: a seed must be at most 2**63 - 1 = {SEED_MAX} "
-                          f"(a SQLite INTEGER, torch's manual_seed)")
-    if first_seed + seeds - 1 > SEED_MAX:
-        raise ConfigError(f"{flag(setting, seeds)} from {flag('first_seed', first_seed)}: the last seed "
-                          f"{first_seed + seeds - 1} is past 2**63 - 1 = {SEED_MAX} (a SQLite INTEGER, "
-                          f"torch's manual_seed)")
 
 
 def train_images(dataset: str, train_size: Optional[int], validation: bool = False) -> Optional[int]:
@@ -121,7 +75,7 @@ def train_images(dataset: str, train_size: Optional[int], validation: bool = Fal
     ``validation``); None for a dataset the registry lacks (validate says so)."""
     if dataset not in data_mod.DATASETS:
         return None
-    size = data_mod.DATASETS.get(dataset).train_size - (VALIDATION_IMAGES if validation else 0)
+    size = data_mod.DATASETS.get(dataset).train_size - (data_mod.VALIDATION_IMAGES if validation else 0)
     return size if train_size is None else min(train_size, size)
 
 
@@ -143,6 +97,11 @@ def validate(cfg: StudyConfig) -> None:
         raise ConfigError(f"{flag('inits')} needs at least one init")
     for spec in cfg.inits:
         try:
+            if cfg.start is not None and is_pretrained(spec):
+                head = pretrained_head(spec)
+                if head is not None:
+                    init.parse_spec(head)
+                continue
             name, _ = init.parse_spec(spec)
             init.init_params(name)  # raises for an unknown name
         except ValueError as e:
@@ -181,6 +140,8 @@ def validate(cfg: StudyConfig) -> None:
         if not ok:
             raise ConfigError(message)
     check_seeds(cfg.seeds, cfg.first_seed, len(cfg.inits), f"{len(cfg.inits)} inits")
+    if cfg.frozen and t.weight_decay:
+        raise ConfigError("frozen layers need weight decay 0 (decay would move them)")
     try:
         name, _ = model_spec(cfg)
     except ValueError as e:
@@ -243,14 +204,62 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def init_generator(seed: int) -> torch.Generator:
-    """The generator a run's weights are drawn from: same seed, same draw, whatever the init order."""
-    return torch.Generator().manual_seed(10_000 + seed)
+def init_generator(seed: int, offset: int = 10_000) -> torch.Generator:
+    """The generator a run's weights are drawn from: same seed, same draw, whatever the init order
+    (``offset``: a study config's ``draw_offset``; transfer's pretraining draws from its own)."""
+    return torch.Generator().manual_seed(offset + seed)
 
 
 def build_initialized(cfg: StudyConfig, spec: str, seed: int,
-                      x_train: Optional[torch.Tensor] = None) -> torch.nn.Module:
-    return build_and_initialize(cfg, spec, seed, x_train)[0]
+                      x_train: Optional[torch.Tensor] = None, start: Optional[dict] = None) -> torch.nn.Module:
+    return build_and_initialize(cfg, spec, seed, x_train, start)[0]
+
+
+# --- a run that starts from trained weights (initlab transfer) --------------------------------------
+PRETRAINED = "pretrained"   # the init of a run that starts from the weights its config's ``start`` names:
+                            # ``pretrained`` copies every weight, ``pretrained:head=kaiming`` then
+                            # redraws the output layer with that init (the run seed's draw, bias 0)
+
+
+def is_pretrained(spec: str) -> bool:
+    return spec.split(":", 1)[0] == PRETRAINED
+
+
+def pretrained_head(spec: str) -> Optional[str]:
+    """The init that redraws the output layer of a ``pretrained:head=INIT`` spec (None: none)."""
+    _, _, params = spec.partition(":")
+    if not params:
+        return None
+    key, _, value = params.partition("=")
+    if key != "head" or not value:
+        raise ValueError(f"{spec!r}: {PRETRAINED} takes one parameter, head=INIT (the output layer's redraw)")
+    return value
+
+
+def output_layer(model: torch.nn.Module) -> str:
+    """Name of the output layer (the last Conv/Linear): what ``pretrained:head=INIT`` redraws."""
+    return models.weight_layers(model)[-1][0]
+
+
+def _start_from(cfg: StudyConfig, model: torch.nn.Module, spec: str, seed: int, start: Optional[dict]) -> dict:
+    """Load ``start`` (a state dict) into ``model``; with ``head=INIT``, redraw the output layer as the
+    ``INIT`` scratch model of ``seed`` draws it. Returns the init's info."""
+    if start is None:
+        raise ValueError(f"init {spec!r} needs the weights its config's start names ({cfg.start}), "
+                         f"and none were given")
+    model.load_state_dict(start)
+    head = pretrained_head(spec)
+    if head is not None:
+        fresh = models.build(model_spec(cfg)[0], **model_options(cfg))
+        init.initialize(fresh, head, generator=init_generator(seed, cfg.draw_offset), activation=cfg.activation,
+                        bias=cfg.bias_init)
+        prefix = output_layer(model) + "."
+        with torch.no_grad():
+            drawn = dict(fresh.named_parameters())
+            for name, p in model.named_parameters():
+                if name.startswith(prefix):
+                    p.copy_(drawn[name])
+    return {"init": spec}
 
 
 # --- data-dependent (model-level) inits get real training images -----------------------------------
@@ -270,21 +279,36 @@ def init_images(cfg: StudyConfig, spec: str, seed: int, x_train: torch.Tensor) -
 
 
 def build_and_initialize(cfg: StudyConfig, spec: str, seed: int,
-                         x_train: Optional[torch.Tensor] = None):
+                         x_train: Optional[torch.Tensor] = None, start: Optional[dict] = None):
     """(model, info): ``init.initialize``'s info plus ``init_seconds`` (wall time of the init, which for
-    ``dbn`` includes RBM pre-training). Model-level inits need ``x_train`` (float training images)."""
+    ``dbn`` includes RBM pre-training). Model-level inits need ``x_train`` (float training images); a
+    ``pretrained`` init (with a config's ``start``) the state dict ``start``."""
     import time
 
     model = models.build(model_spec(cfg)[0], **model_options(cfg))
-    batch = None if x_train is None else init_images(cfg, spec, seed, x_train)
     t0 = time.perf_counter()
-    info = init.initialize(model, spec, generator=init_generator(seed), activation=cfg.activation,
+    if cfg.start is not None and is_pretrained(spec):
+        info = _start_from(cfg, model, spec, seed, start)
+        info["init_seconds"] = time.perf_counter() - t0
+        return model, info
+    batch = None if x_train is None else init_images(cfg, spec, seed, x_train)
+    info = init.initialize(model, spec, generator=init_generator(seed, cfg.draw_offset), activation=cfg.activation,
                            bias=cfg.bias_init, data=batch)
     table = parametrization_table(cfg)
     if table is not None:        # composes with the init: rescales what it drew (see init.parametrization)
         param.apply(model, table)
     info["init_seconds"] = time.perf_counter() - t0
     return model, info
+
+
+def checkpoint(cfg: StudyConfig, spec: str, seed: int, state: dict, test_acc: float) -> dict:
+    """A trained run as a checkpoint (what ``torch.save`` writes; ``initlab transfer --from-checkpoint``
+    reads it): its state dict, the model and the options that build it, the dataset it trained on, its
+    init, seed and training settings, and its test accuracy."""
+    return {"state_dict": state, "model": model_spec(cfg)[0], "model_options": model_options(cfg),
+            "dataset": cfg.dataset, "config": {"init": spec, "seed": seed, "epochs": cfg.train.epochs,
+                                               "train": asdict(cfg.train)},
+            "test_acc": test_acc}
 
 
 _INFO_KEYS = ("init", "name", "params", "layers", "bias", "init_seconds")
@@ -301,6 +325,8 @@ def init_columns(info: dict) -> dict:
 def _check_model_inits(cfg: StudyConfig) -> None:
     """A model-level init that cannot fill this model (dbn on a conv net) fails here, before training."""
     for spec in cfg.inits:
+        if cfg.start is not None and is_pretrained(spec):
+            continue
         name = init.parse_spec(spec)[0]
         check = getattr(init.MODEL_INITIALIZERS.get(name), "check_model", None) \
             if name in init.MODEL_INITIALIZERS else None
@@ -358,6 +384,8 @@ class StudyResult:
     interrupted: bool = False
     majority_share: float = math.nan   # share of the most common test label
     majority_label: int = -1
+    weights: Dict[Tuple[str, int], dict] = field(default_factory=dict)   # (init, seed) -> trained state
+                                       # dict, with ``keep_weights`` (not for an interrupted stack)
 
 
 def steps_to(curve: List[dict], threshold: float, n_images: int) -> Optional[int]:
@@ -386,28 +414,35 @@ def processes(workers: int, n_models: int, device: torch.device) -> int:
     return 1 if n_models < workers else workers
 
 
-def _train_block(cfg: StudyConfig, seeds: List[int], ds, device, report):
+def _train_block(cfg: StudyConfig, seeds: List[int], ds, device, report,
+                 starts: Optional[Dict[int, dict]] = None):
     """Build, initialize and train one stack (``seeds`` x every init); returns (StackResult, [init info
-    per run])."""
+    per run], {(init, seed): trained state dict} with ``cfg.keep_weights``)."""
     data = engine.prepare(ds.train_images, ds.train_labels, ds.test_images, ds.test_labels,
                           cfg.train, device, mean=ds.mean, std=ds.std)
-    built = [[build_and_initialize(cfg, spec, s, data.x_train) for spec in cfg.inits] for s in seeds]
+    built = [[build_and_initialize(cfg, spec, s, data.x_train, (starts or {}).get(s)) for spec in cfg.inits]
+             for s in seeds]
     res = engine.train_stack([[m for m, _ in row] for row in built], seeds, data, cfg.train,
-                             progress=report)
-    return res, [info for row in built for _, info in row]
+                             progress=report, frozen=cfg.frozen)
+    weights = {} if not cfg.keep_weights or res.interrupted else {
+        (spec, s): {k: v.detach().cpu().clone() for k, v in built[a][b][0].state_dict().items()}
+        for a, s in enumerate(seeds) for b, spec in enumerate(cfg.inits)}
+    return res, [info for row in built for _, info in row], weights
 
 
-def run_study(cfg: StudyConfig, dataset=None, progress: Optional[Callable[[int], None]] = None) -> StudyResult:
+def run_study(cfg: StudyConfig, dataset=None, progress: Optional[Callable[[int], None]] = None,
+              starts: Optional[Dict[int, dict]] = None) -> StudyResult:
     """Train every (seed, init) of ``cfg`` in this process, in stacks of ``cfg.seeds_per_stack`` seeds
     (0: all) x every init: what one worker of the runner (``initlab.runs``) does with one task; the
     runner spreads a study over workers, Ray, the run store. Ctrl-C keeps every finished stack and what
     the interrupted one recorded so far. ``progress``: None, or a callable given the number of
-    model-steps just done."""
+    model-steps just done. ``starts``: {seed: state dict} for the ``pretrained`` inits of a config with
+    a ``start``."""
     validate(cfg)
     device = resolve_device(cfg.device)
     ds = dataset if dataset is not None else data_mod.load_dataset(cfg.dataset, cfg.data_dir)
     if cfg.validation:
-        ds = validation_split(ds)
+        ds = data_mod.validation_split(ds)
     counts = torch.bincount(ds.test_labels, minlength=10)
     seeds = cfg.seed_list
     per = cfg.seeds_per_stack or len(seeds)
@@ -416,8 +451,10 @@ def run_study(cfg: StudyConfig, dataset=None, progress: Optional[Callable[[int],
                          majority_label=int(counts.argmax()))
     for block in blocks:
         width = len(block) * len(cfg.inits)
-        res, infos = _train_block(cfg, block, ds, device,
-                                  (lambda n, w=width: progress(n * w)) if callable(progress) else None)
+        res, infos, weights = _train_block(cfg, block, ds, device,
+                                           (lambda n, w=width: progress(n * w)) if callable(progress) else None,
+                                           starts)
+        result.weights.update(weights)
         n_before = len(result.runs)
         _collect(result, cfg, block, res, list(cfg.inits))
         for row, info in zip(result.runs[n_before:], infos):

@@ -3,9 +3,10 @@
 ``initlab transfer --from fashion_mnist --to mnist`` (or the reverse):
 
 1. **Pretrain** the model (LeNet-5 by default) on the *source* training set with ``kaiming`` init,
-   one model per seed (all seeds in one stack), for ``--pretrain-epochs`` epochs; each is saved as a
-   checkpoint ``pretrained-seed<S>.pt`` (``torch.save({"state_dict", "config", "model", "dataset",
-   ...})``). ``--from-checkpoint PATH`` skips this and starts every seed from that one checkpoint.
+   one model per seed (all seeds in one stack), for ``--pretrain-epochs`` epochs; each run's weights
+   are kept with its records as a checkpoint, ``records/<hash>/weights.pt`` (``torch.save({"state_dict",
+   "config", "model", "dataset", ...})``; ``pretrain.csv`` names it). ``--from-checkpoint PATH`` skips
+   this and starts every seed from that one checkpoint.
 2. **Initialize** target models from the pretrained weights, three ways:
 
    ``finetune``     every weight copied, every layer trained;
@@ -25,22 +26,23 @@
    ``freeze`` runs in its own stack (freezing applies to a whole stack) with the same seeds, hence
    the same data order.
 
+Every run is a cell of the runner (``initlab.runs.runner``: resume, workers, Ray, Ctrl-C): the
+pretraining runs are one group of cells, and each target group names it as its ``start``, so the
+runner trains it first and starts each target run of a mode from the pretrained run of its seed
+(``study.PRETRAINED`` inits); the scratch inits share the modes' stack, as before.
+
 The output folder gets ``runs.csv`` (one row per run: ``init``, ``target_images``, ``seed``,
 ``test_acc``, ``steps_to_90``, ``steps_to_97``, held-out accuracy at early steps ...), ``curves.csv``,
-``pretrain.csv``, ``config.json``, ``meta.json``, the checkpoints and ``report.md`` / ``report.html``
-(``write_report``, from those files alone).
+``pretrain.csv``, ``config.json``, ``meta.json``, the run store with the checkpoints and ``report.md`` /
+``report.html`` (``write_report``, from those files alone).
 
 """
 from __future__ import annotations
 
 import math
-import os
-import sys
-import tempfile
-import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import ClassVar, Dict, List, Optional, Tuple
 
 import torch
 
@@ -48,8 +50,8 @@ from initlab import data, engine, files, init, models
 from initlab import data as data_mod
 from initlab.activations import ACTIVATIONS
 from initlab.engine import TrainConfig
-from initlab.experiments.study import check_seeds, init_generator, resolve_device, steps_to
-from initlab.models import weight_layers
+from initlab.experiments import study
+from initlab.experiments.limits import check_seeds
 from initlab.options import UsageError, flag
 
 MODES = ("finetune", "freeze", "reinit_head")
@@ -73,6 +75,11 @@ def _default_train():
 @dataclass
 class TransferConfig:
     """Everything a transfer run depends on; written next to its results as ``config.json``."""
+    # the training settings transfer fixes: Adam for pretraining and target alike, the epochs and images
+    # its own settings say, no histograms
+    NOT_FLAGS: ClassVar[Tuple[str, ...]] = ("train.epochs", "train.optimizer", "train.weight_decay",
+                                            "train.schedule", "train.label_smoothing", "train.normalize",
+                                            "train.train_size", "train.hist_moments")
     source: str = "fashion_mnist"   # pretraining dataset (ignored with from_checkpoint)
     target: str = "mnist"
     model: str = "lenet5"
@@ -157,6 +164,12 @@ def validate(cfg: TransferConfig) -> None:
                             f"use {flag('modes')} finetune reinit_head")
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
         raise TransferError(f"{flag('device')} cuda asked for, but torch sees no CUDA device; use {flag('device')} cpu")
+    if not cfg.from_checkpoint and study.image_shape(cfg.source) != study.image_shape(cfg.target):
+        shape = lambda name: "x".join(map(str, study.image_shape(name)))
+        raise TransferError(f"{cfg.source} images are {shape(cfg.source)}, {cfg.target} images "
+                            f"{shape(cfg.target)}: one model cannot take both")
+    for group in plan(cfg):              # what the runner trains: the study's own checks
+        study.validate(group)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -172,27 +185,18 @@ def conv_layers(model) -> List[str]:
 
 def head_layer(model) -> str:
     """Name of the output layer (the last Conv/Linear): what ``reinit_head`` redraws."""
-    return weight_layers(model)[-1][0]
+    return study.output_layer(model)
 
 
 def save_checkpoint(path: Path, model, *, model_name: str, model_options: Dict, dataset: str,
                     config: Dict, **extra) -> Path:
-    """``torch.save({"state_dict", "config", "model", "model_options", "dataset", ...})``, atomically."""
-    import torch
-
+    """``torch.save({"state_dict", "config", "model", "model_options", "dataset", ...})``, atomically and
+    with the umask's mode (``files.atomic_torch_save``)."""
     payload = {"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                "config": config, "model": model_name, "model_options": dict(model_options),
                "dataset": dataset, **extra}
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    files.atomic_torch_save(path, payload)
     return path
 
 
@@ -200,9 +204,6 @@ def load_checkpoint(path, model_name: str, model_options: Dict) -> Tuple[Dict, D
     """The state dict of a checkpoint that fits ``model_name`` built with ``model_options``, and the
     rest of the checkpoint. Anything else -- a missing or unreadable file, another model, other
     options, another shape -- is a one-line ``TransferError``."""
-    import torch
-
-
     path = Path(path)
     if not path.is_file():
         raise TransferError(f"checkpoint {path} does not exist")
@@ -235,18 +236,8 @@ def load_checkpoint(path, model_name: str, model_options: Dict) -> Tuple[Dict, D
 
 
 # --------------------------------------------------------------------------------------------------
-# The experiment
+# The experiment: its cells on the runner
 # --------------------------------------------------------------------------------------------------
-
-@dataclass
-class TransferResult:
-    runs: List[dict]
-    curves: List[dict]
-    pretrain: List[dict]
-    plan: List[dict]          # per target size: images, epochs, steps
-    interrupted: bool = False
-    wall_seconds: float = 0.0
-
 
 def epochs_for(n_images: int, batch_size: int, min_steps: int, min_epochs: int) -> int:
     """Epochs over ``n_images`` so that training lasts at least ``min_steps`` steps and ``min_epochs``
@@ -260,171 +251,134 @@ def acc_at(curve: List[dict], step: int) -> Optional[float]:
     return next((r["heldout_acc"] for r in curve if r["step"] == step), None)
 
 
-def pretrain(cfg: TransferConfig, ds, out: Optional[Path], device, progress=None):
-    """Pretrain one model per seed on the source dataset ``ds`` (one stack) and save each as a
-    checkpoint in ``out``. Returns ({seed: state_dict}, [one row per seed])."""
-    import torch
-
-
-    src = engine.prepare(ds.train_images, ds.train_labels, ds.test_images, ds.test_labels,
-                         cfg.train, device, mean=ds.mean, std=ds.std)
-    seeds = cfg.seed_list
-    stack = []
-    for seed in seeds:
-        m = models.build(cfg.model, **cfg.model_options())
-        init.initialize(m, cfg.pretrain_init, activation=cfg.activation,
-                        generator=torch.Generator().manual_seed(PRETRAIN_SEED_OFFSET + seed),
-                        data=src.x_train[:256])
-        stack.append([m])
-    size = cfg.pretrain_size if cfg.pretrain_size and cfg.pretrain_size < len(src.x_train) else None
-    pcfg = replace(cfg.train, epochs=cfg.pretrain_epochs, train_size=size, record=False)
-    res = engine.train_stack(stack, seeds, src, pcfg, progress=progress)
-    if res.interrupted:
-        raise KeyboardInterrupt
-    states, rows = {}, []
-    for s_idx, seed in enumerate(seeds):
-        model = stack[s_idx][0]
-        states[seed] = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        row = {"seed": seed, "source": cfg.source, "init": cfg.pretrain_init,
-               "epochs": cfg.pretrain_epochs, "images": size or len(src.x_train), "steps": res.steps,
-               "test_acc": float(res.test_acc[s_idx, 0]), "test_loss": float(res.test_loss[s_idx, 0]),
-               "seconds": res.wall_seconds, "checkpoint": None}
-        if out is not None:
-            path = save_checkpoint(
-                Path(out) / f"pretrained-seed{seed}.pt", model, model_name=cfg.model,
-                model_options=cfg.model_options(), dataset=cfg.source,
-                config={"init": cfg.pretrain_init, "seed": seed, "epochs": cfg.pretrain_epochs,
-                        "train": asdict(pcfg)},
-                test_acc=row["test_acc"])
-            row["checkpoint"] = path.name
-        rows.append(row)
-    return states, rows
-
-
-def _member(cfg: TransferConfig, name: str, seed: int, state: Optional[Dict], data_x):
-    """One target model: a transfer mode (from ``state``) or a scratch init spec."""
-    import torch
-
-
-    model = models.build(cfg.model, **cfg.model_options())
-    if name not in MODES:
-        init.initialize(model, name, generator=init_generator(seed), activation=cfg.activation,
-                        data=data_x[:256])
-        return model
-    model.load_state_dict(state)
-    if name == "reinit_head":
-        fresh = models.build(cfg.model, **cfg.model_options())
-        init.initialize(fresh, HEAD_INIT, generator=init_generator(seed), activation=cfg.activation)
-        head = head_layer(model)
-        with torch.no_grad():
-            for p_name, p in dict(model.named_parameters()).items():
-                if p_name.startswith(head + "."):
-                    p.copy_(dict(fresh.named_parameters())[p_name])
-    return model
-
-
-def run_transfer(cfg: TransferConfig, out: Optional[Path] = None, progress: bool = True) -> TransferResult:
-    """Pretrain (or load the checkpoint), then train every (target size, seed, init); see the module
-    docstring. Ctrl-C keeps the finished target sizes."""
-    import torch
-    from tqdm import tqdm
-
-
-    validate(cfg)
-    t0 = time.perf_counter()
-    device = resolve_device(cfg.device)
-    seeds = cfg.seed_list
-    tgt = data_mod.load_dataset(cfg.target, quiet=not progress)
-    n_train = len(tgt.train_images)
-    try:
-        with torch.no_grad():
-            models.build(cfg.model, **cfg.model_options())(engine.to_float_images(tgt.train_images[:1], False, "cpu"))
-    except RuntimeError as e:
-        raise TransferError(f"{cfg.model} cannot take {cfg.target} images of shape "
-                            f"{tuple(tgt.train_images.shape[1:])} ({' '.join(str(e).split())[:120]})") from None
-    for n in cfg.target_sizes:
-        if n > n_train:
-            raise TransferError(f"{flag('target_sizes', n)} exceeds the {n_train:,} training images of {cfg.target}")
+def target_plan(cfg: TransferConfig) -> List[dict]:
+    """Per target size: images, epochs (:func:`epochs_for`) and training steps."""
     plan = []
     for n in cfg.target_sizes:
         epochs = epochs_for(n, cfg.train.batch_size, cfg.min_steps, cfg.target_epochs)
         plan.append({"target_images": n, "epochs": epochs,
                      "steps": engine.steps_for(n, replace(cfg.train, epochs=epochs))})
-    src = None if cfg.from_checkpoint else data_mod.load_dataset(cfg.source, quiet=not progress)
-    if src is not None and src.train_images.shape[1:] != tgt.train_images.shape[1:]:
-        raise TransferError(f"{cfg.source} images are {tuple(src.train_images.shape[1:])}, {cfg.target} "
-                            f"images {tuple(tgt.train_images.shape[1:])}: one model cannot take both")
-    pre_steps = 0 if src is None else \
-        engine.steps_for(min(cfg.pretrain_size or len(src.train_images), len(src.train_images)),
-                         replace(cfg.train, epochs=cfg.pretrain_epochs))
-    bar = tqdm(total=pre_steps + sum(p["steps"] * (1 + ("freeze" in cfg.modes)) for p in plan),
-               desc=f"transfer {cfg.source}->{cfg.target}", unit="step", disable=not progress,
-               dynamic_ncols=True, mininterval=0.2 if sys.stderr.isatty() else 15.0)
-    result = TransferResult([], [], [], plan)
+    return plan
+
+
+# the init spec of each mode's runs (study.PRETRAINED: start from the weights the config's start names)
+MODE_SPECS = {"finetune": study.PRETRAINED, "freeze": study.PRETRAINED,
+              "reinit_head": f"{study.PRETRAINED}:head={HEAD_INIT}"}
+
+
+def _groups(cfg: TransferConfig) -> List[Tuple[str, Optional[dict], study.StudyConfig]]:
+    """(role, target size's plan row, study config) of each group of cells: the pretraining (role
+    ``pretrain``; none with ``from_checkpoint``), then per target size the stack of the modes and the
+    scratch inits (``target``) and the stack of ``freeze`` (``freeze``: freezing holds for a whole
+    stack), with the same seeds, hence the same data order."""
+    base = dict(seeds=cfg.seeds, first_seed=cfg.first_seed, model=cfg.model, activation=cfg.activation,
+                device=cfg.device)
+    out: List[Tuple[str, Optional[dict], study.StudyConfig]] = []
+    if cfg.from_checkpoint:
+        start = str(Path(cfg.from_checkpoint).resolve())
+    else:
+        n_source = data_mod.DATASETS.get(cfg.source).train_size if cfg.source in data_mod.DATASETS else None
+        size = cfg.pretrain_size if cfg.pretrain_size and (n_source is None or cfg.pretrain_size < n_source) \
+            else None
+        out.append(("pretrain", None, study.StudyConfig(
+            inits=[cfg.pretrain_init], dataset=cfg.source, draw_offset=PRETRAIN_SEED_OFFSET, keep_weights=True,
+            train=replace(cfg.train, epochs=cfg.pretrain_epochs, train_size=size, record=False), **base)))
+        start = "group:0"
+    n_target = data_mod.DATASETS.get(cfg.target).train_size if cfg.target in data_mod.DATASETS else None
+    frozen = conv_layers(models.build(cfg.model, **cfg.model_options())) if "freeze" in cfg.modes else []
+    for p in target_plan(cfg):
+        n = p["target_images"]
+        train = replace(cfg.train, epochs=p["epochs"], train_size=None if n == n_target else n)
+        members = [MODE_SPECS[m] for m in cfg.modes if m != "freeze"] + list(cfg.inits)
+        if members:
+            out.append(("target", p, study.StudyConfig(inits=members, dataset=cfg.target, start=start,
+                                                       train=train, **base)))
+        if "freeze" in cfg.modes:
+            out.append(("freeze", p, study.StudyConfig(inits=[MODE_SPECS["freeze"]], dataset=cfg.target,
+                                                       start=start, frozen=frozen, train=train, **base)))
+    return out
+
+
+def plan(cfg: TransferConfig) -> List[study.StudyConfig]:
+    """The study configs of the runner (``initlab.runs.runner``): the pretraining first, whose runs the
+    target runs start from (``start``: its group; each run from the pretrained run of its seed)."""
+    return [group for _, _, group in _groups(cfg)]
+
+
+def to_dict(cfg: TransferConfig) -> dict:
+    """config.json: the settings, the seeds, the steps per target size, the head's init."""
+    return {**asdict(cfg), "seed_list": cfg.seed_list, "plan": target_plan(cfg), "head_init": HEAD_INIT,
+            "early_steps": list(EARLY_STEPS)}
+
+
+def from_dict(d: dict) -> TransferConfig:
+    names = {f.name for f in fields(TransferConfig)} - {"train"}
+    t_names = {f.name for f in fields(TrainConfig)}
+    train = {k: v for k, v in d.get("train", {}).items() if k in t_names}
+    return TransferConfig(**{k: v for k, v in d.items() if k in names},
+                          **({"train": replace(_default_train(), **train)} if "train" in d else {}))
+
+
+def mode_of(spec: str, group: study.StudyConfig) -> str:
+    """A run's name in the tables: its transfer mode, or its scratch init spec."""
+    if not study.is_pretrained(spec):
+        return spec
+    return "freeze" if group.frozen else "reinit_head" if study.pretrained_head(spec) else "finetune"
+
+
+def _checkpoint_acc(path: str) -> Optional[float]:
     try:
-        if cfg.from_checkpoint:
-            sd, info = load_checkpoint(cfg.from_checkpoint, cfg.model, cfg.model_options())
-            states = {seed: sd for seed in seeds}
-            result.pretrain = [{"seed": seed, "source": info["dataset"], "checkpoint": str(cfg.from_checkpoint),
-                                "test_acc": info.get("test_acc")} for seed in seeds]
+        return torch.load(path, map_location="cpu", weights_only=True).get("test_acc")
+    except Exception:  # noqa: BLE001 - gone or unreadable since: the table says nothing
+        return None
+
+
+def collect(config: dict, runs: List[dict]) -> Dict[str, List[dict]]:
+    """pretrain.csv (one row per pretraining run, its checkpoint the weights kept with its records, or
+    the ``from_checkpoint`` file for every seed), runs.csv (one row per target run: ``init`` -- the
+    mode or scratch init --, ``target_images``, ``seed``, ``test_acc``, accuracy at early steps, steps
+    to 90 % and 97 % ...) and curves.csv, from the runner's finished runs; in the order the old loop
+    wrote them (per target size: the stack of modes and inits, then freeze; seed-major)."""
+    cfg = from_dict(config)
+    groups = _groups(cfg)
+    pretrain: List[dict] = []
+    targets = []
+    for run in runs:
+        k = run["groups"][0] if run["groups"] else None
+        if k is None:
+            continue
+        role, p, group = groups[k]
+        r = run["row"]
+        if role == "pretrain":
+            pretrain.append({"seed": r["seed"], "source": cfg.source, "init": cfg.pretrain_init,
+                             "epochs": cfg.pretrain_epochs,
+                             "images": group.train.train_size or data_mod.DATASETS.get(cfg.source).train_size,
+                             "steps": r["steps"], "test_acc": r["test_acc"], "test_loss": r["test_loss"],
+                             "seconds": r["stack_seconds"], "checkpoint": f"{run['records']}/weights.pt"})
         else:
-            states, result.pretrain = pretrain(cfg, src, out, device, progress=bar.update)
-            src = None  # free the source images before the target's are made float
-        data = engine.prepare(tgt.train_images, tgt.train_labels, tgt.test_images, tgt.test_labels,
-                              cfg.train, device, mean=tgt.mean, std=tgt.std)
-        pre_acc = {r["seed"]: r.get("test_acc") for r in result.pretrain}
-        source = result.pretrain[0]["source"] if result.pretrain else cfg.source
-        for p in plan:
-            n = p["target_images"]
-            tcfg = replace(cfg.train, epochs=p["epochs"], train_size=None if n == n_train else n)
-            groups = [([m for m in cfg.modes if m != "freeze"] + list(cfg.inits), ())]
-            if "freeze" in cfg.modes:
-                groups.append((["freeze"], conv_layers(models.build(cfg.model, **cfg.model_options()))))
-            for members, frozen in groups:
-                if not members:
-                    continue
-                stack = [[_member(cfg, m, s, states[s], data.x_train) for m in members] for s in seeds]
-                res = engine.train_stack(stack, seeds, data, tcfg, progress=bar.update, frozen=frozen)
-                _collect(result, cfg, p, members, seeds, res, source, pre_acc)
-                if res.interrupted:
-                    raise KeyboardInterrupt
-    except KeyboardInterrupt:
-        result.interrupted = True
-    finally:
-        bar.close()
-    result.wall_seconds = time.perf_counter() - t0
-    return result
-
-
-def _collect(result: TransferResult, cfg: TransferConfig, plan: dict, members: List[str],
-             seeds: List[int], res, source: str, pre_acc: Dict) -> None:
-    I = len(members)
-    for s_idx, seed in enumerate(seeds):
-        for i_idx, name in enumerate(members):
-            r = s_idx * I + i_idx
-            curve = [c for c in res.records.curves if c["run"] == r]
-            key = {"init": name, "target_images": plan["target_images"], "seed": seed}
-            result.curves.extend({**key, **{k: v for k, v in c.items() if k != "run"}} for c in curve)
-            dstep = int(res.diverged_step[s_idx, i_idx])
-            result.runs.append({
-                **key, "kind": "transfer" if name in MODES else "scratch",
-                "source": source if name in MODES else None, "target": cfg.target,
-                "test_acc": float(res.test_acc[s_idx, i_idx]),
-                "test_loss": float(res.test_loss[s_idx, i_idx]),
-                "acc_at_0": acc_at(curve, 0),
-                **{f"acc_at_{s}": acc_at(curve, s) for s in EARLY_STEPS},
-                "steps_to_90": steps_to(curve, 0.90, HELDOUT), "steps_to_97": steps_to(curve, 0.97, HELDOUT),
-                "steps": res.steps, "epochs": plan["epochs"],
-                "pretrain_test_acc": pre_acc.get(seed) if name in MODES else None,
-                "diverged": dstep >= 0, "train_seconds": res.wall_seconds / (len(seeds) * I),
-                "interrupted": res.interrupted,
-            })
-
-
-def write_tables(out: Path, cfg: TransferConfig, result: TransferResult) -> None:
-    """config.json, meta.json, curves.csv, pretrain.csv, runs.csv -- each atomically."""
-    config = {**asdict(cfg), "seed_list": cfg.seed_list, "plan": result.plan,
-              "head_init": HEAD_INIT, "early_steps": list(EARLY_STEPS)}
-    files.write_result(out, "transfer", config,
-                       {"curves": result.curves, "pretrain": result.pretrain, "runs": result.runs},
-                       {"interrupted": result.interrupted, "wall_seconds": result.wall_seconds})
+            targets.append((k, r["seed"], group.inits.index(run["init"]), run, p, group))
+    pretrain.sort(key=lambda x: x["seed"])
+    if cfg.from_checkpoint:
+        acc = _checkpoint_acc(cfg.from_checkpoint)
+        pretrain = [{"seed": seed, "source": cfg.source, "checkpoint": str(cfg.from_checkpoint), "test_acc": acc}
+                    for seed in cfg.seed_list]
+    pre_acc = {x["seed"]: x.get("test_acc") for x in pretrain}
+    rows, curves = [], []
+    for _, seed, _, run, p, group in sorted(targets, key=lambda t: t[:3]):
+        r = run["row"]
+        name = mode_of(run["init"], group)
+        curve = sorted(run["tables"].get("curves", []), key=lambda c: c["step"])
+        key = {"init": name, "target_images": p["target_images"], "seed": seed}
+        curves.extend({**key, **{k: v for k, v in c.items() if k not in ("run", "init", "seed")}} for c in curve)
+        transferred = name in MODES
+        rows.append({
+            **key, "kind": "transfer" if transferred else "scratch",
+            "source": cfg.source if transferred else None, "target": cfg.target,
+            "test_acc": r["test_acc"], "test_loss": r["test_loss"], "acc_at_0": acc_at(curve, 0),
+            **{f"acc_at_{s}": acc_at(curve, s) for s in EARLY_STEPS},
+            "steps_to_90": study.steps_to(curve, 0.90, HELDOUT), "steps_to_97": study.steps_to(curve, 0.97, HELDOUT),
+            "steps": r["steps"], "epochs": p["epochs"],
+            "pretrain_test_acc": pre_acc.get(seed) if transferred else None,
+            "diverged": r["diverged"], "train_seconds": r["train_seconds"], "interrupted": False,
+        })
+    return {"curves": curves, "pretrain": pretrain, "runs": rows}

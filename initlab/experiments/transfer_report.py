@@ -2,7 +2,6 @@
 pretraining helps and where it stops mattering, curves and the size plot."""
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -216,7 +215,16 @@ def describe(f: Dict) -> str:
     return (f"{c.get('model')} ({c.get('activation')}), {pre}; target {c.get('target')}: {plan}; "
             f"{t.get('optimizer')} lr {t.get('lr')}, batch {t.get('batch_size')}; seeds "
             f"{', '.join(map(str, c.get('seed_list', [])))}; reinit_head redraws the head with "
-            f"{c.get('head_init')}; {f['meta'].get('wall_seconds', math.nan):.0f} s in all")
+            f"{c.get('head_init')}; {training_seconds(f):.0f} s of training")
+
+
+def training_seconds(f: Dict) -> float:
+    """Seconds of training behind the tables: a folder's stated wall time, or the target runs' shares
+    of their stacks plus the longest pretraining stack (the runner's folders)."""
+    if "wall_seconds" in f["meta"]:
+        return f["meta"]["wall_seconds"]
+    pre = [r["seconds"] for r in f["pretrain"] if isinstance(r.get("seconds"), (int, float))]
+    return sum(r.get("train_seconds") or 0.0 for r in f["runs"]) + (max(pre) if pre else 0.0)
 
 
 def write_report(out: Path, title: Optional[str] = None) -> Path:
@@ -233,13 +241,19 @@ def write_report(out: Path, title: Optional[str] = None) -> Path:
                   "same order. Test accuracy on the full test split; curves and steps to 90/97 % on its "
                   "first held-out images (first record point at or above; 'never (k/n)' when only k of n "
                   "seeds got there).")
-    doc.heading("Where pretraining helps, and where it stops mattering").bullets(observations(f))
-    doc.heading("Plots")
-    doc.image("Held-out accuracy during target training", plot_curves(f, f["out"] / "curves.png"))
-    doc.image("Accuracy against the amount of target data", plot_sizes(f, f["out"] / "sizes.png"))
+    if f["runs"]:       # (a run stopped after its pretraining has no target run to compare yet)
+        doc.heading("Where pretraining helps, and where it stops mattering").bullets(observations(f))
+        doc.heading("Plots")
+        doc.image("Held-out accuracy during target training", plot_curves(f, f["out"] / "curves.png"))
+        doc.image("Accuracy against the amount of target data", plot_sizes(f, f["out"] / "sizes.png"))
+    else:
+        doc.paragraph("No target run finished yet: only the pretraining (pretrain.csv); `--resume` trains "
+                      "the rest.")
     doc.files(
         "`runs.csv` (one row per run), `curves.csv`, `pretrain.csv`, `config.json` (the resolved "
         "configuration, with the steps per target size), `meta.json` (environment), "
-        "`pretrained-seed*.pt` (checkpoints, reusable with `--from-checkpoint`).")
+        "`store.sqlite` and `records/` (the run store: `initlab runs`, `--resume`); each pretrained "
+        "checkpoint is `records/<run>/weights.pt`, named in `pretrain.csv` and reusable with "
+        "`--from-checkpoint`.")
     style = PAGE_STYLE.replace("td:first-child,th:first-child", "td:nth-child(2),th:nth-child(2)")
     return doc.write(f["out"], style)

@@ -21,7 +21,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
-from initlab import data, engine
+from initlab import data, engine, files
 from initlab.engine import pool
 from initlab.engine import tensorboard as tb
 from initlab.engine.tensorboard import gradient_histograms
@@ -59,6 +59,7 @@ class CellResult:
     row: dict                                   # its runs.csv row
     tables: Dict[str, List[dict]]               # curves / layers / histograms rows
     grads: Optional[Dict[str, dict]] = None     # gradient histograms at init (TensorBoard)
+    weights: Optional[dict] = None              # its checkpoint, when its config keeps its weights
 
 
 @dataclass
@@ -77,7 +78,8 @@ def run_task(task: Task, progress: Optional[Callable[[int], None]] = None,
     """Train one task's stack with ``study.run_study`` and split its rows per cell."""
     cfg = task.cfg
     ds = dataset(cfg.dataset, cfg.data_dir)
-    res = study.run_study(cfg, dataset=ds, progress=progress if progress is not None else False)
+    res = study.run_study(cfg, dataset=ds, progress=progress if progress is not None else False,
+                          starts=task.starts)
     where = {(spec, seed): task.hashes[s][i] for s, seed in enumerate(cfg.seed_list)
              for i, spec in enumerate(cfg.inits)}
     run_hash = {r["run"]: where[(r["init"], r["seed"])] for r in res.runs}
@@ -86,6 +88,10 @@ def run_task(task: Task, progress: Optional[Callable[[int], None]] = None,
     for name, rows in (("curves", res.curves), ("layers", res.layers), ("histograms", res.hists)):
         for r in rows:
             cells[run_hash[r["run"]]].tables[name].append(r)
+    for r in res.runs:
+        state = res.weights.get((r["init"], r["seed"]))
+        if state is not None:
+            cells[run_hash[r["run"]]].weights = study.checkpoint(cfg, r["init"], r["seed"], state, r["test_acc"])
     if tensorboard and not res.interrupted:
         grads = initial_gradients(task)
         for h, g in grads.items():
@@ -106,7 +112,7 @@ def initial_gradients(task: Task) -> Dict[str, Dict[str, dict]]:
         idx = engine.data_order(len(x_train), seed, cfg.train.epochs,
                                 cfg.train.train_size)[: cfg.train.batch_size]
         for i, spec in enumerate(cfg.inits):
-            model = study.build_initialized(cfg, spec, seed, x_train)
+            model = study.build_initialized(cfg, spec, seed, x_train, (task.starts or {}).get(seed))
             out[task.hashes[s][i]] = gradient_histograms(model, x_train[idx], ds.train_labels[idx],
                                                          cfg.train.label_smoothing)
     return out
@@ -124,7 +130,8 @@ def commit(out: Path, store: st.Store, task: Task, result: TaskResult, token: st
     one transaction. Returns {status: count}."""
     finished = []
     for cell in result.cells:
-        rel = st.write_records(out, cell.hash, cell.tables)
+        rel = st.write_records(out, cell.hash, cell.tables,
+                               None if cell.weights is None else {st.WEIGHTS: files.torch_bytes(cell.weights)})
         if task.tb_names is not None:
             tb.write_run(Path(out) / tb.TB_DIR / task.tb_names[cell.hash], cell.tables["curves"],
                          cell.tables["layers"], cell.tables["histograms"], cell.row, cell.grads)
@@ -138,6 +145,28 @@ def commit(out: Path, store: st.Store, task: Task, result: TaskResult, token: st
     for _, status, _, _ in finished:
         counts[status] = counts.get(status, 0) + 1
     return counts
+
+
+def load_starts(out: Path, runs: Sequence[dict], task: Task) -> Optional[Dict[int, dict]]:
+    """{seed: state dict} that the ``pretrained`` runs of ``task`` start from (None: its config names no
+    ``start``): with ``cell:<group hash>``, the weights the run of the same seed in that group of the
+    plan left with its records (``runs``: the store's rows; it must be finished); else the checkpoint
+    file ``start`` names, for every seed."""
+    start = task.cfg.start
+    if start is None:
+        return None
+    if not start.startswith("cell:"):
+        state = torch.load(start, map_location="cpu", weights_only=True)["state_dict"]
+        return {seed: state for seed in task.cfg.seed_list}
+    by_seed = {r["seed"]: r for r in runs if r["grp"] == start[len("cell:"):]}
+    starts = {}
+    for seed in task.cfg.seed_list:
+        r = by_seed.get(seed)
+        if r is None or r["status"] not in st.FINAL or not r["records"]:
+            raise RuntimeError(f"seed {seed}: the run whose weights it starts from ({start}) is not finished")
+        starts[seed] = torch.load(Path(out) / r["records"] / st.WEIGHTS, map_location="cpu",
+                                  weights_only=True)["state_dict"]
+    return starts
 
 
 # --------------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ cells of one group can train together as one engine stack.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Dict, List, Sequence
 
 from initlab.runs import store as st
@@ -21,7 +21,8 @@ SWEEP_WIDE = ("seeds", "first_seed", "seeds_per_stack", "data_dir", "device")
 
 # fields added to StudyConfig after run stores were first written, with their defaults: left out of a
 # cell's hash while at the default, so the hashes of earlier stores (and their resumes) stay valid
-ADDED_LATER = {"width": None, "depth": None, "conv": False, "validation": False, "parametrization": "sp"}
+ADDED_LATER = {"width": None, "depth": None, "conv": False, "validation": False, "parametrization": "sp",
+               "draw_offset": 10_000, "start": None, "frozen": [], "keep_weights": False}
 ADDED_LATER_TRAIN = {"hist_moments": 8}     # (the same for TrainConfig's fields)
 
 
@@ -54,6 +55,22 @@ def cells_of(cfg) -> List[dict]:
     return [make_cell(settings, spec, seed) for seed in cfg.seed_list for spec in cfg.inits]
 
 
+def linked(groups: Sequence) -> list:
+    """An experiment's plan (study configs) with every ``start = "group:K"`` -- the K-th config of the
+    same plan, whose runs train first -- written as ``"cell:<that config's group hash>"``: a run that
+    starts from another run's weights then has a hash that follows what that run computes (other
+    pretraining settings, other runs), and the runner finds the run of the same seed by its group."""
+    out = []
+    for cfg in groups:
+        if isinstance(cfg.start, str) and cfg.start.startswith("group:"):
+            k = int(cfg.start[len("group:"):])
+            if not 0 <= k < len(out):
+                raise ValueError(f"start {cfg.start}: a run starts from a group planned before it")
+            cfg = replace(cfg, start="cell:" + st.config_hash(cell_settings(out[k])))
+        out.append(cfg)
+    return out
+
+
 def settings_of(config: dict) -> dict:
     """A cell config's settings without its init and seed (what its group shares)."""
     return {k: v for k, v in config.items() if k not in ("init", "seed")}
@@ -70,12 +87,20 @@ def flatten(settings: dict) -> Dict[str, object]:
     return out
 
 
+def _leaves(config: dict) -> Dict[str, object]:
+    """A cell config's settings by leaf name, with the ADDED_LATER fields its hash leaves out at their
+    defaults (so that ``frozen`` set on some cells only is a setting that differs)."""
+    settings = settings_of(config)
+    train = {**ADDED_LATER_TRAIN, **settings.get("train", {})} if "train" in settings else {}
+    return flatten({**ADDED_LATER, **settings, **({"train": train} if train else {})})
+
+
 def varied_settings(configs: Sequence[dict]) -> Dict[str, list]:
     """{leaf name: [values in first-seen order]} for the settings (besides init and seed) that differ
     between the given cell configs."""
     seen: Dict[str, list] = {}
     for config in configs:
-        for key, value in flatten(settings_of(config)).items():
+        for key, value in _leaves(config).items():
             values = seen.setdefault(key, [])
             if value not in values:
                 values.append(value)
@@ -84,8 +109,9 @@ def varied_settings(configs: Sequence[dict]) -> Dict[str, list]:
 
 def variant(config: dict, varied: Dict[str, list]) -> str:
     """'lr=0.01 train_size=2000': the varied settings of one cell ('' when nothing varies)."""
-    flat = flatten(settings_of(config))
-    return " ".join(f"{k}={flat.get(k)}" for k in varied)
+    flat = _leaves(config)
+    short = lambda v: v[:len("cell:") + 8] if isinstance(v, str) and v.startswith("cell:") else v   # a group hash
+    return " ".join(f"{k}={short(flat.get(k))}" for k in varied)
 
 
 def slug(text: str) -> str:

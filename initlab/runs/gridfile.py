@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 from initlab.experiments import study
+from initlab.experiments.limits import MAX_RUNS, check_seeds
 from initlab.experiments.study import StudyConfig
 from initlab.options import UsageError, configure, flags_of, read_toml
 from initlab.runs.cells import SWEEP_WIDE
@@ -56,9 +57,9 @@ def read_grid(path: Path, args: Optional[argparse.Namespace] = None) -> list:
             if not merged[key]:
                 raise UsageError(f"{key} = [] in {path}: give at least one value")
         n_combos += math.prod(len(merged[a]) for a in axes)
-        if n_combos > study.MAX_RUNS:                   # each gives a run at least: refused unexpanded
+        if n_combos > MAX_RUNS:                   # each gives a run at least: refused unexpanded
             raise UsageError(f"{path}: more runs than one command may plan ({n_combos:,} setting "
-                             f"combinations; at most {study.MAX_RUNS:,} runs)")
+                             f"combinations; at most {MAX_RUNS:,} runs)")
         for values in itertools.product(*(merged[a] for a in axes)):
             combos.append({**merged, **dict(zip(axes, values))})
     configs = []
@@ -68,6 +69,6 @@ def read_grid(path: Path, args: Optional[argparse.Namespace] = None) -> list:
             setattr(ns, dest, value)
         configs.append(configure(ns, StudyConfig(), flags_of(StudyConfig), study.validate))
     runs = sum(len(c.inits) for c in configs)           # per seed; seeds and first_seed are sweep-wide
-    study.check_seeds(configs[0].seeds, configs[0].first_seed, runs,
+    check_seeds(configs[0].seeds, configs[0].first_seed, runs,
                       f"{runs:,} inits in {len(configs):,} setting combinations")
     return configs

@@ -26,6 +26,8 @@ class Task:
     hashes: List[List[str]]              # [seed][init], the cells it trains
     steps: int                           # training steps of each run (x size = the bar's model-steps)
     tb_names: Optional[Dict[str, str]] = None    # hash -> TensorBoard folder under DIR/tb, if asked
+    starts: Optional[Dict[int, dict]] = None     # seed -> the weights its ``pretrained`` runs start from
+                                                 # (a config with a ``start``; the runner fills it)
 
     @property
     def flat(self) -> List[str]:
@@ -107,7 +109,8 @@ def split_tasks(tasks: List[Task], workers: int) -> List[Task]:
         cfg = copy.deepcopy(t.cfg)
         seeds = t.cfg.seed_list[rows]
         cfg.inits, cfg.first_seed, cfg.seeds = t.cfg.inits[cols], seeds[0], len(seeds)
-        out.append(Task(0, cfg, [row[cols] for row in t.hashes[rows]], t.steps, t.tb_names))
+        out.append(Task(0, cfg, [row[cols] for row in t.hashes[rows]], t.steps, t.tb_names,
+                        None if t.starts is None else {s: t.starts[s] for s in seeds}))
     for k, t in enumerate(out):
         t.tid = k
     return out

@@ -7,6 +7,12 @@ bar, Ctrl-C (the stack that was training is kept as ``interrupted``, the rest ba
 failures (a stack that raises is marked ``failed``; the others go on). An experiment describes *what*
 to run: its ``plan(cfg)`` gives study configs, one per group of cells that share all but init and
 seed (``initlab.experiments.catalog``), and its ``collect`` turns the finished runs into its tables.
+
+Stages: a study config whose ``start`` is ``group:K`` (the K-th config of the same plan; ``cells.linked``
+writes it as that group's hash) has runs that start from the weights the run of the same seed in group
+K left (its ``keep_weights``). The runner trains such runs after those (:func:`train_in_stages`), loads
+the weights into the task it hands to a backend (so a Ray node needs no shared folder), and a resume
+skips every finished run, of any stage: transfer's pretraining is such a group.
 """
 from __future__ import annotations
 
@@ -24,7 +30,7 @@ from initlab.experiments.catalog import EXPERIMENTS
 from initlab.options import UsageError, flag
 from initlab.runs import backends
 from initlab.runs import store as st
-from initlab.runs.cells import cells_of
+from initlab.runs.cells import cells_of, linked, varied_settings
 from initlab.runs.plan import Task, plan_tasks, split_tasks
 from initlab.runs.rebuild import rebuild
 from initlab.runs.study_store import new_session, open_out, train_sizes
@@ -72,6 +78,10 @@ def train(out: Path, store: st.Store, pending: Sequence[dict], options: dict, ex
     threads = execution.threads or max(1, cores() // n_workers)
     sizes = train_sizes(pending, options, required=execution.backend == "local")
     tasks: List[Task] = plan_tasks(pending, options, per_stack, sizes, execution.tensorboard, varied)
+    if any(t.cfg.start is not None for t in tasks):     # runs that start from weights: loaded here
+        runs = store.runs()
+        for t in tasks:
+            t.starts = backends.load_starts(out, runs, t)
     if execution.backend == "local":
         tasks = split_tasks(tasks, n_workers)
     where = ("" if execution.backend == "local" and n_workers == 1 and execution.threads is None else
@@ -104,6 +114,50 @@ def train(out: Path, store: st.Store, pending: Sequence[dict], options: dict, ex
         store.release(session)
         outcome.interrupted = True
     bar.close()
+    outcome.counts = store.counts()
+    return outcome
+
+
+def stages(runs: Sequence[dict]) -> Dict[str, int]:
+    """{hash: stage} of a plan's runs: 0 for a run that starts from no other run's weights, else one
+    more than the stage of the group its config's ``start`` names (``cell:<group hash>``)."""
+    start = {r["grp"]: (r["config"].get("start") or "") for r in runs}
+
+    def depth(grp: str, seen: tuple = ()) -> int:
+        ref = start.get(grp, "")
+        if not ref.startswith("cell:") or grp in seen:
+            return 0
+        return 1 + depth(ref[len("cell:"):], seen + (grp,))
+    return {r["hash"]: depth(r["grp"]) for r in runs}
+
+
+def train_in_stages(out: Path, store: st.Store, options: dict, execution: Execution, desc: str,
+                    per_stack: int = 0) -> Outcome:
+    """Train the unfinished runs of ``out``'s plan stage by stage (:func:`stages`): a run that starts
+    from another run's weights trains once that run is finished (done or diverged); one whose start
+    failed, or was not trained, stays queued (a resume trains it after its start). Ctrl-C stops at the
+    stage it lands in. A plan without starts is one stage: :func:`train` on every unfinished run."""
+    plan = store.runs()
+    stage = stages(plan)
+    varied = varied_settings([r["config"] for r in plan])   # TensorBoard folders: variant/init/seedK
+    outcome = Outcome()
+    for k in sorted(set(stage.values())):
+        runs = store.runs()
+        final = {(r["grp"], r["seed"]) for r in runs if r["status"] in st.FINAL}
+        pending = [r for r in runs if stage[r["hash"]] == k and r["status"] not in st.FINAL
+                   and (not (r["config"].get("start") or "").startswith("cell:")
+                        or (r["config"]["start"][len("cell:"):], r["seed"]) in final)]
+        if not pending:
+            continue
+        try:
+            done = train(out, store, pending, options, execution, desc, per_stack=per_stack, varied=varied)
+        except KeyboardInterrupt:        # between stacks (loading data or weights): nothing was claimed
+            outcome.interrupted = True
+            break
+        outcome.failed += done.failed
+        if done.interrupted:
+            outcome.interrupted = True
+            break
     outcome.counts = store.counts()
     return outcome
 
@@ -193,7 +247,7 @@ def run_experiment(name: str, cfg, out: Path, execution: Execution, resume: bool
     exp = EXPERIMENTS[name]
     out = Path(out)
     open_out(out, resume, force)
-    groups = exp.plan(cfg)
+    groups = linked(exp.plan(cfg))
     first = groups[0]
     if dataset is not None:
         backends.keep_dataset(first.dataset, first.data_dir, dataset)
@@ -213,9 +267,8 @@ def run_experiment(name: str, cfg, out: Path, execution: Execution, resume: bool
                                               "address": execution.address}},
                    environment=files.environment())
         store.requeue_corrupt(out)        # a finished run whose records were damaged trains again
-        pending = [r for r in store.runs() if r["status"] not in st.FINAL]
-        outcome = train(out, store, pending, options, execution, name,
-                        per_stack=first.seeds_per_stack or len(first.seed_list))
+        outcome = train_in_stages(out, store, options, execution, name,
+                                  per_stack=first.seeds_per_stack or len(first.seed_list))
     outcome.info = collect(out)
     return outcome
 
@@ -236,7 +289,7 @@ def collect(out: Path) -> dict:
     exp = EXPERIMENTS[plan["kind"]]
     finished = [r for r in runs if r["status"] in st.FINAL and r["row"] is not None]
     groups: Dict[str, List[int]] = {}          # hash -> the plan's study configs that hold the cell
-    for k, group in enumerate(exp.plan(exp.from_dict(plan["config"]))):
+    for k, group in enumerate(linked(exp.plan(exp.from_dict(plan["config"])))):
         for c in cells_of(group):
             groups.setdefault(c["hash"], []).append(k)
     for r in finished:

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from initlab.files import atomic_write_text, read_csv, rows_to_csv
+from initlab.files import atomic_write_bytes, atomic_write_text, read_csv, rows_to_csv
 
 STORE_NAME = "store.sqlite"
 RECORDS_DIR = "records"
@@ -357,11 +357,14 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-CHECKSUMS = "SHA256SUMS"    # in each record folder, written last: "<sha256>  <file>" per table
+CHECKSUMS = "SHA256SUMS"    # in each record folder, written last: "<sha256>  <file>" per file
+WEIGHTS = "weights.pt"      # a run's trained weights, kept when its config asks (StudyConfig.keep_weights)
 
 
-def write_records(out: Path, run_hash: str, tables: Dict[str, List[dict]]) -> str:
-    """Write one run's record tables and their checksums; returns their folder relative to ``out``."""
+def write_records(out: Path, run_hash: str, tables: Dict[str, List[dict]],
+                  blobs: Optional[Dict[str, bytes]] = None) -> str:
+    """Write one run's record tables (and ``blobs``: {file name: bytes}, e.g. its weights) and their
+    checksums; returns their folder relative to ``out``."""
     rel = f"{RECORDS_DIR}/{run_hash}"
     folder = Path(out) / rel
     folder.mkdir(parents=True, exist_ok=True)
@@ -369,13 +372,18 @@ def write_records(out: Path, run_hash: str, tables: Dict[str, List[dict]]) -> st
     for name in RECORD_TABLES:
         durable_write_text(folder / f"{name}.csv", rows_to_csv(tables.get(name, [])))
         sums.append(f"{hashlib.sha256((folder / f'{name}.csv').read_bytes()).hexdigest()}  {name}.csv\n")
+    for name, data in (blobs or {}).items():
+        atomic_write_bytes(folder / name, data)
+        _fsync_dir(folder)
+        sums.append(f"{hashlib.sha256(data).hexdigest()}  {name}\n")
     durable_write_text(folder / CHECKSUMS, "".join(sums))
     return rel
 
 
 def verify_records(out: Path, rel: str) -> Optional[str]:
-    """None when a run's record files match their checksums (or predate them), else what is wrong, in
-    a few words: a missing file, a checksum that differs, an unreadable checksum file."""
+    """None when a run's record files (every table, and every other file its checksums list) match
+    their checksums (or predate them), else what is wrong, in a few words: a missing file, a checksum
+    that differs, an unreadable checksum file."""
     folder = Path(out) / rel
     try:
         listed = (folder / CHECKSUMS).read_text()
@@ -390,12 +398,13 @@ def verify_records(out: Path, rel: str) -> Optional[str]:
     for name in RECORD_TABLES:
         if f"{name}.csv" not in expected:
             return f"{CHECKSUMS} does not list {name}.csv"
+    for name, digest in expected.items():
         try:
-            data = (folder / f"{name}.csv").read_bytes()
+            data = (folder / name).read_bytes()
         except OSError:
-            return f"{name}.csv missing"
-        if hashlib.sha256(data).hexdigest() != expected[f"{name}.csv"]:
-            return f"{name}.csv differs from its checksum"
+            return f"{name} missing"
+        if hashlib.sha256(data).hexdigest() != digest:
+            return f"{name} differs from its checksum"
     return None
 
 
