@@ -32,13 +32,13 @@ def atomic_write_text(path: Path, text: str) -> None:
     """Write via a temp file in the same folder, flushed to disk, and rename: a reader (or a crash)
     never sees half a file. The file gets the permissions any tool would give it (0666 less the
     umask), not the temp file's private 0600."""
-    _atomic_write(path, lambda f: f.write(text.encode()))
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """:func:`atomic_write_text` for bytes (a checkpoint, an image): the same temp file, fsync, rename
     and umask's mode."""
-    _atomic_write(path, lambda f: f.write(data))
+    atomic_write(path, lambda f: f.write(data))
 
 
 def torch_bytes(obj) -> bytes:
@@ -54,7 +54,10 @@ def atomic_torch_save(path: Path, obj) -> None:
     atomic_write_bytes(path, torch_bytes(obj))
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
+    """The one atomic writer every file of initlab goes through (tables, reports, checkpoints, the data
+    cache): ``write(f)`` fills a temp file in the same folder, which is flushed to disk, given the
+    umask's mode (0666 less the umask) and renamed over ``path``."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

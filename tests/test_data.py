@@ -202,6 +202,20 @@ def test_cache_roundtrip(tiny, capsys):
     assert report["test_label_counts"] == [1, 1, 1, 1, 0, 0, 0, 0, 0, 0]
 
 
+def test_the_cache_gets_the_umask_s_mode(tiny):
+    """The cache goes through the one atomic writer (``files.atomic_write``): 0666 less the umask."""
+    import os
+
+    _, _, spec = tiny
+    before = os.umask(0o027)
+    try:
+        load_dataset(spec, quiet=True)
+    finally:
+        os.umask(before)
+    cache = data.cache_dir("tiny")
+    assert {p.name: p.stat().st_mode & 0o777 for p in cache.iterdir()} == {"data.pt": 0o640, "manifest.json": 0o640}
+
+
 def _truncate(path):
     path.write_bytes(path.read_bytes()[:1000])
 

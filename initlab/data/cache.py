@@ -1,17 +1,17 @@
-"""The cache folder, atomic writes, and the verified IDX tensors kept there (``data.pt`` + ``manifest.json``)."""
+"""The cache folder and the verified IDX tensors kept there (``data.pt`` + ``manifest.json``)."""
 from __future__ import annotations
 
 import datetime
 import json
 import os
-import tempfile
 from pathlib import Path
-from typing import Callable, Dict, Mapping, Tuple
+from typing import Dict, Mapping, Tuple
 
 import torch
 
 from initlab.data.common import DataError, _one_line
 from initlab.data.idx import IdxSpec, _idx_sha256
+from initlab.files import atomic_write
 
 DATA_FILE, MANIFEST_FILE = "data.pt", "manifest.json"
 
@@ -21,31 +21,18 @@ def cache_dir(name: str) -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "initlab" / name
 
 
-def _atomic_write(path: Path, write: Callable) -> None:
-    """Write via a temp file in the same folder and ``os.replace``: readers see old or new, never half."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes it 0600; a cache is readable like any other file
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def _write_cache(spec: IdxSpec, tensors: Mapping[str, torch.Tensor], source: str) -> Path:
     """Store verified tensors (labels kept uint8, as in the IDX file) and a manifest."""
     folder = cache_dir(spec.name)
     folder.mkdir(parents=True, exist_ok=True)
-    _atomic_write(folder / DATA_FILE, lambda f: torch.save({r: tensors[r].to(torch.uint8) for r in spec.files}, f))
+    atomic_write(folder / DATA_FILE, lambda f: torch.save({r: tensors[r].to(torch.uint8) for r in spec.files}, f))
     manifest = {
         "dataset": spec.name,
         "source": source,
         "sha256": {f.filename: f.sha256 for f in spec.files.values()},
         "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    _atomic_write(folder / MANIFEST_FILE, lambda f: f.write(json.dumps(manifest, indent=2).encode()))
+    atomic_write(folder / MANIFEST_FILE, lambda f: f.write(json.dumps(manifest, indent=2).encode()))
     return folder
 
 

@@ -18,9 +18,10 @@ from typing import Dict, Optional, Tuple
 import torch
 
 from initlab.data import sources
-from initlab.data.cache import _atomic_write, cache_dir
+from initlab.data.cache import cache_dir
 from initlab.data.common import ENV_DATA_DIR, DataError, Dataset, _chosen_dir, _one_line, _say, normalization
 from initlab.data.sources import _tar_member
+from initlab.files import atomic_write
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,7 @@ def _fetch_archive(spec: ArchiveSpec, data_dir, quiet: bool, force: bool = False
         raise DataError(f"{spec.name}: downloaded {spec.url}: md5 mismatch: expected {spec.md5}, "
                         f"got {got}; not kept")
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, lambda f: f.write(payload))
+    atomic_write(path, lambda f: f.write(payload))
     _say(quiet, f"cached {spec.name} in {path.parent}")
     return path, f"cache {path.parent} (from url {spec.url})"
 
@@ -194,6 +195,6 @@ def _fetch_archive_to_cache(spec: ArchiveSpec, data_dir, force: bool, quiet: boo
     folder = cache_dir(spec.name)
     if path.parent != folder:
         folder.mkdir(parents=True, exist_ok=True)
-        _atomic_write(folder / spec.filename, lambda f: f.write(path.read_bytes()))
+        atomic_write(folder / spec.filename, lambda f: f.write(path.read_bytes()))
         _say(quiet, f"cached {spec.name} in {folder}")
     return folder
