@@ -69,8 +69,8 @@ def test_help_defaults_are_the_commands_own():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.e2e) if n == "criticality" else n
-                                  for n in SMALL_RUNS])     # (criticality: tests/test_criticality.py runs it)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.e2e) if n in ("criticality", "width") else n
+                                  for n in SMALL_RUNS])     # (tests/test_criticality.py, test_width.py run theirs)
 def test_a_small_run_writes_a_whole_result_folder(name, tmp_path, capsys):
     out = tmp_path / name
     args = list(SMALL_RUNS[name])

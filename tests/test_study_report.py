@@ -155,7 +155,8 @@ def test_worker_layout_does_not_change_the_results(mnist):
 
 
 INTERRUPTED_STUDY = """
-import json, sys
+import json, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)   # (a shell's background job starts with it ignored)
 from initlab import data, engine
 from initlab.experiments import study
 cfg = study.StudyConfig(inits=["zeros", "kaiming", "xavier"], seeds=2, seeds_per_stack=1,
