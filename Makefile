@@ -29,9 +29,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check initlab tests benchmarks
 	$(BIN)/lint-imports
 
-# the suite without the end-to-end tests (a real Ray cluster, kill loops, the notebook, full epochs)
+# the suite without the end-to-end tests (a real Ray cluster, kill loops, the notebook, full epochs), on
+# two processes (pytest-xdist; ARGS="-n 8" for more)
 test: data lint
-	$(BIN)/python -m pytest -q -m "not e2e" $(ARGS)
+	$(BIN)/python -m pytest -q -m "not e2e" -n 2 $(ARGS)
 
 # everything, the end-to-end tests included: what CI runs
 test-all: data lint
