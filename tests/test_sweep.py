@@ -521,3 +521,62 @@ def test_an_oserror_while_working_is_one_line_and_exit_1(tmp_path, capsys, monke
     code = cli.main(["data", "info"])
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1 and err.startswith("initlab: failed: [Errno 30] Read-only"), err
+
+
+# --------------------------------------------------------------------------------------------------
+# A sweep of another experiment's settings: one result folder of it per combination
+# --------------------------------------------------------------------------------------------------
+
+WIDTH_GRID = """
+experiment = "width"
+widths = [[16, 32]]                 # a list setting: a list of lists tries each
+log2_lrs = [[-8]]
+parametrizations = [["sp", "mup"]]
+steps = 100
+seeds = 1
+coord_steps = 0
+base_width = [8, 16]                # a one-value setting: a list tries each
+"""
+
+
+def test_a_sweep_of_an_experiment_trains_a_folder_of_it_per_combination_and_resumes(tmp_path, capsys):
+    grid = tmp_path / "grid.toml"
+    grid.write_text(WIDTH_GRID)
+    out = tmp_path / "out"
+    assert cli.main(["sweep", str(grid), "--out", str(out), "--workers", "1", "--quiet"]) == 0
+    groups = sorted(p.name for p in (out / "groups").iterdir())
+    assert groups == ["base_width=16", "base_width=8"]
+    for name in groups:                       # each a whole width folder of its own, with its store
+        assert st.exists(out / "groups" / name) and (out / "groups" / name / "report.html").exists()
+        assert len(read_csv(out / "groups" / name / "runs.csv")) == 2 * 2
+    rows = read_csv(out / "runs.csv")
+    assert len(rows) == 8 and list(rows[0])[0] == "base_width" and {r["base_width"] for r in rows} == {8, 16}
+    # μP equals SP at its base width: at width 16 with base 16 the two train alike
+    same = {r["parametrization"]: r["train_loss"] for r in rows if r["base_width"] == 16 and r["width"] == 16}
+    assert same["sp"] == pytest.approx(same["mup"], rel=0.2)
+    assert "## base_width=8" in (out / "report.md").read_text()
+    def stored():
+        runs = {}
+        for name in groups:
+            with st.Store(out / "groups" / name, readonly=True) as store:
+                runs[name] = [(r["hash"], r["status"], r["row"]) for r in store.runs()]
+        return runs
+
+    before = stored()
+    assert cli.main(["sweep", str(grid), "--out", str(out), "--workers", "1", "--quiet", "--resume"]) == 0
+    assert stored() == before
+    assert read_csv(out / "runs.csv") == rows                     # nothing trained again
+    capsys.readouterr()
+    assert cli.main(["report", str(out)]) == 0 and read_csv(out / "runs.csv") == rows
+
+
+@pytest.mark.parametrize("grid, message", [
+    ('experiment = "nope"\n', "experiment 'nope' in"),
+    ('experiment = "width"\nwidth = 3\n', "unknown setting 'width' of width in"),
+    ('experiment = "width"\nsteps = 150\n', "steps must be a multiple of 100"),
+])
+def test_a_bad_experiment_grid_is_one_line_before_any_work(tmp_path, capsys, grid, message):
+    path = tmp_path / "grid.toml"
+    path.write_text(grid)
+    assert cli.main(["sweep", str(path), "--out", str(tmp_path / "o")]) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "o").exists()

@@ -9,7 +9,7 @@ from initlab.document import text_table
 from initlab.experiments import study_report
 from initlab.experiments.catalog import EXPERIMENTS, STORED
 from initlab.options import EXIT_FAILED, EXIT_OK, UsageError
-from initlab.runs import runner
+from initlab.runs import experiment_sweep, runner
 from initlab.runs import store as st
 from initlab.runs.rebuild import rebuild, write_reports
 from initlab.runs.study_store import counts_line
@@ -46,6 +46,11 @@ def run(args) -> int:
         path = write_reports(args.dir, info, title=None if info["kind"] == "study"
                                    else f"initlab sweep: {Path(args.dir).name}")
         tables = [study_report.summary_table(study_report.load(args.dir))]
+    elif files.read_json(args.dir / "config.json").get("experiment") in EXPERIMENTS:   # a sweep of one
+        config = files.read_json(args.dir / "config.json")
+        path = experiment_sweep.write_index(args.dir, config["experiment"], config["combinations"])
+        tables = [(["combinations", "finished runs"], [[len(config["combinations"]),
+                                                        len(files.read_table(args.dir, "runs"))]])]
     else:
         name = files.experiment_of(args.dir)
         if name not in EXPERIMENTS or not (args.dir / "config.json").exists():

@@ -6,6 +6,7 @@ import datetime as _dt
 import sys
 from pathlib import Path
 
+from initlab import files
 from initlab.commands.common import add_runner_flags, execution_of
 from initlab.document import text_table
 from initlab.engine.pool import cores
@@ -22,9 +23,11 @@ from initlab.options import (
     add_flags,
     flags_of,
     prepare_out,
+    read_toml,
 )
 from initlab.runs import store as st
 from initlab.runs.cells import cells_of, varied_settings
+from initlab.runs.experiment_sweep import read_experiment_grid, run_sweep
 from initlab.runs.gridfile import read_grid
 from initlab.runs.rebuild import rebuild, write_reports
 from initlab.runs.runner import resume_cells, train
@@ -46,6 +49,13 @@ or list combinations as [[cell]] tables, each merged over the settings at the to
     [[cell]]
     init = "kaiming"
     lr = 0.01
+
+A grid may hold another experiment's settings instead (depth, criticality, width), with their
+names; a list of lists tries each value of a list setting:
+
+    experiment = "width"
+    widths = [[64, 256], [128, 512]]
+    base_width = [32, 64]        # 2 x 2 combinations, each a width experiment in OUT/groups/
 
 Every finished run is kept in OUT/store.sqlite with its records under OUT/records/; after a crash
 (or Ctrl-C) --resume trains only what is missing. The tables and the report are rebuilt from the
@@ -74,6 +84,12 @@ def run(args) -> int:
     if args.grid is None and not args.resume:
         raise UsageError("give a grid file (initlab sweep GRID.toml), or --resume --out DIR")
     out = args.out or Path("runs") / f"{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-sweep"
+    doc = read_toml(args.grid) if args.grid is not None else {}
+    if doc.get("experiment", "study") != "study":
+        return _run_experiment_sweep(args, doc, out, execution)
+    if args.grid is None and files.read_json(out / "config.json").get("experiment") not in (None, "study"):
+        raise UsageError(f"--out {out} holds a sweep of {files.read_json(out / 'config.json')['experiment']}: "
+                         f"give its grid file too, initlab sweep GRID.toml --out {out} --resume")
     configs = read_grid(args.grid, args) if args.grid is not None else None   # (errors before any write)
     workers = execution.workers or cores()
     threads = execution.threads or max(1, cores() // workers)
@@ -129,3 +145,25 @@ def run(args) -> int:
         print(f"interrupted: resume with initlab sweep --resume --out {out}", file=sys.stderr)
         return EXIT_INTERRUPTED
     return EXIT_FAILED if summary.failed or info["corrupt"] else EXIT_OK
+
+
+def _run_experiment_sweep(args, doc: dict, out: Path, execution) -> int:
+    """A grid of another experiment's settings (``experiment = "width"``): its combinations one after
+    the other, each its own result folder under OUT/groups/ (``initlab.runs.experiment_sweep``)."""
+    given = [f.flag for f in flags_of(StudyConfig) if f.dest in vars(args)]
+    if given:
+        raise UsageError(f"{given[0]} is a study setting; a sweep of {doc['experiment']} takes its settings "
+                         f"from the grid file")
+    name, combos = read_experiment_grid(args.grid, dict(doc))
+    if (out / "runs.csv").exists() and not (args.resume or args.force):
+        raise UsageError(f"--out {out} already holds results; pass --resume to continue them or --force "
+                         f"to start over")
+    prepare_out(out, "sweep", force=True)      # (only proves the folder is writable here)
+    outcome, failed = run_sweep(name, combos, out, execution, args.resume, args.force)
+    print(f"report: {out / 'report.html'}")
+    for line in failed[:5]:
+        print(f"initlab: failed: {line}", file=sys.stderr)
+    if outcome.interrupted:
+        print(f"interrupted: resume with initlab sweep {args.grid} --resume --out {out}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if failed else EXIT_OK

@@ -24,6 +24,7 @@ def read_grid(path: Path, args: Optional[argparse.Namespace] = None) -> list:
     """The validated StudyConfigs of a grid file, one per combination of its list-valued settings;
     study flags in ``args`` override the file (as for ``initlab study --config``)."""
     doc = dict(read_toml(path))
+    doc.pop("experiment", None)                  # "study", the default (initlab.runs.experiment_sweep: others)
     entries = doc.pop("cell", None)
     known = {f.key: f.dest for f in flags_of(StudyConfig)}
 
