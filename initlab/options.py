@@ -100,7 +100,9 @@ def flags_of(config_class) -> Tuple[Flag, ...]:
         name = dest.split(".")[-1]
         if name in SETTINGS and dest not in fixed:
             setting = SETTINGS[name]
-            flags.append(Flag(flag_name(name), dest, _kind(annotation), setting.help, setting.metavar))
+            optional = type(None) in typing.get_args(annotation)
+            help_ = setting.help + (f" (none: {setting.none})" if optional and setting.none else "")
+            flags.append(Flag(flag_name(name), dest, _kind(annotation), help_, setting.metavar))
     return tuple(flags)
 
 

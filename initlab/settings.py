@@ -19,6 +19,7 @@ class Setting:
     help: str
     metavar: Optional[str] = None
     flag: Optional[str] = None          # the flag when it is not --name-with-dashes (--from for source)
+    none: Optional[str] = None          # what None means, said where a config's field may be None
 
 
 SETTINGS: Dict[str, Setting] = {
@@ -37,10 +38,10 @@ SETTINGS: Dict[str, Setting] = {
     "activation": Setting("activation after each hidden layer"),
     "pool": Setting("LeNet-5 subsampling: avg (the paper's) or max"),
     "c3_table": Setting("use LeNet-5's partial C3 connection table (Table I)"),
-    "width": Setting("units per hidden layer of the mlp, channels with --conv (none: the model's own)", "N"),
+    "width": Setting("units per hidden layer of the mlp, channels with --conv", "N", none="the model's own"),
     "widths": Setting("units per hidden layer, one net each", "N"),
     "base_width": Setting("the width at which mup and ntk equal sp", "N"),
-    "depth": Setting("hidden layers of the mlp (none: the model's own)", "N"),
+    "depth": Setting("hidden layers of the mlp", "N", none="the model's own"),
     "depths": Setting("hidden layers, one net each", "N"),
     "conv": Setting("mlp: 3x3 convolutions with padding 1 instead of fully connected layers"),
     "parametrization": Setting("width parametrization: sp, mup:base_width=64 (Tensor Programs V: hidden Adam "
@@ -55,7 +56,7 @@ SETTINGS: Dict[str, Setting] = {
                         "$INITLAB_DATA_DIR, the cache, then the download sources"),
     "source": Setting("source (pretraining) dataset", "DATASET", flag="--from"),
     "target": Setting("target dataset", "DATASET", flag="--to"),
-    "train_size": Setting("train on the first N images of a seeded shuffle (none: all)", "N"),
+    "train_size": Setting("train on the first N images of a seeded shuffle", "N", none="all"),
     "images": Setting("probe batch (none: 512; 32 with --conv, ~5 s per init x activation x seed on 2 "
                       "cores)", "N"),
     # training
@@ -79,7 +80,7 @@ SETTINGS: Dict[str, Setting] = {
                             "step included)", "N"),
     # transfer
     "pretrain_epochs": Setting("epochs of pretraining on the source"),
-    "pretrain_size": Setting("pretrain on the first N source images of a fixed shuffle (none: all)", "N"),
+    "pretrain_size": Setting("pretrain on the first N source images of a fixed shuffle", "N", none="all"),
     "from_checkpoint": Setting("start every seed from this checkpoint instead of pretraining", "PATH"),
     "modes": Setting("transfer modes (none: --modes '')", "MODE"),
     "target_sizes": Setting("numbers of target training images (all of the target's training images at "
