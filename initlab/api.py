@@ -25,7 +25,6 @@ script is sent to the worker processes a study trains on (:mod:`initlab.user_ini
 from __future__ import annotations
 
 import html
-import tempfile
 import time
 from functools import cached_property
 from pathlib import Path
@@ -426,9 +425,7 @@ def transfer(*, out: Optional[PathLike] = None, progress: bool = True, force: bo
     folder = output_folder(out, "transfer", force)
     execution = runner.Execution(progress=progress)
     if folder is None:
-        with tempfile.TemporaryDirectory(prefix="initlab-") as tmp:
-            runner.run_experiment("transfer", cfg, Path(tmp), execution)
-            t = Transfer(Path(tmp))
+        t = in_memory(lambda where: runner.run_experiment("transfer", cfg, where, execution), Transfer)
         t._f["out"] = None
     else:
         runner.run_experiment("transfer", cfg, folder, execution, force=force)

@@ -64,8 +64,7 @@ def experiment_function(name: str) -> Callable[..., Result]:
     exp = EXPERIMENTS[name]
     if exp.validate is None:
         raise ValueError(f"{name} has no flat config to take keywords for")
-    defaults = exp.to_dict(exp.from_dict({}))
-    fields = sorted(k for k in defaults if k in {f.name for f in dataclasses.fields(type(exp.from_dict({})))})
+    fields = sorted(f.name for f in dataclasses.fields(exp.config))
 
     def run(*, out: Optional[PathLike] = None, progress: bool = True, force: bool = False, resume: bool = False,
             workers: int = 0, **settings: Any) -> Result:
@@ -78,7 +77,7 @@ def experiment_function(name: str) -> Callable[..., Result]:
             raise TypeError(f"{name}() got unknown setting(s) {', '.join(map(repr, unknown))}; valid: "
                             f"{', '.join(fields)}")
         try:
-            cfg = exp.from_dict({**defaults, **settings, **({"workers": workers} if workers else {})})
+            cfg = exp.from_dict({**settings, **({"workers": workers} if workers else {})})
             exp.validate(cfg)
         except (ValueError, TypeError) as e:
             raise UsageError(str(e)) from None

@@ -87,10 +87,11 @@ def run(args) -> int:
     doc = read_toml(args.grid) if args.grid is not None else {}
     if doc.get("experiment", "study") != "study":
         return _run_experiment_sweep(args, doc, out, execution)
-    if args.grid is None and files.read_json(out / "config.json").get("experiment") not in (None, "study"):
-        raise UsageError(f"--out {out} holds a sweep of {files.read_json(out / 'config.json')['experiment']}: "
-                         f"give its grid file too, initlab sweep GRID.toml --out {out} --resume")
-    configs = read_grid(args.grid, args) if args.grid is not None else None   # (errors before any write)
+    swept = files.read_json(out / "config.json").get("experiment") if args.grid is None else None
+    if swept not in (None, "study"):
+        raise UsageError(f"--out {out} holds a sweep of {swept}: give its grid file too, initlab sweep "
+                         f"GRID.toml --out {out} --resume")
+    configs = read_grid(args.grid, args, doc) if args.grid is not None else None   # (errors before any write)
     workers = execution.workers or cores()
     threads = execution.threads or max(1, cores() // workers)
     if st.exists(out):
@@ -159,11 +160,11 @@ def _run_experiment_sweep(args, doc: dict, out: Path, execution) -> int:
         raise UsageError(f"--out {out} already holds results; pass --resume to continue them or --force "
                          f"to start over")
     prepare_out(out, "sweep", force=True)      # (only proves the folder is writable here)
-    outcome, failed = run_sweep(name, combos, out, execution, args.resume, args.force)
+    outcome = run_sweep(name, combos, out, execution, args.resume, args.force)
     print(f"report: {out / 'report.html'}")
-    for line in failed[:5]:
+    for line in outcome.failed[:5]:
         print(f"initlab: failed: {line}", file=sys.stderr)
     if outcome.interrupted:
         print(f"interrupted: resume with initlab sweep {args.grid} --resume --out {out}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    return EXIT_FAILED if failed else EXIT_OK
+    return EXIT_FAILED if outcome.failed else EXIT_OK

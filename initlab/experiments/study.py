@@ -97,7 +97,7 @@ def validate(cfg: StudyConfig) -> None:
         raise ConfigError(f"{flag('inits')} needs at least one init")
     for spec in cfg.inits:
         try:
-            if cfg.start is not None and is_pretrained(spec):
+            if starts_from_weights(cfg, spec):
                 head = pretrained_head(spec)
                 if head is not None:
                     init.parse_spec(head)
@@ -210,11 +210,6 @@ def init_generator(seed: int, offset: int = 10_000) -> torch.Generator:
     return torch.Generator().manual_seed(offset + seed)
 
 
-def build_initialized(cfg: StudyConfig, spec: str, seed: int,
-                      x_train: Optional[torch.Tensor] = None, start: Optional[dict] = None) -> torch.nn.Module:
-    return build_and_initialize(cfg, spec, seed, x_train, start)[0]
-
-
 # --- a run that starts from trained weights (initlab transfer) --------------------------------------
 PRETRAINED = "pretrained"   # the init of a run that starts from the weights its config's ``start`` names:
                             # ``pretrained`` copies every weight, ``pretrained:head=kaiming`` then
@@ -223,6 +218,11 @@ PRETRAINED = "pretrained"   # the init of a run that starts from the weights its
 
 def is_pretrained(spec: str) -> bool:
     return spec.split(":", 1)[0] == PRETRAINED
+
+
+def starts_from_weights(cfg: StudyConfig, spec: str) -> bool:
+    """True for a ``pretrained`` init of a config that names its ``start``: no draw, the weights given."""
+    return cfg.start is not None and is_pretrained(spec)
 
 
 def pretrained_head(spec: str) -> Optional[str]:
@@ -287,7 +287,7 @@ def build_and_initialize(cfg: StudyConfig, spec: str, seed: int,
 
     model = models.build(model_spec(cfg)[0], **model_options(cfg))
     t0 = time.perf_counter()
-    if cfg.start is not None and is_pretrained(spec):
+    if starts_from_weights(cfg, spec):
         info = _start_from(cfg, model, spec, seed, start)
         info["init_seconds"] = time.perf_counter() - t0
         return model, info
@@ -325,7 +325,7 @@ def init_columns(info: dict) -> dict:
 def _check_model_inits(cfg: StudyConfig) -> None:
     """A model-level init that cannot fill this model (dbn on a conv net) fails here, before training."""
     for spec in cfg.inits:
-        if cfg.start is not None and is_pretrained(spec):
+        if starts_from_weights(cfg, spec):
             continue
         name = init.parse_spec(spec)[0]
         check = getattr(init.MODEL_INITIALIZERS.get(name), "check_model", None) \

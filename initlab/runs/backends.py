@@ -27,6 +27,7 @@ from initlab.engine import tensorboard as tb
 from initlab.engine.tensorboard import gradient_histograms
 from initlab.experiments import study
 from initlab.runs import store as st
+from initlab.runs.cells import start_group
 from initlab.runs.plan import Task
 
 BACKENDS = ("local", "ray")
@@ -112,7 +113,7 @@ def initial_gradients(task: Task) -> Dict[str, Dict[str, dict]]:
         idx = engine.data_order(len(x_train), seed, cfg.train.epochs,
                                 cfg.train.train_size)[: cfg.train.batch_size]
         for i, spec in enumerate(cfg.inits):
-            model = study.build_initialized(cfg, spec, seed, x_train, (task.starts or {}).get(seed))
+            model = study.build_and_initialize(cfg, spec, seed, x_train, (task.starts or {}).get(seed))[0]
             out[task.hashes[s][i]] = gradient_histograms(model, x_train[idx], ds.train_labels[idx],
                                                          cfg.train.label_smoothing)
     return out
@@ -147,25 +148,30 @@ def commit(out: Path, store: st.Store, task: Task, result: TaskResult, token: st
     return counts
 
 
-def load_starts(out: Path, runs: Sequence[dict], task: Task) -> Optional[Dict[int, dict]]:
+def load_starts(out: Path, runs: Sequence[dict], task: Task, loaded: Dict[str, dict]) -> Optional[Dict[int, dict]]:
     """{seed: state dict} that the ``pretrained`` runs of ``task`` start from (None: its config names no
     ``start``): with ``cell:<group hash>``, the weights the run of the same seed in that group of the
     plan left with its records (``runs``: the store's rows; it must be finished); else the checkpoint
-    file ``start`` names, for every seed."""
+    file ``start`` names, for every seed. ``loaded`` {path: state dict} keeps each file read once over
+    the tasks of a plan."""
+    def state_in(path) -> dict:
+        if str(path) not in loaded:
+            loaded[str(path)] = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+        return loaded[str(path)]
+
     start = task.cfg.start
     if start is None:
         return None
-    if not start.startswith("cell:"):
-        state = torch.load(start, map_location="cpu", weights_only=True)["state_dict"]
-        return {seed: state for seed in task.cfg.seed_list}
-    by_seed = {r["seed"]: r for r in runs if r["grp"] == start[len("cell:"):]}
+    group = start_group(start)
+    if group is None:
+        return {seed: state_in(start) for seed in task.cfg.seed_list}
+    by_seed = {r["seed"]: r for r in runs if r["grp"] == group}
     starts = {}
     for seed in task.cfg.seed_list:
         r = by_seed.get(seed)
         if r is None or r["status"] not in st.FINAL or not r["records"]:
             raise RuntimeError(f"seed {seed}: the run whose weights it starts from ({start}) is not finished")
-        starts[seed] = torch.load(Path(out) / r["records"] / st.WEIGHTS, map_location="cpu",
-                                  weights_only=True)["state_dict"]
+        starts[seed] = state_in(Path(out) / r["records"] / st.WEIGHTS)
     return starts
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, replace
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from initlab.runs import store as st
 
@@ -66,7 +66,7 @@ def linked(groups: Sequence) -> list:
             k = int(cfg.start[len("group:"):])
             if not 0 <= k < len(out):
                 raise ValueError(f"start {cfg.start}: a run starts from a group planned before it")
-            cfg = replace(cfg, start="cell:" + st.config_hash(cell_settings(out[k])))
+            cfg = replace(cfg, start=CELL_START + st.config_hash(cell_settings(out[k])))
         out.append(cfg)
     return out
 
@@ -107,10 +107,18 @@ def varied_settings(configs: Sequence[dict]) -> Dict[str, list]:
     return {k: v for k, v in seen.items() if len(v) > 1}
 
 
+CELL_START = "cell:"     # a ``start`` naming a group of the same plan: "cell:<its group hash>"
+
+
+def start_group(start) -> Optional[str]:
+    """The group hash a config's ``start`` names (``cell:<hash>``); None for no start or a checkpoint file."""
+    return start[len(CELL_START):] if isinstance(start, str) and start.startswith(CELL_START) else None
+
+
 def variant(config: dict, varied: Dict[str, list]) -> str:
     """'lr=0.01 train_size=2000': the varied settings of one cell ('' when nothing varies)."""
     flat = _leaves(config)
-    short = lambda v: v[:len("cell:") + 8] if isinstance(v, str) and v.startswith("cell:") else v   # a group hash
+    short = lambda v: v[:len(CELL_START) + 8] if start_group(v) else v   # a group hash
     return " ".join(f"{k}={short(flat.get(k))}" for k in varied)
 
 

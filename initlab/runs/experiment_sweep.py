@@ -66,31 +66,34 @@ def read_experiment_grid(path: Path, doc: dict) -> Tuple[str, List[Tuple[Dict[st
     return name, combos
 
 
+def _shown(value) -> Any:
+    """A combination's value in a folder name or a table cell: a list as ``64+256``."""
+    return "+".join(map(str, value)) if isinstance(value, list) else value
+
+
 def label(varied: Dict[str, Any]) -> str:
     """A combination's folder name: ``base_width=32,depth=2`` (``all`` when nothing varies)."""
-    return slug(",".join(f"{k}={'+'.join(map(str, v)) if isinstance(v, list) else v}"
-                         for k, v in varied.items())) or "all"
+    return slug(",".join(f"{k}={_shown(v)}" for k, v in varied.items())) or "all"
 
 
 def run_sweep(name: str, combos: List[Tuple[Dict[str, Any], Any]], out: Path, execution: Execution,
-              resume: bool, force: bool, dataset=None) -> Tuple[Outcome, List[str]]:
+              resume: bool, force: bool, dataset=None) -> Outcome:
     """Train every combination into its group folder, one after the other (each on ``execution``'s
-    workers or Ray), then write the index. Returns the outcome (interrupted: Ctrl-C stopped a group;
-    the later ones were not started) and the failures, one line each."""
+    workers or Ray), then write the index. The outcome says whether Ctrl-C stopped a group (the later
+    ones were not started) and lists the failures, one line each."""
     exp = EXPERIMENTS[name]
-    total, failed = Outcome(), []
+    total = Outcome()
     for varied, cfg in combos:
         folder = prepare_out(Path(out) / GROUPS / label(varied), name, force or resume)
         outcome = run_experiment(name, cfg, folder, execution, resume=resume, force=force, dataset=dataset)
         if outcome.info["finished"]:
             exp.write_report(folder)
-        failed += [f"{label(varied)}: {line}" for line in outcome.failed + outcome.info["failed"]]
+        total.failed += [f"{label(varied)}: {line}" for line in outcome.failed + outcome.info["failed"]]
         if outcome.interrupted:
             total.interrupted = True
             break
-    total.failed = failed
     write_index(out, name, [varied for varied, _ in combos], interrupted=total.interrupted)
-    return total, failed
+    return total
 
 
 def write_index(out: Path, name: str, combos: List[Dict[str, Any]], interrupted: bool = False) -> Path:
@@ -102,8 +105,7 @@ def write_index(out: Path, name: str, combos: List[Dict[str, Any]], interrupted:
     for varied in combos:
         folder = out / GROUPS / label(varied)
         runs = files.read_table(folder, "runs") if (folder / "runs.csv").exists() else []
-        rows += [{**{k: "+".join(map(str, v)) if isinstance(v, list) else v for k, v in varied.items()}, **r}
-                 for r in runs]
+        rows += [{**{k: _shown(v) for k, v in varied.items()}, **r} for r in runs]
         groups.append((varied, folder, bool(runs)))
     files.write_result(out, "sweep", {"experiment": name, "combinations": combos}, {"runs": rows},
                        {"interrupted": interrupted})

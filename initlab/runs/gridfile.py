@@ -20,10 +20,11 @@ from initlab.options import UsageError, configure, flags_of, read_toml
 from initlab.runs.cells import SWEEP_WIDE
 
 
-def read_grid(path: Path, args: Optional[argparse.Namespace] = None) -> list:
+def read_grid(path: Path, args: Optional[argparse.Namespace] = None, doc: Optional[dict] = None) -> list:
     """The validated StudyConfigs of a grid file, one per combination of its list-valued settings;
-    study flags in ``args`` override the file (as for ``initlab study --config``)."""
-    doc = dict(read_toml(path))
+    study flags in ``args`` override the file (as for ``initlab study --config``). ``doc``: the file's
+    contents, when the caller has read it already."""
+    doc = dict(read_toml(path) if doc is None else doc)
     doc.pop("experiment", None)                  # "study", the default (initlab.runs.experiment_sweep: others)
     entries = doc.pop("cell", None)
     known = {f.key: f.dest for f in flags_of(StudyConfig)}

@@ -30,7 +30,7 @@ from initlab.experiments.catalog import EXPERIMENTS
 from initlab.options import UsageError, flag
 from initlab.runs import backends
 from initlab.runs import store as st
-from initlab.runs.cells import cells_of, linked, varied_settings
+from initlab.runs.cells import cells_of, linked, start_group, varied_settings
 from initlab.runs.plan import Task, plan_tasks, split_tasks
 from initlab.runs.rebuild import rebuild
 from initlab.runs.study_store import new_session, open_out, train_sizes
@@ -78,10 +78,10 @@ def train(out: Path, store: st.Store, pending: Sequence[dict], options: dict, ex
     threads = execution.threads or max(1, cores() // n_workers)
     sizes = train_sizes(pending, options, required=execution.backend == "local")
     tasks: List[Task] = plan_tasks(pending, options, per_stack, sizes, execution.tensorboard, varied)
-    if any(t.cfg.start is not None for t in tasks):     # runs that start from weights: loaded here
-        runs = store.runs()
+    if any(t.cfg.start is not None for t in tasks):     # runs that start from weights: loaded here, once
+        runs, loaded = store.runs(), {}
         for t in tasks:
-            t.starts = backends.load_starts(out, runs, t)
+            t.starts = backends.load_starts(out, runs, t, loaded)
     if execution.backend == "local":
         tasks = split_tasks(tasks, n_workers)
     where = ("" if execution.backend == "local" and n_workers == 1 and execution.threads is None else
@@ -121,14 +121,11 @@ def train(out: Path, store: st.Store, pending: Sequence[dict], options: dict, ex
 def stages(runs: Sequence[dict]) -> Dict[str, int]:
     """{hash: stage} of a plan's runs: 0 for a run that starts from no other run's weights, else one
     more than the stage of the group its config's ``start`` names (``cell:<group hash>``)."""
-    start = {r["grp"]: (r["config"].get("start") or "") for r in runs}
+    start = {r["grp"]: start_group(r["config"].get("start")) for r in runs}
 
-    def depth(grp: str, seen: tuple = ()) -> int:
-        ref = start.get(grp, "")
-        if not ref.startswith("cell:") or grp in seen:
-            return 0
-        return 1 + depth(ref[len("cell:"):], seen + (grp,))
-    return {r["hash"]: depth(r["grp"]) for r in runs}
+    def depth(grp: Optional[str]) -> int:      # (cells.linked: a start is always an earlier group)
+        return 0 if grp is None else 1 + depth(start.get(grp))
+    return {r["hash"]: depth(start[r["grp"]]) for r in runs}
 
 
 def train_in_stages(out: Path, store: st.Store, options: dict, execution: Execution, desc: str,
@@ -145,8 +142,8 @@ def train_in_stages(out: Path, store: st.Store, options: dict, execution: Execut
         runs = store.runs()
         final = {(r["grp"], r["seed"]) for r in runs if r["status"] in st.FINAL}
         pending = [r for r in runs if stage[r["hash"]] == k and r["status"] not in st.FINAL
-                   and (not (r["config"].get("start") or "").startswith("cell:")
-                        or (r["config"]["start"][len("cell:"):], r["seed"]) in final)]
+                   and (start_group(r["config"].get("start")) is None
+                        or (start_group(r["config"]["start"]), r["seed"]) in final)]
         if not pending:
             continue
         try:

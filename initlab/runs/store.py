@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from initlab.files import atomic_write_bytes, atomic_write_text, read_csv, rows_to_csv
+from initlab.files import atomic_write_bytes, read_csv, rows_to_csv
 
 STORE_NAME = "store.sqlite"
 RECORDS_DIR = "records"
@@ -336,12 +336,17 @@ class Store:
 # Record files: DIR/records/<hash>/{curves,layers,histograms}.csv, one set per run
 # --------------------------------------------------------------------------------------------------
 
-def durable_write_text(path: Path, text: str) -> None:
-    """An atomic write (temp file, fsync, rename: :func:`initlab.files.atomic_write_text`), then an
+def durable_write(path: Path, data: bytes) -> None:
+    """An atomic write (temp file, fsync, rename: :func:`initlab.files.atomic_write_bytes`), then an
     fsync of the folder: after this returns the file is complete on disk, and at no moment does
     ``path`` hold half a file."""
-    atomic_write_text(path, text)
+    atomic_write_bytes(path, data)
     _fsync_dir(Path(path).parent)
+
+
+def durable_write_text(path: Path, text: str) -> None:
+    """:func:`durable_write` of ``text``, UTF-8 (the bytes :func:`initlab.files.atomic_write_text` writes)."""
+    durable_write(path, text.encode())
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -369,12 +374,9 @@ def write_records(out: Path, run_hash: str, tables: Dict[str, List[dict]],
     folder = Path(out) / rel
     folder.mkdir(parents=True, exist_ok=True)
     sums = []
-    for name in RECORD_TABLES:
-        durable_write_text(folder / f"{name}.csv", rows_to_csv(tables.get(name, [])))
-        sums.append(f"{hashlib.sha256((folder / f'{name}.csv').read_bytes()).hexdigest()}  {name}.csv\n")
-    for name, data in (blobs or {}).items():
-        atomic_write_bytes(folder / name, data)
-        _fsync_dir(folder)
+    files_ = [(f"{name}.csv", rows_to_csv(tables.get(name, [])).encode()) for name in RECORD_TABLES]
+    for name, data in files_ + list((blobs or {}).items()):
+        durable_write(folder / name, data)
         sums.append(f"{hashlib.sha256(data).hexdigest()}  {name}\n")
     durable_write_text(folder / CHECKSUMS, "".join(sums))
     return rel
